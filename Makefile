@@ -1,0 +1,43 @@
+# kubemonitor — the two commands a newcomer needs: `make demo` and `make test`.
+IMAGE_NAME ?= kubemonitor/kubemonitor
+VERSION    ?= 0.1.0
+PYTHON     ?= python3
+PORT       ?= 8000
+
+.PHONY: all build push install system-deps test demo run bench lint
+
+all: build push
+
+build:
+	docker build -t $(IMAGE_NAME):$(VERSION) .
+
+push:
+	docker push $(IMAGE_NAME):$(VERSION)
+
+# System packages the tests and the demo need (Debian): InfluxDB 1.x and Chromium.
+system-deps:
+	@if ! command -v influxd >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq influxdb chromium; \
+	fi
+
+install:
+	$(PYTHON) -m pip install -q -e '.[test]'
+	@if [ -f static/package.json ]; then cd static && npm ci --no-audit --no-fund --silent; fi
+
+test:
+	$(PYTHON) -m pytest
+
+demo:
+	@command -v kubemonitor >/dev/null 2>&1 || $(PYTHON) -m pip install -q -e .
+	@if [ -f static/package.json ] && [ ! -d static/node_modules ]; then cd static && npm ci --no-audit --no-fund --silent; fi
+	$(PYTHON) -m kubemonitor.cli demo --port $(PORT)
+
+run:
+	$(PYTHON) -m kubemonitor.cli serve $(PORT)
+
+bench:
+	$(PYTHON) bench/api_overhead.py
+
+lint:
+	ruff check kubemonitor tests bench

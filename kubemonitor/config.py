@@ -1,0 +1,175 @@
+"""Configuration: environment variables (SPEC §3), each overridable by a `serve` flag.
+
+One table (`SETTINGS`) drives the environment lookup, the command-line flags and the
+error messages, so a setting cannot exist in one place and be missing in another.
+A bad value raises `ConfigError` with one line naming the setting and the fix; the
+CLI prints that line and exits, never a traceback.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(Exception):
+    """A setting has a value the server cannot start with."""
+
+
+def _port(text: str) -> int:
+    if not re.fullmatch(r"\d{1,5}", text.strip()) or not 1 <= int(text) <= 65535:
+        raise ValueError("must be a port number from 1 to 65535")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number of seconds, e.g. 10") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("must be a number of seconds greater than 0, e.g. 10")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1:
+        raise ValueError("must be a whole number of at least 1, e.g. 10000")
+    return int(text)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("must be one of true/false, yes/no, on/off, 1/0")
+
+
+def _namespaces(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
+            raise ValueError(f"{name!r} is not a Kubernetes namespace name; give a comma-separated list such as kube-system,monitoring")
+    return names
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _optional(text: str) -> str | None:
+    return text if text != "" else None
+
+
+@dataclass(frozen=True)
+class Setting:
+    field: str          # attribute of Config
+    env: str            # environment variable (the seed's names are kept)
+    flag: str           # `kubemonitor serve` flag
+    parse: Callable[[str], Any]
+    default: str | None  # as text, parsed like user input; None = unset
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("influxdb_host", "INFLUXDB_HOST", "--influxdb-host", _text, "localhost", "InfluxDB host"),
+    Setting("influxdb_port", "INFLUXDB_PORT", "--influxdb-port", _port, "8086", "InfluxDB HTTP port"),
+    Setting("influxdb_user", "INFLUXDB_USER", "--influxdb-user", _text, "", "InfluxDB user (empty = no auth)"),
+    Setting("influxdb_pass", "INFLUXDB_PASS", "--influxdb-pass", _text, "", "InfluxDB password", secret=True),
+    Setting("influxdb_db", "INFLUXDB_DB", "--influxdb-db", _text, "k8s", "InfluxDB database (Heapster's default is k8s)"),
+    Setting("influxdb_ssl", "INFLUXDB_SSL", "--influxdb-ssl", _bool, "off", "use HTTPS to reach InfluxDB"),
+    Setting("influxdb_verify_ssl", "INFLUXDB_VERIFY_SSL", "--influxdb-verify-ssl", _bool, "on", "verify InfluxDB's TLS certificate"),
+    Setting("influxdb_timeout", "INFLUXDB_TIMEOUT", "--influxdb-timeout", _positive_float, "10", "seconds before an InfluxDB query gives up"),
+    Setting("api_username", "API_USERNAME", "--api-username", _optional, None, "API user (unset = the API refuses all requests)"),
+    Setting("api_password", "API_PASSWORD", "--api-password", _optional, None, "API password", secret=True),
+    Setting("users_file", "KUBEMONITOR_USERS_FILE", "--users-file", _text, "conf/users.yaml", "web users file"),
+    Setting("cookie_secret", "KUBEMONITOR_COOKIE_SECRET", "--cookie-secret", _optional, None,
+            "secret signing session cookies (random per process when unset)", secret=True),
+    Setting("log_dir", "KUBEMONITOR_LOG_DIR", "--log-dir", _text, "/logs/kube-monitoring", "where info.log and errors.log go"),
+    Setting("poll_interval", "KUBEMONITOR_POLL_INTERVAL", "--poll-interval", _positive_float, "10", "seconds between live refreshes"),
+    Setting("max_limit", "KUBEMONITOR_MAX_LIMIT", "--max-limit", _positive_int, "10000", "largest `limit` the API accepts"),
+    Setting("excluded_namespaces", "KUBEMONITOR_EXCLUDED_NAMESPACES", "--excluded-namespaces", _namespaces, "kube-system",
+            "comma-separated namespaces left out of cluster-wide aggregations"),
+    Setting("address", "KUBEMONITOR_ADDRESS", "--address", _text, "", "address to listen on (empty = all interfaces)"),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    influxdb_host: str = "localhost"
+    influxdb_port: int = 8086
+    influxdb_user: str = ""
+    influxdb_pass: str = ""
+    influxdb_db: str = "k8s"
+    influxdb_ssl: bool = False
+    influxdb_verify_ssl: bool = True
+    influxdb_timeout: float = 10.0
+    api_username: str | None = None
+    api_password: str | None = None
+    users_file: str = "conf/users.yaml"
+    cookie_secret: str | None = None
+    log_dir: str = "/logs/kube-monitoring"
+    poll_interval: float = 10.0
+    max_limit: int = 10000
+    excluded_namespaces: tuple[str, ...] = ("kube-system",)
+    address: str = ""
+    # Set when the cookie secret was generated because none was configured.
+    cookie_secret_generated: bool = False
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None) -> "Config":
+        """Build a Config from the environment, then flag overrides (both as text).
+
+        Raises ConfigError naming the variable (or flag) and what a valid value is.
+        """
+        environ = os.environ if environ is None else environ
+        overrides = overrides or {}
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            source, raw = s.env, environ.get(s.env)
+            if overrides.get(s.field) is not None:
+                source, raw = s.flag, overrides[s.field]
+            if raw is None:
+                raw = s.default
+                source = f"{s.env} (default)"
+            if raw is None:
+                values[s.field] = None
+                continue
+            try:
+                values[s.field] = s.parse(raw)
+            except ValueError as exc:
+                shown = "***" if s.secret else repr(raw)
+                raise ConfigError(f"{source}={shown}: {exc}") from None
+        if not values["cookie_secret"]:
+            # Made at start-up (never at import): sessions do not survive a restart and
+            # replicas cannot share them, so `serve` warns about it.
+            values["cookie_secret"] = secrets.token_hex(32)
+            values["cookie_secret_generated"] = True
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def api_configured(self) -> bool:
+        return bool(self.api_username) and bool(self.api_password)
+
+
+def check_log_dir(path: str) -> None:
+    """Refuse to start with a log directory we cannot write (SPEC §3), naming the fix."""
+    fix = f"create it and make it writable: sudo mkdir -p {path} && sudo chown $(id -u):$(id -g) {path}" \
+          f" (or set KUBEMONITOR_LOG_DIR / --log-dir to a writable directory)"
+    if not os.path.isdir(path):
+        raise ConfigError(f"KUBEMONITOR_LOG_DIR={path!r} does not exist; {fix}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"KUBEMONITOR_LOG_DIR={path!r} is not writable by this user; {fix}")

@@ -1,0 +1,113 @@
+"""Shared handler behaviour: request ids, JSON writing, error pages, the current user.
+
+`BaseHandler` serves HTML; `APIHandler` differs from it only where an API must:
+JSON errors, 401 instead of a login redirect, no XSRF cookie (it authenticates by
+header, not by cookie).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+import tornado.web
+
+log = logging.getLogger("kubemonitor.app")
+
+
+class ApiError(tornado.web.HTTPError):
+    """An error answer with a message for the user (what is wrong and how to fix it)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(status)
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_message(status: int, exc: BaseException | None) -> str:
+    if isinstance(exc, ApiError):
+        return exc.message
+    if status >= 500:
+        return ""
+    return HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error"
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    route_name = "other"  # Prometheus label: a route, never a raw path
+
+    def initialize(self, **_kwargs: Any) -> None:
+        incoming = self.request.headers.get("X-Request-ID", "")
+        # Accept a caller's id only when it is short and plain, so it cannot forge log lines.
+        self.request_id = incoming if 0 < len(incoming) <= 64 and incoming.replace("-", "").isalnum() \
+            else uuid.uuid4().hex[:16]
+        self.set_header("X-Request-ID", self.request_id)
+
+    @property
+    def app(self):
+        return self.application
+
+    def user_label(self) -> str:
+        """Who made the request, for the access log ("-" when anonymous)."""
+        return getattr(self, "_current_user", None) or "-"
+
+    def write_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(value, separators=(",", ":"), allow_nan=False))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, tornado.web.HTTPError):
+            return  # an answer we chose; the access line records it
+        log.error("internal error in request %s %s %s", self.request_id, self.request.method, self.request.path,
+                  exc_info=(typ, value, tb))
+
+    def internal_error_message(self) -> str:
+        return f"internal error (request id {self.request_id}); it has been logged, please report it with that id"
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        for name, value in getattr(exc, "headers", {}).items():
+            self.set_header(name, value)
+        message = error_message(status_code, exc) or self.internal_error_message()
+        self.render("error.html", code=status_code, message=message)
+
+
+class APIHandler(BaseHandler):
+    """JSON everywhere, including errors: {"code": status, "message": "..."}."""
+
+    def check_xsrf_cookie(self) -> None:
+        # The API authenticates each request by header, never by cookie, so a forged
+        # cross-site request has nothing to ride on.
+        return None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        for name, value in getattr(exc, "headers", {}).items():
+            self.set_header(name, value)
+        message = error_message(status_code, exc) or self.internal_error_message()
+        if self.request.method == "HEAD":
+            self.finish()
+            return
+        self.write_json({"code": status_code, "message": message}, status_code)
+
+
+class NotFoundHandler(BaseHandler):
+    """The catch-all: JSON under /api, a page elsewhere."""
+
+    def prepare(self) -> None:
+        path = self.request.path
+        if path == "/api" or path.startswith("/api/"):
+            raise ApiError(404, "no such API path; use POST /api/<metric>, e.g. /api/cpu/usage_rate "
+                                "(GET /openapi.json describes the API)")
+        raise ApiError(404, f"there is no page at {path}; start at /web/stats/index")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if self.request.path == "/api" or self.request.path.startswith("/api/"):
+            APIHandler.write_error(self, status_code, **kwargs)
+        else:
+            super().write_error(status_code, **kwargs)
+
+    def check_xsrf_cookie(self) -> None:
+        return None  # every method ends in 404 here; no state changes

@@ -1,0 +1,50 @@
+"""Operations endpoints (SPEC §7): /healthz, /readyz, /metrics, /openapi.json."""
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..influx import InfluxError
+from ..openapi import openapi_document
+from .base import APIHandler
+
+
+class OpsHandler(APIHandler):
+    """GET only, no login: probes and scrapers call these."""
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+
+class HealthHandler(OpsHandler):
+    route_name = "healthz"
+
+    def get(self) -> None:
+        # Alive means the event loop answers; it deliberately does not ask InfluxDB.
+        self.write_json({"status": "ok"})
+
+
+class ReadyHandler(OpsHandler):
+    route_name = "readyz"
+
+    async def get(self) -> None:
+        try:
+            version = await self.app.influx.ping()
+        except InfluxError as exc:
+            self.write_json({"status": "unavailable", "code": 503, "message": exc.message}, 503)
+            return
+        self.write_json({"status": "ready", "influxdb": version})
+
+
+class MetricsHandler(OpsHandler):
+    route_name = "metrics"
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.app.telemetry.registry))
+
+
+class OpenAPIHandler(OpsHandler):
+    route_name = "openapi"
+
+    def get(self) -> None:
+        self.write_json(openapi_document(self.app.config))

@@ -1,0 +1,137 @@
+"""InfluxDB access: every call off the event loop, with a timeout, mapped to HTTP errors.
+
+The `influxdb` client is blocking, has no timeout by default and retries failed
+requests; its `requests` session is not documented as thread-safe. So:
+
+* each executor thread gets its own client (thread-local), created with an explicit
+  timeout and `retries=1` (one attempt, no retry: a retry would double the time a
+  caller waits for an unreachable database);
+* `InfluxGateway.call` runs a function of the client in the executor (whose
+  worker count bounds the load we put on InfluxDB), times it for Prometheus and turns failures into `InfluxError` with the
+  status of SPEC §4.4 (502 InfluxDB answered with an error, 503 unreachable, 504 too
+  slow);
+* queries take their values only as bind parameters (`$name`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+import requests
+from influxdb import InfluxDBClient
+from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
+
+from .config import Config
+from .telemetry import Telemetry
+
+log = logging.getLogger("kubemonitor.influx")
+T = TypeVar("T")
+
+
+class InfluxError(Exception):
+    """An InfluxDB failure, carrying the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def map_error(exc: BaseException, config: Config) -> InfluxError:
+    where = f"InfluxDB at {config.influxdb_host}:{config.influxdb_port}"
+    if isinstance(exc, InfluxError):
+        return exc
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return InfluxError(503, f"{where} is unreachable (connect timed out); check INFLUXDB_HOST/INFLUXDB_PORT and that InfluxDB runs")
+    if isinstance(exc, (requests.exceptions.Timeout, asyncio.TimeoutError, TimeoutError)):
+        return InfluxError(504, f"{where} did not answer within {config.influxdb_timeout:g} s (INFLUXDB_TIMEOUT); "
+                                "narrow the time range or raise the timeout")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return InfluxError(503, f"{where} is unreachable; check INFLUXDB_HOST/INFLUXDB_PORT and that InfluxDB runs")
+    if isinstance(exc, InfluxDBClientError):
+        detail = str(getattr(exc, "content", exc)).strip()
+        if getattr(exc, "code", None) == 401:
+            return InfluxError(502, f"{where} refused our credentials; check INFLUXDB_USER/INFLUXDB_PASS")
+        return InfluxError(502, f"{where} answered with an error: {detail}")
+    if isinstance(exc, InfluxDBServerError):
+        return InfluxError(502, f"{where} failed: {str(exc).strip()}")
+    if isinstance(exc, (ValueError, requests.exceptions.RequestException)):
+        return InfluxError(502, f"{where} sent an answer we could not read: {exc}")
+    raise exc  # a bug, not a database fault: let it become a logged 500
+
+
+class InfluxGateway:
+    """The one door to InfluxDB. Share one per process; it owns its executor."""
+
+    def __init__(self, config: Config, telemetry: Telemetry | None = None, workers: int = 8):
+        self.config = config
+        self.telemetry = telemetry or Telemetry()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="influx")
+        self._local = threading.local()
+
+    # -- blocking side (executor threads) ---------------------------------------------
+    def _client(self) -> InfluxDBClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            c = self.config
+            client = InfluxDBClient(
+                host=c.influxdb_host, port=c.influxdb_port, username=c.influxdb_user, password=c.influxdb_pass,
+                database=c.influxdb_db, ssl=c.influxdb_ssl, verify_ssl=c.influxdb_verify_ssl,
+                timeout=c.influxdb_timeout, retries=1, pool_size=1,
+            )
+            self._local.client = client
+        return client
+
+    @staticmethod
+    def select(client: InfluxDBClient, influxql: str, params: dict[str, Any] | None = None,
+               epoch: str | None = None) -> list[dict]:
+        """Run one statement; return its raw series list ([] when nothing matched)."""
+        result = client.query(influxql, bind_params=params or None, epoch=epoch)
+        return result.raw.get("series", [])
+
+    # -- event-loop side ----------------------------------------------------------------
+    async def call(self, fn: Callable[[InfluxDBClient], T], kind: str = "query") -> T:
+        """Run `fn(client)` in the executor; raise InfluxError (502/503/504) on failure."""
+        tel = self.telemetry
+        tel.influx_inflight.inc()
+        try:
+            loop = asyncio.get_running_loop()
+            try:
+                # The client's own timeout bounds each socket operation; this bounds the
+                # whole call, so a trickling answer cannot hold a caller for ever.
+                return await asyncio.wait_for(
+                    loop.run_in_executor(self._executor, self._run, fn, kind),
+                    timeout=self.config.influxdb_timeout + 2)
+            except Exception as exc:  # noqa: BLE001 - mapped, or re-raised as a bug
+                err = map_error(exc, self.config)
+                tel.influx_errors.labels(str(err.status)).inc()
+                log.warning("InfluxDB %s failed: %s", kind, err.message)
+                raise err from exc
+        finally:
+            tel.influx_inflight.dec()
+
+    def _run(self, fn: Callable[[InfluxDBClient], T], kind: str) -> T:
+        started = time.perf_counter()
+        try:
+            return fn(self._client())
+        finally:
+            self.telemetry.influx_seconds.labels(kind).observe(time.perf_counter() - started)
+
+    async def query(self, influxql: str, params: dict[str, Any] | None = None, epoch: str | None = None,
+                    kind: str = "query") -> list[dict]:
+        return await self.call(lambda client: self.select(client, influxql, params, epoch), kind)
+
+    async def ping(self) -> str:
+        """InfluxDB's version; raises InfluxError when it is not reachable."""
+        return await self.call(lambda client: client.ping(), "ping")
+
+    async def list_measurements(self) -> list[str]:
+        series = await self.query("SHOW MEASUREMENTS", kind="measurements")
+        return [row[0] for s in series for row in s.get("values", [])]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,155 @@
+"""The metric catalog (SPEC §2): Heapster's 37 metrics, their units, the three main ones.
+
+A name outside the catalog is still queryable when InfluxDB has a measurement of that
+name (e.g. `accelerator/memory_used`); `MetricCatalog.resolve` looks it up in a cached
+`SHOW MEASUREMENTS` list that is refreshed now and then and on a miss (rate-limited).
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+METRIC_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
+
+# unit -> what its time-integral is measured in (value x hours)
+INTEGRAL_UNITS = {
+    "millicores": "millicore-hours",
+    "nanoseconds": "nanosecond-hours",
+    "milliseconds": "millisecond-hours",
+    "bytes": "byte-hours",
+    "megabytes": "megabyte-hours",
+    "inodes": "inode-hours",
+    "faults": "fault-hours",
+    "errors": "error-hours",
+    "fraction": "fraction-hours",
+    "bytes/s": "(bytes/s)-hours",
+    "faults/s": "(faults/s)-hours",
+    "errors/s": "(errors/s)-hours",
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    description: str
+    unit: str | None
+    main: bool = False
+    in_catalog: bool = True
+
+    @property
+    def integral_unit(self) -> str | None:
+        return INTEGRAL_UNITS.get(self.unit) if self.unit else None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "unit": self.unit,
+                "integral_unit": self.integral_unit, "main": self.main, "in_catalog": self.in_catalog}
+
+
+def _m(name: str, unit: str, description: str, main: bool = False) -> Metric:
+    return Metric(name, description, unit, main)
+
+
+CATALOG: dict[str, Metric] = {m.name: m for m in (
+    _m("cpu/limit", "millicores", "CPU hard limit in millicores."),
+    _m("cpu/node_capacity", "millicores", "CPU capacity of a node."),
+    _m("cpu/node_allocatable", "millicores", "CPU allocatable of a node."),
+    _m("cpu/node_reservation", "fraction", "Share of CPU that is reserved on the node allocatable."),
+    _m("cpu/node_utilization", "fraction", "CPU utilization as a share of node allocatable."),
+    _m("cpu/request", "millicores", "CPU request (the guaranteed amount of resources) in millicores."),
+    _m("cpu/usage", "nanoseconds", "Cumulative CPU usage on all cores."),
+    _m("cpu/usage_rate", "millicores", "CPU usage on all cores in millicores.", main=True),
+    _m("filesystem/usage", "bytes", "Total number of bytes consumed on a filesystem."),
+    _m("filesystem/limit", "bytes", "The total size of filesystem in bytes."),
+    _m("filesystem/available", "bytes", "The number of available bytes remaining in the filesystem."),
+    _m("filesystem/inodes", "inodes", "The number of available inodes in the filesystem."),
+    _m("filesystem/inodes_free", "inodes", "The number of free inodes remaining in the filesystem."),
+    _m("gpu/usage", "megabytes", "The usage of all GPUs in megabytes.", main=True),
+    _m("memory/limit", "bytes", "Memory hard limit in bytes."),
+    _m("memory/major_page_faults", "faults", "Number of major page faults."),
+    _m("memory/major_page_faults_rate", "faults/s", "Number of major page faults per second."),
+    _m("memory/node_capacity", "bytes", "Memory capacity of a node."),
+    _m("memory/node_allocatable", "bytes", "Memory allocatable of a node."),
+    _m("memory/node_reservation", "fraction", "Share of memory that is reserved on the node allocatable."),
+    _m("memory/node_utilization", "fraction", "Memory utilization as a share of memory allocatable."),
+    _m("memory/page_faults", "faults", "Number of page faults."),
+    _m("memory/page_faults_rate", "faults/s", "Number of page faults per second."),
+    _m("memory/request", "bytes", "Memory request (the guaranteed amount of resources) in bytes."),
+    _m("memory/usage", "bytes", "Total memory usage in bytes.", main=True),
+    _m("memory/cache", "bytes", "Cache memory usage."),
+    _m("memory/rss", "bytes", "RSS memory usage."),
+    _m("memory/working_set", "bytes",
+       "Total working set usage. Working set is the memory being used and not easily dropped by the kernel."),
+    _m("network/rx", "bytes", "Cumulative number of bytes received over the network."),
+    _m("network/rx_errors", "errors", "Cumulative number of errors while receiving over the network."),
+    _m("network/rx_errors_rate", "errors/s", "Number of errors while receiving over the network per second."),
+    _m("network/rx_rate", "bytes/s", "Number of bytes received over the network per second."),
+    _m("network/tx", "bytes", "Cumulative number of bytes sent over the network."),
+    _m("network/tx_errors", "errors", "Cumulative number of errors while sending over the network."),
+    _m("network/tx_errors_rate", "errors/s", "Number of errors while sending over the network per second."),
+    _m("network/tx_rate", "bytes/s", "Number of bytes sent over the network per second."),
+    _m("uptime", "milliseconds", "Number of milliseconds since the container was started."),
+)}
+
+MAIN_METRICS: tuple[str, ...] = tuple(name for name, m in CATALOG.items() if m.main)
+
+
+class MetricCatalog:
+    """Resolves metric names: the catalog first, then the database's measurements.
+
+    `list_measurements` is an async callable returning the measurement names (the
+    InfluxDB gateway's). The list is cached for `ttl` seconds; an unknown name forces
+    a refresh, but at most once per `miss_interval` so a client probing random names
+    cannot turn every request into a SHOW MEASUREMENTS.
+    """
+
+    def __init__(self, list_measurements, ttl: float = 300.0, miss_interval: float = 10.0, clock=time.monotonic):
+        self._list = list_measurements
+        self._ttl = ttl
+        self._miss_interval = miss_interval
+        self._clock = clock
+        self._names: frozenset[str] = frozenset()
+        self._fetched_at: float | None = None
+
+    @staticmethod
+    def valid_name(name: str) -> bool:
+        return bool(METRIC_NAME.match(name)) and len(name) <= 200
+
+    async def measurements(self, refresh: bool = False) -> frozenset[str]:
+        now = self._clock()
+        stale = self._fetched_at is None or now - self._fetched_at > self._ttl
+        if refresh or stale:
+            self._names = frozenset(await self._list())
+            self._fetched_at = now
+        return self._names
+
+    async def available(self) -> list[Metric]:
+        """Every metric a user can pick: the catalog plus the database's extra measurements."""
+        names = await self.measurements()
+        extra = [self._extra(n) for n in sorted(names) if n not in CATALOG and self.valid_name(n)]
+        return list(CATALOG.values()) + extra
+
+    async def resolve(self, name: str) -> Metric | None:
+        """The Metric for `name`, or None when it is neither in the catalog nor in the database.
+
+        Raises the gateway's errors (503...) only when the name is outside the catalog
+        and the database has to be asked.
+        """
+        if name in CATALOG:
+            return CATALOG[name]
+        if not self.valid_name(name):
+            return None
+        names = await self.measurements()
+        if name not in names and self._fetched_at is not None and self._clock() - self._fetched_at >= self._miss_interval:
+            names = await self.measurements(refresh=True)
+        return self._extra(name) if name in names else None
+
+    def resolve_cached(self, name: str) -> Metric | None:
+        """Like resolve, without asking the database (for page routing on the event loop)."""
+        if name in CATALOG:
+            return CATALOG[name]
+        return self._extra(name) if self.valid_name(name) and name in self._names else None
+
+    @staticmethod
+    def _extra(name: str) -> Metric:
+        return Metric(name, "A measurement found in InfluxDB (not in Heapster's catalog).", None, in_catalog=False)

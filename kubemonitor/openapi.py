@@ -1,0 +1,126 @@
+"""The OpenAPI 3 description of the API (SPEC §4), served at /openapi.json."""
+from __future__ import annotations
+
+from . import __version__
+from .config import Config
+from .metrics import CATALOG, METRIC_NAME
+from .query import AGGREGATIONS, FIELDS, SERIES_TYPES, TAG_KEYS, TIME_FORMATS
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def openapi_document(config: Config) -> dict:
+    time_schema = {"oneOf": [{"type": "string", "example": "2017-12-01"}, {"type": "number", "example": 1512086400}],
+                   "description": f"Inclusive. {TIME_FORMATS}. No zone means UTC; a date-only end covers that whole day."}
+    usage_props = {
+        "namespace_name": {"type": "string"},
+        "count": {"type": "integer", "description": "samples counted"},
+        "sum": {"type": "number"},
+        "mean": {"type": "number", "nullable": True, "description": "sum / count"},
+        "max": {"type": "number", "nullable": True, "description": "largest sample"},
+        "integral": {"type": "number", "description": "trapezoidal time-integral, unit x hours: the quantity to bill"},
+        "unit": {"type": "string", "nullable": True},
+        "integral_unit": {"type": "string", "nullable": True},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "kubemonitor API",
+            "version": __version__,
+            "description": (
+                "Usage of Kubernetes pods from Heapster metrics in InfluxDB 1.x. Each pod is counted once: its "
+                "pod-level series, else the sum of its container-level series; ns/node/cluster series never count."),
+        },
+        "paths": {
+            "/api/{metric}": {
+                "post": {
+                    "summary": "Points or aggregated usage of one metric",
+                    "operationId": "queryMetric",
+                    "parameters": [{
+                        "name": "metric", "in": "path", "required": True,
+                        "description": "A catalog metric (may contain '/', e.g. cpu/usage_rate) or a measurement "
+                                       "present in InfluxDB.",
+                        "schema": {"type": "string", "pattern": METRIC_NAME.pattern, "example": "cpu/usage_rate"},
+                    }],
+                    "security": [{"username": [], "password": []}],
+                    "requestBody": {
+                        "required": False,
+                        "description": "A JSON object (any Content-Type); an empty body means all defaults.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Query"}}},
+                    },
+                    "responses": {
+                        "200": {"description": "Points (no aggregation) or rows sorted by namespace_name, pod_name",
+                                "content": {"application/json": {"schema": {"oneOf": [
+                                    {"type": "array", "items": {"$ref": "#/components/schemas/Point"}},
+                                    {"type": "array", "items": {"$ref": "#/components/schemas/PodUsage"}},
+                                    {"type": "array", "items": {"$ref": "#/components/schemas/NamespaceUsage"}},
+                                ]}}}},
+                        "400": _error("Body not a JSON object, unknown field, or a bad value (the message names it)"),
+                        "401": _error("Credentials missing, wrong, or not configured on the server"),
+                        "404": _error("Unknown metric"),
+                        "405": _error("Any method but POST"),
+                        "413": _error("Body over 64 KiB"),
+                        "502": _error("InfluxDB answered with an error"),
+                        "503": _error("InfluxDB unreachable"),
+                        "504": _error("InfluxDB did not answer within INFLUXDB_TIMEOUT"),
+                    },
+                },
+            },
+            "/healthz": {"get": {"summary": "The process is alive", "operationId": "healthz",
+                                 "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {"get": {"summary": "InfluxDB is reachable", "operationId": "readyz",
+                                "responses": {"200": {"description": "ready"}, "503": {"description": "InfluxDB unreachable"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
+                                 "responses": {"200": {"description": "Prometheus text format",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        },
+        "components": {
+            "securitySchemes": {
+                "username": {"type": "apiKey", "in": "header", "name": "X-USERNAME"},
+                "password": {"type": "apiKey", "in": "header", "name": "X-PASSWORD"},
+            },
+            "schemas": {
+                "Query": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "namespace": {"type": "string", "default": "default"},
+                        "limit": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": config.max_limit},
+                                            {"type": "string", "pattern": "^[0-9]+$"}],
+                                  "description": "points to return without aggregation (ignored with one)"},
+                        "agg": {"type": "string", "nullable": True, "enum": [*AGGREGATIONS, "", None],
+                                "description": "any other value means no aggregation (the seed's contract)"},
+                        "timeBeginInterval": {**time_schema, "description": "default: now - 60 min. " + time_schema["description"]},
+                        "timeEndInterval": {**time_schema, "description": "default: now. " + time_schema["description"]},
+                        "pod": {"type": "string", "description": "no aggregation only: exact pod_name"},
+                        "type": {"type": "string", "enum": list(SERIES_TYPES), "description": "no aggregation only"},
+                    },
+                },
+                "Point": {
+                    "type": "object", "required": ["time", "value", *TAG_KEYS],
+                    "properties": {"time": {"type": "string", "format": "date-time"}, "value": {"type": "number"},
+                                   **{k: {"type": "string", "nullable": True} for k in TAG_KEYS}},
+                    "additionalProperties": {"type": "string"},
+                },
+                "PodUsage": {
+                    "type": "object",
+                    "required": ["namespace_name", "pod_name", "count", "sum", "mean", "max", "integral", "unit", "integral_unit"],
+                    "properties": {**usage_props, "pod_name": {"type": "string"},
+                                   "series_type": {"type": "string", "enum": ["pod", "pod_container"],
+                                                   "description": "which series were counted"}},
+                },
+                "NamespaceUsage": {
+                    "type": "object",
+                    "required": ["namespace_name", "pods", "count", "sum", "mean", "max", "integral", "unit", "integral_unit"],
+                    "properties": {**usage_props, "pods": {"type": "integer"}},
+                },
+                "Error": {
+                    "type": "object", "required": ["code", "message"],
+                    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+                },
+            },
+        },
+        "x-kubemonitor": {"fields": list(FIELDS), "metrics": sorted(CATALOG),
+                          "excluded_namespaces": list(config.excluded_namespaces)},
+    }

@@ -1,0 +1,72 @@
+"""Fixtures: one real influxd for the session (restartable), the closed-form dataset,
+and a KubeMonitorApp wired to them for pytest-tornado's `app` fixture."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import dataset  # noqa: E402
+from kubemonitor.app import KubeMonitorApp  # noqa: E402
+from kubemonitor.config import Config  # noqa: E402
+from kubemonitor.influxd import Influxd  # noqa: E402
+
+DB = "k8s_test"
+API_USER, API_PASS = "billing", "s3cret-äpi"
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory):
+    server = Influxd(root=str(tmp_path_factory.mktemp("influxd")))
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def anchors(influxd):
+    return dataset.load(influxd, DB)
+
+
+@pytest.fixture
+def running_influxd(influxd):
+    """The session's influxd, restarted if a test stopped it."""
+    influxd.start()
+    yield influxd
+    influxd.start()
+
+
+@pytest.fixture
+def config(running_influxd, anchors, tmp_path) -> Config:
+    return Config(influxdb_host="127.0.0.1", influxdb_port=running_influxd.http_port, influxdb_db=DB,
+                  influxdb_timeout=3.0, api_username=API_USER, api_password=API_PASS,
+                  users_file=str(tmp_path / "users.yaml"), cookie_secret="test-secret-" + "x" * 40,
+                  log_dir=str(tmp_path), poll_interval=0.5)
+
+
+@pytest.fixture
+def app(config):
+    application = KubeMonitorApp(config)
+    yield application
+    application.influx.close()
+
+
+@pytest.fixture
+def api(http_client, base_url):
+    """POST /api/<metric> with the right credentials; returns (status, decoded JSON, response)."""
+    async def call(metric: str, body=None, *, headers=None, method="POST", raw: bytes | None = None):
+        h = {"X-USERNAME": API_USER, "X-PASSWORD": API_PASS} if headers is None else headers
+        if raw is None and body is not None:
+            raw = json.dumps(body).encode()
+        kwargs = {"body": raw if raw is not None else b""} if method in ("POST", "PUT", "PATCH") else {}
+        if method not in ("POST", "PUT", "PATCH") and raw:
+            kwargs = {"body": raw, "allow_nonstandard_methods": True}
+        r = await http_client.fetch(f"{base_url}/api/{metric}", method=method, headers=h, raise_error=False,
+                                    **kwargs)
+        data = json.loads(r.body) if r.body and r.headers.get("Content-Type", "").startswith("application/json") else None
+        return r.code, data, r
+    return call

@@ -1,0 +1,132 @@
+"""The test dataset: Heapster's schema, with answers known in closed form.
+
+December 2017 block, 60 points one minute apart from T0 = 2017-12-01T10:00:00Z
+(i = 0..59, t_i = T0 + 60 i s), metric cpu/usage_rate unless said otherwise:
+
+  team-a/web-1    containers nginx = 300, sidecar = 200; pod series = 500
+                  (tags also carry pod_id and labels)
+  team-a/web-2    containers app = 60 + 10 i, sidecar = 40; pod series = 100 + 10 i
+  team-a/batch-1  containers only (no pod series): c1 = 1000, c2 = 500, i = 0..29
+  team-b/web-1    same pod name as in team-a: container nginx = 250; pod = 250
+  kube-system/kube-dns-1   container dns = 50; pod = 50
+  ns, node, cluster series with the sums, and a sys_container series (999): they
+  must never be counted.
+  team-c/edge-1   pod series at 2017-11-30T23:59:59.999999999Z (1), 2017-12-01T00:00:00Z (2),
+                  2017-12-31T23:59:59.999999999Z (4), 2018-01-01T00:00:00Z (8): inclusive ranges.
+  gpu/usage:      team-gpu/train-1 pod 8000 (container trainer 8000);
+                  team-gpu/train-2 container-only trainer 4000.
+  memory/usage:   team-a/web-1 pod 1073741824 (integers, as Heapster writes them),
+                  containers 805306368 + 268435456.
+
+Last-hour block: ten points one minute apart starting 15 minutes before the
+fixture was written (`Anchors.recent[0]`), so the default window (now - 60 min ..
+now) holds all ten for 45 minutes:
+
+  cpu/usage_rate: team-a/web-1 pod 500 (containers 300 + 200), team-b/web-1 pod 250,
+                  kube-system/kube-dns-1 pod 50, default/hello-1 pod 10 (container 10)
+  gpu/usage:      team-gpu/train-1 pod 8000
+  uptime:         team-a/web-1 pod 60000 * (k + 1)
+  accelerator/memory_used (not in the catalog): team-gpu/train-1 pod 123
+"""
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+
+NS = 10**9
+MINUTE = 60 * NS
+T0 = calendar.timegm((2017, 12, 1, 10, 0, 0)) * NS
+N = 60
+
+
+def at(text: str) -> int:
+    """'2017-12-31T23:59:59' (UTC) -> ns."""
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S")) * NS
+
+
+EDGE_TIMES = {
+    1: at("2017-11-30T23:59:59") + NS - 1,
+    2: at("2017-12-01T00:00:00"),
+    4: at("2017-12-31T23:59:59") + NS - 1,
+    8: at("2018-01-01T00:00:00"),
+}
+
+
+@dataclass(frozen=True)
+class Anchors:
+    written_ns: int
+    recent: tuple[int, ...]
+
+
+def line(metric: str, tags: dict, value, t: int) -> str:
+    tag_text = ",".join(f"{k}={v}" for k, v in sorted(tags.items()) if v is not None)
+    v = f"{value}i" if isinstance(value, int) else repr(float(value))
+    return f"{metric},{tag_text} value={v} {t}"
+
+
+def pod_tags(ns, pod, node, kind, container=None, **extra):
+    return {"namespace_name": ns, "pod_name": pod, "nodename": node, "type": kind,
+            "container_name": container, **extra}
+
+
+def _pod(metric, ns, pod, node, containers: dict, t, with_pod=True, value_type=float, **extra):
+    out = [line(metric, pod_tags(ns, pod, node, "pod_container", c, **extra), value_type(v), t)
+           for c, v in containers.items()]
+    if with_pod:
+        out.append(line(metric, pod_tags(ns, pod, node, "pod", **extra), value_type(sum(containers.values())), t))
+    return out
+
+
+def month_lines() -> list[str]:
+    out: list[str] = []
+    cpu = "cpu/usage_rate"
+    for i in range(N):
+        t = T0 + i * MINUTE
+        out += _pod(cpu, "team-a", "web-1", "node-1", {"nginx": 300, "sidecar": 200}, t,
+                    pod_id="uid-a-web-1", labels="app:web")
+        out += _pod(cpu, "team-a", "web-2", "node-2", {"app": 60 + 10 * i, "sidecar": 40}, t)
+        batch = {"c1": 1000, "c2": 500} if i < 30 else {}
+        out += _pod(cpu, "team-a", "batch-1", "node-1", batch, t, with_pod=False)
+        out += _pod(cpu, "team-b", "web-1", "node-2", {"nginx": 250}, t)
+        out += _pod(cpu, "kube-system", "kube-dns-1", "node-1", {"dns": 50}, t)
+        team_a = 500 + (100 + 10 * i) + sum(batch.values())
+        out.append(line(cpu, {"namespace_name": "team-a", "type": "ns"}, float(team_a), t))
+        out.append(line(cpu, {"namespace_name": "team-b", "type": "ns"}, 250.0, t))
+        out.append(line(cpu, {"namespace_name": "kube-system", "type": "ns"}, 50.0, t))
+        node1 = 500 + sum(batch.values()) + 50
+        out.append(line(cpu, {"nodename": "node-1", "type": "node"}, float(node1), t))
+        out.append(line(cpu, {"nodename": "node-2", "type": "node"}, float(100 + 10 * i + 250), t))
+        out.append(line(cpu, {"type": "cluster"}, float(team_a + 250 + 50), t))
+        out.append(line(cpu, {"nodename": "node-1", "container_name": "kubelet", "type": "sys_container"}, 999.0, t))
+        out += _pod("gpu/usage", "team-gpu", "train-1", "node-3", {"trainer": 8000}, t)
+        out += _pod("gpu/usage", "team-gpu", "train-2", "node-3", {"trainer": 4000}, t, with_pod=False)
+        out.append(line("gpu/usage", {"namespace_name": "team-gpu", "type": "ns"}, 12000.0, t))
+        out += _pod("memory/usage", "team-a", "web-1", "node-1", {"nginx": 805306368, "sidecar": 268435456}, t,
+                    value_type=int)
+    for value, t in EDGE_TIMES.items():
+        out.append(line(cpu, pod_tags("team-c", "edge-1", "node-1", "pod"), float(value), t))
+    return out
+
+
+def recent_lines(start: int) -> list[str]:
+    out: list[str] = []
+    cpu = "cpu/usage_rate"
+    for k in range(10):
+        t = start + k * MINUTE
+        out += _pod(cpu, "team-a", "web-1", "node-1", {"nginx": 300, "sidecar": 200}, t)
+        out += _pod(cpu, "team-b", "web-1", "node-2", {"nginx": 250}, t)
+        out += _pod(cpu, "kube-system", "kube-dns-1", "node-1", {"dns": 50}, t)
+        out += _pod(cpu, "default", "hello-1", "node-2", {"hello": 10}, t)
+        out += _pod("gpu/usage", "team-gpu", "train-1", "node-3", {"trainer": 8000}, t)
+        out += _pod("uptime", "team-a", "web-1", "node-1", {"nginx": 60000 * (k + 1)}, t, value_type=int)
+        out.append(line("accelerator/memory_used", pod_tags("team-gpu", "train-1", "node-3", "pod"), 123.0, t))
+    return out
+
+
+def load(influxd, db: str) -> Anchors:
+    influxd.query(f'CREATE DATABASE "{db}"')
+    now = time.time_ns()
+    start = (now // MINUTE) * MINUTE - 15 * MINUTE
+    influxd.write(db, month_lines() + recent_lines(start))
+    return Anchors(written_ns=now, recent=tuple(start + k * MINUTE for k in range(10)))

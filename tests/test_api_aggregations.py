@@ -1,0 +1,214 @@
+"""Aggregations and raw points against the closed-form dataset (tests/dataset.py)."""
+from __future__ import annotations
+
+import pytest
+
+from dataset import EDGE_TIMES, T0
+
+HOUR_RANGE = {"timeBeginInterval": "2017-12-01T10:00:00Z", "timeEndInterval": "2017-12-01T10:59:00Z"}
+MIN59 = 59 / 60  # hours spanned by 60 points one minute apart
+
+
+def by_pod(rows):
+    return {(r["namespace_name"], r["pod_name"]): r for r in rows}
+
+
+def assert_usage(row, *, count, total, top, integral):
+    assert row["count"] == count
+    assert row["sum"] == pytest.approx(total)
+    assert row["max"] == pytest.approx(top)
+    assert row["mean"] == pytest.approx(total / count)
+    assert row["integral"] == pytest.approx(integral, rel=1e-9)
+
+
+@pytest.mark.gen_test
+async def test_pod_by_namespace_counts_each_pod_once(api):
+    status, rows, _ = await api("cpu/usage_rate", {"agg": "pod-by-namespace", "namespace": "team-a", **HOUR_RANGE})
+    assert status == 200
+    assert [(r["namespace_name"], r["pod_name"]) for r in rows] == [
+        ("team-a", "batch-1"), ("team-a", "web-1"), ("team-a", "web-2")]
+    pods = by_pod(rows)
+    # web-1: pod series 500 at 60 points (its containers 300 + 200 must not add to it)
+    assert_usage(pods["team-a", "web-1"], count=60, total=60 * 500, top=500, integral=500 * MIN59)
+    # web-2: 100 + 10 i, linear, so the trapezoid is exact: mean of the ends x duration
+    assert_usage(pods["team-a", "web-2"], count=60, total=60 * 100 + 10 * sum(range(60)), top=690,
+                 integral=(100 + 690) / 2 * MIN59)
+    # batch-1 has container series only: counted from their per-timestamp sum 1000 + 500
+    assert_usage(pods["team-a", "batch-1"], count=30, total=30 * 1500, top=1500, integral=1500 * 29 / 60)
+    assert pods["team-a", "batch-1"]["series_type"] == "pod_container"
+    assert pods["team-a", "web-1"]["series_type"] == "pod"
+    assert {r["unit"] for r in rows} == {"millicores"}
+    assert {r["integral_unit"] for r in rows} == {"millicore-hours"}
+
+
+@pytest.mark.gen_test
+async def test_all_pod_keeps_same_pod_name_in_two_namespaces_and_excludes_kube_system(api):
+    status, rows, _ = await api("cpu/usage_rate", {"agg": "all-pod", "namespace": "ignored", "limit": 1, **HOUR_RANGE})
+    assert status == 200
+    keys = [(r["namespace_name"], r["pod_name"]) for r in rows]
+    assert keys == [("team-a", "batch-1"), ("team-a", "web-1"), ("team-a", "web-2"), ("team-b", "web-1")]
+    assert_usage(by_pod(rows)["team-b", "web-1"], count=60, total=60 * 250, top=250, integral=250 * MIN59)
+
+
+@pytest.mark.gen_test
+async def test_all_namespace_is_the_sum_of_its_pods(api):
+    status, rows, _ = await api("cpu/usage_rate", {"agg": "all-namespace", **HOUR_RANGE})
+    assert status == 200
+    assert [r["namespace_name"] for r in rows] == ["team-a", "team-b"]
+    team_a, team_b = rows
+    web2_sum = 60 * 100 + 10 * sum(range(60))
+    assert team_a["pods"] == 3
+    assert_usage(team_a, count=150, total=30000 + web2_sum + 45000, top=1500,
+                 integral=500 * MIN59 + 395 * MIN59 + 1500 * 29 / 60)
+    assert team_b["pods"] == 1
+    assert_usage(team_b, count=60, total=15000, top=250, integral=250 * MIN59)
+
+
+@pytest.mark.gen_test
+async def test_excluded_namespace_is_still_reachable_by_name(api):
+    status, rows, _ = await api("cpu/usage_rate", {"agg": "pod-by-namespace", "namespace": "kube-system", **HOUR_RANGE})
+    assert status == 200
+    assert_usage(rows[0], count=60, total=3000, top=50, integral=50 * MIN59)
+
+
+@pytest.mark.gen_test
+async def test_gpu_pods_with_and_without_pod_series(api):
+    status, rows, _ = await api("gpu/usage", {"agg": "all-pod", **HOUR_RANGE})
+    assert status == 200
+    pods = by_pod(rows)
+    assert set(pods) == {("team-gpu", "train-1"), ("team-gpu", "train-2")}
+    assert_usage(pods["team-gpu", "train-1"], count=60, total=60 * 8000, top=8000, integral=8000 * MIN59)
+    assert_usage(pods["team-gpu", "train-2"], count=60, total=60 * 4000, top=4000, integral=4000 * MIN59)
+    assert rows[0]["unit"] == "megabytes" and rows[0]["integral_unit"] == "megabyte-hours"
+
+
+@pytest.mark.gen_test
+async def test_integer_fields_are_aggregated_exactly(api):
+    status, rows, _ = await api("memory/usage", {"agg": "pod-by-namespace", "namespace": "team-a", **HOUR_RANGE})
+    assert status == 200
+    assert_usage(rows[0], count=60, total=60 * 2**30, top=2**30, integral=2**30 * MIN59)
+    assert rows[0]["unit"] == "bytes"
+
+
+@pytest.mark.gen_test
+async def test_date_only_range_is_inclusive_of_whole_days(api):
+    async def edge(begin, end):
+        status, rows, _ = await api("cpu/usage_rate", {"agg": "pod-by-namespace", "namespace": "team-c",
+                                                       "timeBeginInterval": begin, "timeEndInterval": end})
+        assert status == 200
+        return rows[0]["sum"] if rows else 0
+    # the values are powers of two, so the sum says exactly which points were counted
+    assert await edge("2017-12-01", "2017-12-31") == 2 + 4
+    assert await edge("2017-11-30", "2017-12-31") == 1 + 2 + 4
+    assert await edge("2017-12-01", "2018-01-01") == 2 + 4 + 8
+    assert await edge("2017-12-01", "2017-12-31T23:59:59") == 2
+    assert await edge("2017-12-01", "2017-12-31T23:59:59.999999999Z") == 2 + 4
+    assert await edge("2017-12-01T01:00:00+01:00", "2017-12-31 23:59:59.999999999") == 2 + 4
+    assert await edge("2017-12-01T00:00:00.000000001Z", "2017-12-31") == 4
+
+
+@pytest.mark.gen_test
+async def test_month_integral_of_the_edge_pod(api):
+    status, rows, _ = await api("cpu/usage_rate", {"agg": "all-namespace",
+                                                   "timeBeginInterval": "2017-12-01", "timeEndInterval": "2017-12-31"})
+    assert status == 200
+    team_c = {r["namespace_name"]: r for r in rows}["team-c"]
+    hours = (EDGE_TIMES[4] - EDGE_TIMES[2]) / 3600e9
+    assert team_c["integral"] == pytest.approx((2 + 4) / 2 * hours, rel=1e-9)
+
+
+@pytest.mark.gen_test
+async def test_unix_seconds_and_offsets_select_the_same_hour(api):
+    begin, end = T0 // 10**9, T0 // 10**9 + 59 * 60
+    _, by_number, _ = await api("cpu/usage_rate", {"agg": "all-pod", "timeBeginInterval": begin, "timeEndInterval": end})
+    _, by_offset, _ = await api("cpu/usage_rate", {"agg": "all-pod", "timeBeginInterval": "2017-12-01T11:00+01:00",
+                                                   "timeEndInterval": "2017-12-01 05:59-05:00"})
+    _, by_text, _ = await api("cpu/usage_rate", {"agg": "all-pod", **HOUR_RANGE})
+    assert by_number == by_offset == by_text
+    assert len(by_text) == 4
+
+
+@pytest.mark.gen_test
+async def test_raw_points_newest_first_with_all_tags(api):
+    status, rows, _ = await api("cpu/usage_rate", {"namespace": "team-a", "limit": 10, **HOUR_RANGE})
+    assert status == 200
+    assert len(rows) == 10
+    times = [r["time"] for r in rows]
+    assert times == sorted(times, reverse=True)
+    # at 10:59 team-a has web-1 (2 containers + pod), web-2 (2 + pod) and its ns series: 7 points
+    assert times.count("2017-12-01T10:59:00Z") == 7 and times.count("2017-12-01T10:58:00Z") == 3
+    for r in rows:
+        assert set(r) >= {"time", "value", "namespace_name", "pod_name", "container_name", "nodename", "type"}
+        assert r["namespace_name"] == "team-a"
+        assert isinstance(r["value"], float)
+    ns_row = next(r for r in rows if r["type"] == "ns")
+    assert ns_row["pod_name"] is None and ns_row["container_name"] is None
+    web1_pod = next(r for r in rows if r["pod_name"] == "web-1" and r["type"] == "pod")
+    assert web1_pod["labels"] == "app:web" and web1_pod["pod_id"] == "uid-a-web-1"
+    assert web1_pod["value"] == 500.0 and web1_pod["container_name"] is None
+
+
+@pytest.mark.gen_test
+async def test_raw_pod_and_type_filters(api):
+    status, rows, _ = await api("cpu/usage_rate", {"namespace": "team-a", "pod": "web-1", "type": "pod", **HOUR_RANGE})
+    assert status == 200 and len(rows) == 60
+    assert {(r["namespace_name"], r["pod_name"], r["type"], r["value"]) for r in rows} == {("team-a", "web-1", "pod", 500.0)}
+    status, rows, _ = await api("cpu/usage_rate", {"namespace": "team-a", "pod": "web-2", "type": "pod_container",
+                                                   "limit": "1000", **HOUR_RANGE})
+    assert status == 200 and len(rows) == 120
+    assert {r["container_name"] for r in rows} == {"app", "sidecar"}
+
+
+@pytest.mark.gen_test
+async def test_defaults_are_default_namespace_last_hour_limit_100(api, anchors):
+    status, rows, _ = await api("cpu/usage_rate")
+    assert status == 200
+    assert len(rows) == 20  # default/hello-1: container + pod series, ten points each
+    assert {r["namespace_name"] for r in rows} == {"default"}
+    status, rows, _ = await api("cpu/usage_rate", raw=b"  ")
+    assert status == 200 and len(rows) == 20
+    status, rows, _ = await api("cpu/usage_rate", {"namespace": "team-a"})
+    assert len(rows) == 30  # web-1: two containers + pod, ten points
+
+
+@pytest.mark.gen_test
+async def test_default_window_aggregates_recent_points(api):
+    status, rows, _ = await api("cpu/usage_rate", {"agg": "all-namespace"})
+    assert status == 200
+    ns = {r["namespace_name"]: r for r in rows}
+    assert set(ns) == {"default", "team-a", "team-b"}
+    assert_usage(ns["team-a"], count=10, total=5000, top=500, integral=500 * 9 / 60)
+    assert_usage(ns["default"], count=10, total=100, top=10, integral=10 * 9 / 60)
+
+
+@pytest.mark.gen_test
+async def test_other_agg_values_mean_no_aggregation(api):
+    for agg in ("", None, "all-pods", 5):
+        status, rows, resp = await api("cpu/usage_rate", {"agg": agg, "namespace": "team-b", **HOUR_RANGE})
+        assert status == 200
+        assert "time" in rows[0] and "count" not in rows[0]
+        assert ("Warning" in resp.headers) == (agg not in ("", None))
+
+
+@pytest.mark.gen_test
+async def test_form_content_type_from_the_seed_example_is_read_as_json(http_client, base_url):
+    from conftest import API_PASS, API_USER
+    r = await http_client.fetch(base_url + "/api/cpu/usage_rate", method="POST", raise_error=False,
+                                headers={"x-username": API_USER, "x-password": API_PASS,
+                                         "Content-Type": "application/x-www-form-urlencoded"},
+                                body='{"agg":"pod-by-namespace","namespace":"team-a",'
+                                     '"timeBeginInterval":"2017-12-01","timeEndInterval":"2017-12-31"}')
+    assert r.code == 200
+    import json
+    assert [row["pod_name"] for row in json.loads(r.body)] == ["batch-1", "web-1", "web-2"]
+
+
+@pytest.mark.gen_test
+async def test_metric_without_slash_and_measurement_outside_catalog(api):
+    status, rows, _ = await api("uptime", {"namespace": "team-a", "type": "pod"})
+    assert status == 200 and sorted(r["value"] for r in rows) == [60000.0 * (k + 1) for k in range(10)]
+    status, rows, _ = await api("accelerator/memory_used", {"agg": "pod-by-namespace", "namespace": "team-gpu"})
+    assert status == 200
+    assert rows[0]["count"] == 10 and rows[0]["unit"] is None
+    status, body, _ = await api("custom/does_not_exist", {})
+    assert status == 404 and "unknown metric" in body["message"]
