@@ -11,8 +11,9 @@ import dataclasses
 import os
 import re
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 
 class ConfigError(Exception):
@@ -127,7 +128,7 @@ class Config:
     cookie_secret_generated: bool = False
 
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None) -> "Config":
+    def load(cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None) -> Config:
         """Build a Config from the environment, then flag overrides (both as text).
 
         Raises ConfigError naming the variable (or flag) and what a valid value is.
@@ -157,7 +158,7 @@ class Config:
             values["cookie_secret_generated"] = True
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
     @property

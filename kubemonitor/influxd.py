@@ -89,7 +89,7 @@ class Influxd:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self, timeout: float = 30.0) -> "Influxd":
+    def start(self, timeout: float = 30.0) -> Influxd:
         if self.running:
             return self
         log = open(self.log_path, "ab")
@@ -145,7 +145,7 @@ class Influxd:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> "Influxd":
+    def __enter__(self) -> Influxd:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable
+from typing import Any
 
 from .metrics import METRIC_NAME, Metric
 
@@ -38,7 +39,7 @@ _TIME = re.compile(
     r"^(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
     r"(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:\.(?P<frac>\d{1,9}))?)?"
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TIME_FORMATS = ("YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS[.ffffff]] (T or a space, optionally Z or +HH:MM), "
                 "or a number of Unix seconds")
 
@@ -172,7 +173,7 @@ def _parse_time_text(field: str, text: str, end_of_day: bool) -> int:
     if not m:
         raise BadRequest(f"'{field}' {text[:60]!r} is not a time; use {TIME_FORMATS}")
     g = m.groupdict()
-    tz = timezone.utc
+    tz = UTC
     if g["tz"] and g["tz"] != "Z":
         sign = 1 if g["tz"][0] == "+" else -1
         hh, mm = int(g["tz"][1:3]), int(g["tz"][4:6])

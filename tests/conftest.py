@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import dataset  # noqa: E402
+
 from kubemonitor.app import KubeMonitorApp  # noqa: E402
 from kubemonitor.config import Config  # noqa: E402
 from kubemonitor.influxd import Influxd  # noqa: E402

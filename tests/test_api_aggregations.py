@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from dataset import EDGE_TIMES, T0
 
 HOUR_RANGE = {"timeBeginInterval": "2017-12-01T10:00:00Z", "timeEndInterval": "2017-12-01T10:59:00Z"}

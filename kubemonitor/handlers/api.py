@@ -8,7 +8,7 @@ import tornado.web
 
 from .. import query
 from ..influx import InfluxError
-from .base import APIHandler, ApiError
+from .base import ApiError, APIHandler
 
 MAX_BODY = 64 * 1024
 EXAMPLE = 'e.g. curl -X POST -H "X-USERNAME: $API_USERNAME" -H "X-PASSWORD: $API_PASSWORD" -d \'{"agg": "all-namespace"}\''

@@ -44,6 +44,12 @@ class BaseHandler(tornado.web.RequestHandler):
             else uuid.uuid4().hex[:16]
         self.set_header("X-Request-ID", self.request_id)
 
+    def clear(self) -> None:
+        # send_error() clears the headers; the request id must survive into error answers.
+        super().clear()
+        if hasattr(self, "request_id"):
+            self.set_header("X-Request-ID", self.request_id)
+
     @property
     def app(self):
         return self.application

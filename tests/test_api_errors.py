@@ -1,0 +1,328 @@
+"""Bad input and faults: every one a clear 4xx/5xx JSON error, never a 500, nothing lost."""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+from conftest import API_PASS, API_USER, DB
+
+from kubemonitor.app import KubeMonitorApp
+
+HOUR_RANGE = {"timeBeginInterval": "2017-12-01T10:00:00Z", "timeEndInterval": "2017-12-01T10:59:00Z"}
+
+
+def assert_error(status, body, code, *words):
+    assert status == code, body
+    assert body["code"] == code
+    for word in words:
+        assert word in body["message"], body["message"]
+
+
+@pytest.mark.gen_test
+async def test_malformed_json(api):
+    status, body, _ = await api("cpu/usage_rate", raw=b'{"limit": 5,')
+    assert_error(status, body, 400, "not valid JSON", "line 1")
+    status, body, _ = await api("cpu/usage_rate", raw=b"\xff\xfe")
+    assert_error(status, body, 400, "UTF-8")
+    status, body, _ = await api("cpu/usage_rate", raw=b'{"limit": NaN}')
+    assert_error(status, body, 400, "NaN")
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("raw", [b"[]", b'"team-a"', b"5", b"null", b"true"])
+async def test_body_must_be_an_object(api, raw):
+    status, body, _ = await api("cpu/usage_rate", raw=raw)
+    assert_error(status, body, 400, "must be a JSON object")
+
+
+@pytest.mark.gen_test
+async def test_unknown_fields_are_named(api):
+    status, body, _ = await api("cpu/usage_rate", {"limt": 5, "namespace": "team-a"})
+    assert_error(status, body, 400, "'limt'", "allowed fields")
+    status, body, _ = await api("cpu/usage_rate", {"Namespace": "x", "zzz": 1})
+    assert_error(status, body, 400, "'Namespace'", "'zzz'")
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("field,value,words", [
+    ("namespace", 5, ["'namespace'", "string"]),
+    ("namespace", ["team-a"], ["'namespace'"]),
+    ("namespace", "", ["'namespace'"]),
+    ("namespace", "Team_A", ["'namespace'", "Kubernetes namespace"]),
+    ("pod", 7, ["'pod'"]),
+    ("pod", "Web 1", ["'pod'"]),
+    ("type", "container", ["'type'", "pod_container"]),
+    ("type", ["pod"], ["'type'"]),
+    ("timeBeginInterval", True, ["'timeBeginInterval'"]),
+    ("timeBeginInterval", {"a": 1}, ["'timeBeginInterval'"]),
+    ("timeEndInterval", "yesterday", ["'timeEndInterval'", "YYYY-MM-DD"]),
+])
+async def test_wrong_types_and_values_name_the_field(api, field, value, words):
+    status, body, _ = await api("cpu/usage_rate", {field: value})
+    assert_error(status, body, 400, *words)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("limit", [0, -1, 1.5, 5.0, 10**12, 10001, True, False, "abc", "", "1e3", " 5", None, [5]])
+async def test_bad_limits(api, limit):
+    status, body, _ = await api("cpu/usage_rate", {"limit": limit})
+    assert_error(status, body, 400, "'limit'")
+
+
+@pytest.mark.gen_test
+async def test_limit_bounds_and_digit_strings(api):
+    for limit, expected in ((1, 1), ("3", 3), (10000, 60)):
+        status, rows, _ = await api("cpu/usage_rate", {"namespace": "team-b", "limit": limit, "type": "pod", **HOUR_RANGE})
+        assert status == 200 and len(rows) == expected
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("value", ["2017-02-30", "2017-13-01", "2017-12-01T25:00", "2017-12-01T10:61",
+                                   "2017-12-01T10:00:00+25:00", "2017-12-01Z", "0000-00-00", "2017-12-01T10:00:00.1234567890",
+                                   "3000-01-01", 10**12, float("1e300")])
+async def test_impossible_times(api, value):
+    status, body, _ = await api("cpu/usage_rate", {"timeBeginInterval": value, "timeEndInterval": "2017-12-31"})
+    assert_error(status, body, 400, "'timeBeginInterval'")
+
+
+@pytest.mark.gen_test
+async def test_begin_after_end(api):
+    status, body, _ = await api("cpu/usage_rate", {"timeBeginInterval": "2017-12-31", "timeEndInterval": "2017-12-01"})
+    assert_error(status, body, 400, "timeBeginInterval", "after", "timeEndInterval")
+
+
+@pytest.mark.gen_test
+async def test_pod_and_type_only_without_aggregation(api):
+    status, body, _ = await api("cpu/usage_rate", {"agg": "all-pod", "pod": "web-1"})
+    assert_error(status, body, 400, "'pod'", "without aggregation")
+
+
+@pytest.mark.gen_test
+async def test_body_over_64_kib(api):
+    big = json.dumps({"namespace": "a" * 70_000}).encode()
+    status, body, _ = await api("cpu/usage_rate", raw=big)
+    assert_error(status, body, 413, "64 KiB")
+
+
+@pytest.mark.gen_test
+async def test_body_over_64_kib_without_content_length(http_client, base_url):
+    """A chunked body has no Content-Length: the streaming check still stops it."""
+    async def producer(write):
+        for _ in range(80):
+            await write(b" " * 1024)
+    r = await http_client.fetch(base_url + "/api/cpu/usage_rate", method="POST", body_producer=producer,
+                                headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS}, raise_error=False)
+    assert r.code == 413 and json.loads(r.body)["code"] == 413
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])
+async def test_every_other_method_is_405(api, method):
+    status, body, resp = await api("cpu/usage_rate", method=method)
+    assert status == 405
+    assert resp.headers["Allow"] == "POST"
+    if method != "HEAD":
+        assert_error(status, body, 405, "POST")
+
+
+@pytest.mark.gen_test
+async def test_nonstandard_method_is_405(http_client, base_url):
+    r = await http_client.fetch(base_url + "/api/cpu/usage_rate", method="PROPFIND", raise_error=False,
+                                allow_nonstandard_methods=True)
+    assert r.code == 405 and r.headers["Allow"] == "POST"
+    assert json.loads(r.body)["code"] == 405
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["", "/", "/cpu//usage_rate", "/CPU/usage_rate", "/nope", "/cpu/usage_rate/",
+                                  "/cpu%2Fusage_rate%27%3B%20DROP%20DATABASE%20k8s_test"])
+async def test_unknown_metrics_and_bare_api_are_404(http_client, base_url, path):
+    r = await http_client.fetch(base_url + "/api" + path, method="POST", body=b"{}", raise_error=False,
+                                headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS})
+    body = json.loads(r.body)
+    assert r.code == 404 and body["code"] == 404
+    assert "/api/cpu/usage_rate" in body["message"]
+
+
+@pytest.mark.gen_test
+async def test_credentials_missing_wrong(api):
+    status, body, _ = await api("cpu/usage_rate", headers={})
+    assert_error(status, body, 401, "missing", "X-USERNAME", "X-PASSWORD")
+    status, body, _ = await api("cpu/usage_rate", headers={"X-USERNAME": API_USER})
+    assert_error(status, body, 401, "missing", "X-PASSWORD")
+    status, body, _ = await api("cpu/usage_rate", headers={"X-USERNAME": API_USER, "X-PASSWORD": "nope"})
+    assert_error(status, body, 401, "wrong")
+    status, body, _ = await api("cpu/usage_rate", headers={"X-USERNAME": "billing2", "X-PASSWORD": API_PASS})
+    assert_error(status, body, 401, "wrong")
+    # credentials are checked before anything else is looked at
+    status, body, _ = await api("nope", headers={})
+    assert_error(status, body, 401, "missing")
+
+
+@pytest.fixture
+def unconfigured_app(config):
+    application = KubeMonitorApp(config.replace(api_username=None, api_password=None))
+    yield application
+    application.influx.close()
+
+
+@pytest.mark.gen_test
+async def test_credentials_not_configured(unconfigured_app, http_client):
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+    sock, port = bind_unused_port()
+    server = HTTPServer(unconfigured_app)
+    server.add_sockets([sock])
+    try:
+        r = await http_client.fetch(f"http://127.0.0.1:{port}/api/cpu/usage_rate", method="POST", body=b"{}",
+                                    headers={"X-USERNAME": "", "X-PASSWORD": ""}, raise_error=False)
+        body = json.loads(r.body)
+        assert_error(r.code, body, 401, "not configured", "API_USERNAME")
+    finally:
+        server.stop()
+
+
+INJECTIONS = [
+    "team-a' OR namespace_name = 'team-b",
+    'team-a" OR "namespace_name" = \'team-b',
+    "team-a'; DROP DATABASE k8s_test; --",
+    "team-a\nDROP DATABASE k8s_test",
+    "team-a\\' OR 1=1",
+    "$namespace",
+    "team-a' OR '1'='1",
+]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_injection_in_every_field_leaks_nothing_and_drops_nothing(api, running_influxd):
+    before = running_influxd.query('SELECT count("value") FROM "cpu/usage_rate"', DB)
+    fields = ["namespace", "pod", "type", "agg", "timeBeginInterval", "timeEndInterval", "limit"]
+    for payload in INJECTIONS:
+        for field in fields:
+            body = {"namespace": "team-a", **HOUR_RANGE, field: payload}
+            status, data, _ = await api("cpu/usage_rate", body)
+            assert status in (200, 400), (field, payload, status, data)
+            if status == 200:
+                assert all(row["namespace_name"] == "team-a" for row in data), (field, payload)
+        for path in (payload, "cpu/usage_rate" + payload):
+            from urllib.parse import quote
+            status, data, _ = await api(quote(path, safe="/"), {})
+            assert status == 404, (path, status, data)
+    after = running_influxd.query('SELECT count("value") FROM "cpu/usage_rate"', DB)
+    assert after == before
+    databases = running_influxd.query("SHOW DATABASES")["results"][0]["series"][0]["values"]
+    assert [DB] in databases
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_influxdb_down_then_up_again(api, http_client, base_url, running_influxd):
+    status, _, _ = await api("cpu/usage_rate", {"agg": "all-namespace"})
+    assert status == 200
+    running_influxd.stop()
+    try:
+        started = time.monotonic()
+        status, body, _ = await api("cpu/usage_rate", {"agg": "all-namespace"})
+        assert_error(status, body, 503, "unreachable")
+        assert time.monotonic() - started < 3  # within INFLUXDB_TIMEOUT (3 s in tests)
+        status, body, _ = await api("custom/not_in_catalog", {})
+        assert status == 503  # the measurement list cannot be read: not a false 404
+        r = await http_client.fetch(base_url + "/readyz", raise_error=False)
+        assert r.code == 503 and json.loads(r.body)["code"] == 503
+        r = await http_client.fetch(base_url + "/healthz", raise_error=False)
+        assert r.code == 200
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, running_influxd.start)
+    status, rows, _ = await api("cpu/usage_rate", {"agg": "all-namespace", **HOUR_RANGE})
+    assert status == 200 and [r["namespace_name"] for r in rows] == ["team-a", "team-b"]
+    r = await http_client.fetch(base_url + "/readyz", raise_error=False)
+    assert r.code == 200
+
+
+class BlackHole:
+    """A real TCP peer that accepts connections and never answers: a hung InfluxDB."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                continue
+
+    def close(self):
+        self._stop = True
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def hung_app(config):
+    hole = BlackHole()
+    application = KubeMonitorApp(config.replace(influxdb_port=hole.port, influxdb_timeout=1.0))
+    yield application
+    application.influx.close()
+    hole.close()
+
+
+@pytest.fixture
+def wrong_db_app(config):
+    application = KubeMonitorApp(config.replace(influxdb_db="no_such_db"))
+    yield application
+    application.influx.close()
+
+
+async def _serve_and_post(application, http_client, path="/api/cpu/usage_rate"):
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+    sock, port = bind_unused_port()
+    server = HTTPServer(application)
+    server.add_sockets([sock])
+    try:
+        started = time.monotonic()
+        r = await http_client.fetch(f"http://127.0.0.1:{port}{path}", method="POST", body=b"{}",
+                                    headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS}, raise_error=False,
+                                    request_timeout=20)
+        return r.code, json.loads(r.body), time.monotonic() - started
+    finally:
+        server.stop()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_influxdb_too_slow_is_504(hung_app, http_client):
+    status, body, elapsed = await _serve_and_post(hung_app, http_client)
+    assert_error(status, body, 504, "did not answer", "INFLUXDB_TIMEOUT")
+    assert elapsed < 5
+
+
+@pytest.mark.gen_test
+async def test_influxdb_error_is_502(wrong_db_app, http_client):
+    status, body, _ = await _serve_and_post(wrong_db_app, http_client)
+    assert_error(status, body, 502, "answered with an error", "database not found")
+
+
+@pytest.mark.gen_test
+async def test_internal_error_is_500_with_request_id_and_logged(api, monkeypatch, caplog):
+    from kubemonitor import query
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("simulated bug")
+    monkeypatch.setattr(query, "run", broken)
+    status, body, resp = await api("cpu/usage_rate", {})
+    rid = resp.headers["X-Request-ID"]
+    assert_error(status, body, 500, "internal error", rid)
+    assert "simulated bug" not in body["message"]
+    assert any(rid in rec.getMessage() and rec.exc_info for rec in caplog.records)

@@ -1,0 +1,58 @@
+"""The query layer on its own: bind parameters carry hostile values harmlessly."""
+from __future__ import annotations
+
+import pytest
+from conftest import DB
+from influxdb import InfluxDBClient
+from test_api_errors import INJECTIONS
+
+from kubemonitor import query
+from kubemonitor.influx import InfluxGateway
+from kubemonitor.metrics import CATALOG, Metric
+
+CPU = CATALOG["cpu/usage_rate"]
+BEGIN, END = query._time("b", "2017-12-01", end_of_day=False), query._time("e", "2017-12-31", end_of_day=True)
+
+
+@pytest.fixture
+def client(running_influxd, anchors):
+    c = InfluxDBClient(host="127.0.0.1", port=running_influxd.http_port, database=DB, timeout=5, retries=1)
+    yield c
+    c.close()
+
+
+def test_quote_refuses_names_outside_the_pattern():
+    for bad in ['cpu"; DROP', "cpu/usage_rate'", "a b", "", "cpu//x", "CPU"]:
+        with pytest.raises(ValueError):
+            query.quote_measurement(Metric(bad, "", None))
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_hostile_values_never_enter_the_statement_and_match_nothing(client, running_influxd, payload):
+    """Bypass validation on purpose: even then the values only travel as parameters."""
+    for q in (query.ApiQuery(namespace=payload, begin_ns=BEGIN, end_ns=END),
+              query.ApiQuery(namespace="team-a", pod=payload, begin_ns=BEGIN, end_ns=END),
+              query.ApiQuery(namespace="team-a", type=payload, begin_ns=BEGIN, end_ns=END),
+              query.ApiQuery(namespace=payload, agg="pod-by-namespace", begin_ns=BEGIN, end_ns=END)):
+        influxql, params = query.raw_statement(CPU, q)
+        benign = query.ApiQuery(namespace="x", pod=q.pod and "x", type=q.type and "x", begin_ns=BEGIN, end_ns=END)
+        assert influxql == query.raw_statement(CPU, benign)[0]  # the text never depends on a value
+        assert payload in params.values()
+        assert query.run(client, InfluxGateway.select, CPU, q, ()) == []
+    rows = query.run(client, InfluxGateway.select, CPU,
+                     query.ApiQuery(agg="all-namespace", begin_ns=BEGIN, end_ns=END), [payload])
+    assert {r["namespace_name"] for r in rows} >= {"team-a", "team-b", "kube-system"}
+    assert [DB] in running_influxd.query("SHOW DATABASES")["results"][0]["series"][0]["values"]
+
+
+def test_format_ns_round_trips_rfc3339():
+    assert query.format_ns(0) == "1970-01-01T00:00:00Z"
+    assert query.format_ns(END) == "2017-12-31T23:59:59.999999999Z"
+    assert query._time("t", query.format_ns(END), end_of_day=True) == END
+
+
+def test_summarize_trapezoid_matches_closed_form():
+    hour = query.HOUR_NS
+    pts = [(0, 0.0), (hour, 10.0), (3 * hour, 10.0)]
+    assert query.summarize(pts) == (3, 20.0, 10.0, 5.0 + 20.0)
+    assert query.summarize([]) == (0, 0.0, None, 0.0)
