@@ -1,0 +1,148 @@
+"""Operations: health, readiness, Prometheus metrics, OpenAPI, logging, configuration."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+from openapi_spec_validator import validate
+
+from conftest import API_PASS, API_USER
+from kubemonitor.config import SETTINGS, Config, ConfigError, check_log_dir
+from kubemonitor.metrics import CATALOG, MAIN_METRICS
+
+
+@pytest.mark.gen_test
+async def test_healthz_and_readyz(http_client, base_url):
+    r = await http_client.fetch(base_url + "/healthz")
+    assert json.loads(r.body) == {"status": "ok"}
+    r = await http_client.fetch(base_url + "/readyz")
+    body = json.loads(r.body)
+    assert body["status"] == "ready" and body["influxdb"].startswith("1.")
+
+
+@pytest.mark.gen_test
+async def test_openapi_document_is_valid_openapi_3(http_client, base_url):
+    r = await http_client.fetch(base_url + "/openapi.json")
+    doc = json.loads(r.body)
+    validate(doc)
+    post = doc["paths"]["/api/{metric}"]["post"]
+    assert set(post["responses"]) == {"200", "400", "401", "404", "405", "413", "502", "503", "504"}
+    assert set(doc["components"]["schemas"]["Query"]["properties"]) == {
+        "namespace", "limit", "agg", "timeBeginInterval", "timeEndInterval", "pod", "type"}
+
+
+@pytest.mark.gen_test
+async def test_prometheus_metrics_count_requests_and_influx_calls(http_client, base_url, api):
+    await api("cpu/usage_rate", {"agg": "all-namespace"})
+    await api("cpu/usage_rate", headers={})
+    r = await http_client.fetch(base_url + "/metrics")
+    assert r.headers["Content-Type"].startswith("text/plain")
+    text = r.body.decode()
+    assert 'kubemonitor_http_requests_total{method="POST",route="api",status="200"} 1.0' in text
+    assert 'kubemonitor_http_requests_total{method="POST",route="api",status="401"} 1.0' in text
+    assert 'kubemonitor_influxdb_query_duration_seconds_count{kind="api"} 1.0' in text
+    for name in ("kubemonitor_http_request_duration_seconds", "kubemonitor_influxdb_errors",
+                 "kubemonitor_poller_lag_seconds", "kubemonitor_websocket_clients"):
+        assert name in text
+
+
+def test_catalog_has_37_metrics_three_main_each_with_unit():
+    assert len(CATALOG) == 37
+    assert set(MAIN_METRICS) == {"cpu/usage_rate", "memory/usage", "gpu/usage"}
+    assert all(m.unit and m.integral_unit and m.description for m in CATALOG.values())
+
+
+def test_config_from_environment_and_overrides():
+    env = {"INFLUXDB_HOST": "db", "INFLUXDB_PORT": "9999", "INFLUXDB_SSL": "yes", "KUBEMONITOR_MAX_LIMIT": "50",
+           "KUBEMONITOR_EXCLUDED_NAMESPACES": "kube-system, monitoring", "API_USERNAME": "u", "API_PASSWORD": "p"}
+    c = Config.load(env, {"influxdb_port": "1234"})
+    assert (c.influxdb_host, c.influxdb_port, c.influxdb_ssl, c.max_limit) == ("db", 1234, True, 50)
+    assert c.excluded_namespaces == ("kube-system", "monitoring") and c.api_configured
+    assert c.cookie_secret_generated and len(c.cookie_secret) == 64
+    d = Config.load({})
+    assert (d.influxdb_host, d.influxdb_port, d.influxdb_db, d.influxdb_timeout) == ("localhost", 8086, "k8s", 10.0)
+    assert d.log_dir == "/logs/kube-monitoring" and d.poll_interval == 10 and not d.api_configured
+    assert d.cookie_secret != Config.load({}).cookie_secret  # made per process start, not shared
+    assert {s.env for s in SETTINGS} >= {"INFLUXDB_HOST", "INFLUXDB_PORT", "INFLUXDB_USER", "INFLUXDB_PASS", "INFLUXDB_DB",
+                                         "INFLUXDB_SSL", "INFLUXDB_VERIFY_SSL", "INFLUXDB_TIMEOUT", "API_USERNAME",
+                                         "API_PASSWORD", "KUBEMONITOR_USERS_FILE", "KUBEMONITOR_COOKIE_SECRET",
+                                         "KUBEMONITOR_LOG_DIR", "KUBEMONITOR_POLL_INTERVAL", "KUBEMONITOR_MAX_LIMIT",
+                                         "KUBEMONITOR_EXCLUDED_NAMESPACES"}
+
+
+@pytest.mark.parametrize("env,words", [
+    ({"INFLUXDB_PORT": "eighty"}, ["INFLUXDB_PORT", "port number"]),
+    ({"INFLUXDB_PORT": "70000"}, ["INFLUXDB_PORT"]),
+    ({"INFLUXDB_TIMEOUT": "0"}, ["INFLUXDB_TIMEOUT", "greater than 0"]),
+    ({"INFLUXDB_SSL": "maybe"}, ["INFLUXDB_SSL", "true/false"]),
+    ({"KUBEMONITOR_MAX_LIMIT": "-5"}, ["KUBEMONITOR_MAX_LIMIT"]),
+    ({"KUBEMONITOR_POLL_INTERVAL": "soon"}, ["KUBEMONITOR_POLL_INTERVAL"]),
+    ({"KUBEMONITOR_EXCLUDED_NAMESPACES": "Kube System"}, ["KUBEMONITOR_EXCLUDED_NAMESPACES"]),
+])
+def test_bad_config_values_name_the_setting(env, words):
+    with pytest.raises(ConfigError) as info:
+        Config.load(env)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_bad_secret_values_are_not_echoed():
+    with pytest.raises(ConfigError) as info:
+        Config.load({"INFLUXDB_PORT": "x"}, {"influxdb_port": "hunter2"})
+    assert "--influxdb-port" in str(info.value)
+
+
+def test_log_dir_must_exist_and_be_writable(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        check_log_dir(str(tmp_path / "missing"))
+    assert "mkdir -p" in str(info.value) and "chown" in str(info.value)
+    check_log_dir(str(tmp_path))
+
+
+def _serve(*args, env=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "kubemonitor.cli", "serve", *args], capture_output=True, text=True,
+                          timeout=30, env=full_env)
+
+
+@pytest.mark.parametrize("args,env,words", [
+    (["8000"], {"INFLUXDB_PORT": "abc"}, ["INFLUXDB_PORT"]),
+    (["notaport"], {}, ["PORT", "1-65535"]),
+    (["8000", "--log-dir", "/nonexistent/kubemonitor"], {}, ["mkdir -p /nonexistent/kubemonitor", "chown"]),
+])
+def test_serve_refuses_bad_settings_with_one_line(args, env, words):
+    r = _serve(*args, env=env)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    for word in words:
+        assert word in r.stderr
+
+
+@pytest.mark.gen_test
+async def test_access_log_lines_carry_request_id_and_never_secrets(api, tmp_path):
+    from kubemonitor.logs import setup_logging
+    setup_logging(str(tmp_path), console=False)
+    try:
+        status, _, resp = await api("cpu/usage_rate", {"agg": "all-namespace"},
+                                    headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS,
+                                             "Cookie": "session=abcdef-cookie-value"})
+        assert status == 200
+        status, _, wrong = await api("cpu/usage_rate", headers={"X-USERNAME": API_USER, "X-PASSWORD": "guess-pw-123"})
+        assert status == 401
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        logging.getLogger().handlers.clear()
+    info = (tmp_path / "info.log").read_text()
+    rid = resp.headers["X-Request-ID"]
+    line = next(ln for ln in info.splitlines() if rid in ln)
+    assert f"api:{API_USER} POST /api/cpu/usage_rate 200" in line and line.rstrip().endswith("ms")
+    assert wrong.headers["X-Request-ID"] in info
+    for secret in (API_PASS, "guess-pw-123", "abcdef-cookie-value"):
+        assert secret not in info
+    assert (tmp_path / "errors.log").exists()
