@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import tornado.web
 
 from .config import Config
-from .handlers import api, ops
+from .handlers import api, auth, live, ops, pages
 from .handlers.base import NotFoundHandler
 from .influx import InfluxError, InfluxGateway
 from .metrics import MetricCatalog
+from .poller import Poller
 from .resources import resource_dir
 from .telemetry import Telemetry
+from .users import UserStore
 
 access_log = logging.getLogger("kubemonitor.access")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -25,11 +28,18 @@ class KubeMonitorApp(tornado.web.Application):
     """
 
     def __init__(self, config: Config, *, influx: InfluxGateway | None = None,
-                 telemetry: Telemetry | None = None, debug: bool = False):
+                 telemetry: Telemetry | None = None, users: UserStore | None = None,
+                 poller: Poller | None = None, debug: bool = False):
         self.config = config
         self.telemetry = telemetry or (influx.telemetry if influx else Telemetry())
         self.influx = influx or InfluxGateway(config, self.telemetry)
         self.catalog = MetricCatalog(self.influx.list_measurements)
+        self.catalog.list_namespaces = self.influx.list_namespaces
+        self.users = users or UserStore(config.users_file)
+        self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry)
+        self.login_throttle = auth.Throttle()
+        # bcrypt is slow on purpose; its own small pool keeps logins from starving queries
+        self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         settings = dict(
             template_path=resource_dir("templates"),
             static_path=resource_dir("static"),
@@ -37,6 +47,9 @@ class KubeMonitorApp(tornado.web.Application):
             xsrf_cookies=True,
             login_url="/web/login",
             default_handler_class=NotFoundHandler,
+            websocket_ping_interval=20,
+            websocket_ping_timeout=60,
+            websocket_max_message_size=64 * 1024,
             debug=debug,
         )
         super().__init__(self.routes(), **settings)
@@ -50,6 +63,15 @@ class KubeMonitorApp(tornado.web.Application):
             (r"/openapi.json", ops.OpenAPIHandler),
             # -- the billing API: POST /api/<metric>, credentials in headers
             (r"/api/(.+)", api.MetricHandler),
+            # -- the dashboard: login, pages, the live websocket
+            (r"/web/?", pages.WebRootHandler),
+            (r"/web/login", auth.LoginHandler),
+            (r"/web/logout", auth.LogoutHandler),
+            (r"/web/stats/index", pages.OverviewHandler),
+            (r"/web/stats/(.+)", pages.StatsHandler),
+            (r"/web/go", pages.PickerHandler),
+            (r"/web/live", live.LiveHandler),
+            (r"/", pages.WebRootHandler),
             # -- anything else: NotFoundHandler (default_handler_class), JSON under /api
         ]
 
@@ -69,11 +91,14 @@ class KubeMonitorApp(tornado.web.Application):
                        request.path[:300], status, seconds * 1000)
 
     async def start(self) -> None:
-        """Warm caches before the first request; InfluxDB being down is not fatal here."""
+        """Warm caches and start the poller; InfluxDB being down is not fatal here."""
+        self.poller.start()
         try:
             await self.catalog.measurements(refresh=True)
         except InfluxError as exc:
             logging.getLogger("kubemonitor").warning("InfluxDB not reachable at start-up: %s", exc.message)
 
     async def shutdown(self) -> None:
+        await self.poller.stop()
         self.influx.close()
+        self.auth_executor.shutdown(wait=False)

@@ -9,6 +9,7 @@ import sys
 
 from . import __version__
 from .config import SETTINGS, Config, ConfigError, check_log_dir
+from .users import UserInputError, UsersFileError
 
 log = logging.getLogger("kubemonitor")
 
@@ -43,6 +44,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"PORT {port!r} is not a port number; give 1-65535, e.g. kubemonitor serve 8000")
     config = load_config(args)
     check_log_dir(config.log_dir)
+    from .users import UserStore
+    UserStore(config.users_file).check_readable()
     from .logs import setup_logging
     setup_logging(config.log_dir)
     asyncio.run(serve(config, int(port)))
@@ -59,6 +62,10 @@ async def serve(config: Config, port: int, ready: asyncio.Event | None = None,
     if config.cookie_secret_generated:
         log.warning("KUBEMONITOR_COOKIE_SECRET is not set: using a random secret, so sessions end when the "
                     "process restarts and replicas cannot share them; set it to a long random string")
+    import os
+    if not os.path.exists(config.users_file):
+        log.warning("no users file at %s: nobody can log in to /web yet; add a user with "
+                    "`kubemonitor adduser --username=NAME --email=ADDRESS`", config.users_file)
     if not config.api_configured:
         log.warning("API_USERNAME/API_PASSWORD are not set: the API refuses every request (401)")
     app = KubeMonitorApp(config)
@@ -94,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(p)
     p.set_defaults(func=cmd_serve)
 
+    from . import demo, simulate, users
+    users.add_commands(sub, _add_setting_flags)
+    simulate.add_command(sub, _add_setting_flags)
+    demo.add_command(sub, _add_setting_flags)
+
     return parser
 
 
@@ -102,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ConfigError, CliError) as exc:
+    except (ConfigError, CliError, UsersFileError, UserInputError) as exc:
         print(f"kubemonitor: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

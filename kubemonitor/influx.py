@@ -134,5 +134,9 @@ class InfluxGateway:
         series = await self.query("SHOW MEASUREMENTS", kind="measurements")
         return [row[0] for s in series for row in s.get("values", [])]
 
+    async def list_namespaces(self) -> list[str]:
+        series = await self.query('SHOW TAG VALUES FROM "cpu/usage_rate" WITH KEY = "namespace_name"', kind="namespaces")
+        return sorted({row[1] for s in series for row in s.get("values", []) if row[1]})
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

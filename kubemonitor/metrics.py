@@ -110,6 +110,17 @@ class MetricCatalog:
         self._clock = clock
         self._names: frozenset[str] = frozenset()
         self._fetched_at: float | None = None
+        self._namespaces: list[str] = []
+        self._namespaces_at: float | None = None
+        self.list_namespaces = None  # async callable, set by the application
+
+    async def namespaces(self) -> list[str]:
+        """Namespace names seen in the main CPU metric (for the page picker), cached like the measurements."""
+        now = self._clock()
+        if self.list_namespaces and (self._namespaces_at is None or now - self._namespaces_at > 60):
+            self._namespaces = sorted(await self.list_namespaces())
+            self._namespaces_at = now
+        return self._namespaces
 
     @staticmethod
     def valid_name(name: str) -> bool:

@@ -6,6 +6,7 @@ header, not by cookie).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -15,6 +16,14 @@ from typing import Any
 import tornado.web
 
 log = logging.getLogger("kubemonitor.app")
+
+SESSION_COOKIE = "kubemonitor_session"
+SESSION_HOURS = 10  # a working day
+
+
+def password_stamp(password_hash: str) -> str:
+    """A short fingerprint of the user's hash: changing the password ends old sessions."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
 class ApiError(tornado.web.HTTPError):
@@ -53,6 +62,30 @@ class BaseHandler(tornado.web.RequestHandler):
     @property
     def app(self):
         return self.application
+
+    # -- sessions: a signed cookie naming the user and a stamp of their password hash ----
+    def get_current_user(self) -> str | None:
+        raw = self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_HOURS / 24)
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            username, stamp = data["u"], data["p"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        user = self.app.users.get(username) if isinstance(username, str) else None
+        if user is None or stamp != password_stamp(user.password_hash):
+            return None  # deleted, or the password changed since this session began
+        return username
+
+    def start_session(self, username: str) -> None:
+        user = self.app.users.get(username)
+        value = json.dumps({"u": username, "p": password_stamp(user.password_hash)})
+        self.set_signed_cookie(SESSION_COOKIE, value, expires_days=SESSION_HOURS / 24, httponly=True,
+                               samesite="Lax", secure=self.request.protocol == "https")
+
+    def end_session(self) -> None:
+        self.clear_cookie(SESSION_COOKIE)
 
     def user_label(self) -> str:
         """Who made the request, for the access log ("-" when anonymous)."""

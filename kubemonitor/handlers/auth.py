@@ -1,0 +1,125 @@
+"""Login and logout (SPEC §5): an XSRF-protected form, bcrypt off the event loop,
+failed attempts throttled per user and per client address."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from urllib.parse import urlparse
+
+from .base import BaseHandler
+
+log = logging.getLogger("kubemonitor.auth")
+DEFAULT_PAGE = "/web/stats/index"
+
+
+class Throttle:
+    """At most `limit` failures per key within `window` seconds; then refuse until the
+    oldest failure leaves the window. Bounded memory: the least recently failed keys go."""
+
+    def __init__(self, limit: int = 5, window: float = 15 * 60, max_keys: int = 50_000, clock=time.monotonic):
+        self.limit, self.window, self.max_keys, self.clock = limit, window, max_keys, clock
+        self._failures: OrderedDict[str, deque] = OrderedDict()
+
+    def _recent(self, key: str) -> deque | None:
+        q = self._failures.get(key)
+        if q is None:
+            return None
+        cutoff = self.clock() - self.window
+        while q and q[0] <= cutoff:
+            q.popleft()
+        if not q:
+            del self._failures[key]
+            return None
+        return q
+
+    def retry_after(self, *keys: str) -> float:
+        """Seconds until every key may try again (0 = allowed now)."""
+        wait = 0.0
+        for key in keys:
+            q = self._recent(key)
+            if q is not None and len(q) >= self.limit:
+                wait = max(wait, q[-self.limit] + self.window - self.clock())
+        return wait
+
+    def fail(self, *keys: str) -> None:
+        now = self.clock()
+        for key in keys:
+            q = self._failures.pop(key, None) or deque()
+            q.append(now)
+            while len(q) > self.limit:
+                q.popleft()
+            self._failures[key] = q
+        while len(self._failures) > self.max_keys:
+            self._failures.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths: '/x' yes; '//evil', 'http://evil', '/\\evil' no."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return DEFAULT_PAGE
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or any(ord(ch) < 32 for ch in target):
+        return DEFAULT_PAGE
+    return target
+
+
+class LoginHandler(BaseHandler):
+    route_name = "login"
+
+    def get(self) -> None:
+        if self.current_user:
+            self.redirect(safe_next(self.get_argument("next", None)))
+            return
+        self.render_form()
+
+    def render_form(self, error: str | None = None, status: int = 200, username: str = "") -> None:
+        self.set_status(status)
+        self.render("login.html", error=error, username=username, next=safe_next(self.get_argument("next", None)))
+
+    async def post(self) -> None:
+        username = self.get_body_argument("username", "").strip()
+        password = self.get_body_argument("password", "")
+        client = self.request.remote_ip or "?"
+        throttle = self.app.login_throttle
+        user_key, client_key = f"user:{username.lower()}", f"ip:{client}"
+        wait = throttle.retry_after(user_key, client_key)
+        if wait > 0:
+            self.app.telemetry.logins.labels("throttled").inc()
+            log.warning("login throttled for user %r from %s", username[:64], client)
+            self.set_header("Retry-After", str(int(wait) + 1))
+            self.render_form(f"Too many failed logins. Try again in {int(wait // 60) + 1} minute(s).", 429, username)
+            return
+        users = self.app.users
+        ok = bool(username) and await asyncio.get_running_loop().run_in_executor(
+            self.app.auth_executor, users.verify, username, password)
+        if not ok:
+            throttle.fail(user_key, client_key)
+            self.app.telemetry.logins.labels("failure").inc()
+            log.warning("failed login for user %r from %s", username[:64], client)  # never the password
+            self.render_form("Wrong username or password.", 401, username)
+            return
+        throttle.forget(user_key)
+        self.app.telemetry.logins.labels("success").inc()
+        log.info("user %r logged in from %s", username, client)
+        self.start_session(username)
+        self._current_user = username
+        self.redirect(safe_next(self.get_argument("next", None)))
+
+
+class LogoutHandler(BaseHandler):
+    route_name = "logout"
+
+    def post(self) -> None:
+        self.end_session()
+        self.redirect("/web/login")
+
+    def get(self) -> None:
+        # Logging out changes state, so it is a POST (with the XSRF token); a GET shows why.
+        self.set_status(405)
+        self.set_header("Allow", "POST")
+        self.render("error.html", code=405, message="Log out with the button in the sidebar (a POST form).")

@@ -1,0 +1,513 @@
+"""`kubemonitor simulate`: a believable cluster written in Heapster's schema (SPEC §2, §9).
+
+The cluster (nodes, research-group namespaces, services, batch jobs, GPU training
+jobs, kube-system) is drawn once from `--seed`. Every tick it writes, for all 37
+catalog metrics, the series Heapster would: `pod_container` values, their per-pod
+sums (`pod`), per-namespace (`ns`), per-node (`node`: its pods plus the system
+containers) and cluster (`cluster`) sums. Network metrics exist at pod level only,
+as in Heapster. Cumulative counters grow monotonically and reset when a container
+restarts; each `_rate` metric is the counter's increase over the last tick.
+
+Batch and GPU jobs run on a 24 h schedule: a job's pod exists only while it runs,
+with a new pod name per run, so pods come and go over the day. Load follows the time
+of day (busiest mid-afternoon UTC).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import queue
+import random
+import signal
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+DAY = 86400
+GROUPS = ["astro-lab", "bio-sim", "climate", "nlp-group", "vision-lab", "quantum", "genomics", "robotics",
+          "materials", "neuro", "econ-lab", "hep"]
+SERVICE_IMAGES = [("api", "python:3.11"), ("web", "nginx:1.25"), ("db", "postgres:15"), ("worker", "python:3.11"),
+                  ("notebook", "jupyter/scipy-notebook")]
+SIDECARS = [("log-shipper", "fluent-bit:2.2"), ("metrics", "prom/statsd-exporter")]
+
+CONTAINER_METRICS = (
+    "cpu/usage_rate", "cpu/usage", "cpu/limit", "cpu/request",
+    "memory/usage", "memory/working_set", "memory/rss", "memory/cache", "memory/limit", "memory/request",
+    "memory/page_faults", "memory/page_faults_rate", "memory/major_page_faults", "memory/major_page_faults_rate",
+    "filesystem/usage", "filesystem/limit", "filesystem/available", "filesystem/inodes", "filesystem/inodes_free",
+    "gpu/usage",
+)
+NETWORK_METRICS = ("network/rx", "network/rx_rate", "network/rx_errors", "network/rx_errors_rate",
+                   "network/tx", "network/tx_rate", "network/tx_errors", "network/tx_errors_rate")
+NODE_METRICS = ("cpu/node_capacity", "cpu/node_allocatable", "cpu/node_reservation", "cpu/node_utilization",
+                "memory/node_capacity", "memory/node_allocatable", "memory/node_reservation", "memory/node_utilization")
+# Metrics Heapster writes as integers; the rest are floats.
+INTEGER_METRICS = {"cpu/usage", "cpu/limit", "cpu/request", "memory/usage", "memory/working_set", "memory/rss",
+                   "memory/cache", "memory/limit", "memory/request", "memory/page_faults", "memory/major_page_faults",
+                   "filesystem/usage", "filesystem/limit", "filesystem/available", "filesystem/inodes",
+                   "filesystem/inodes_free", "network/rx", "network/tx", "network/rx_errors", "network/tx_errors",
+                   "uptime", "cpu/node_capacity", "cpu/node_allocatable", "memory/node_capacity",
+                   "memory/node_allocatable"}
+GIB = 1024**3
+MIB = 1024**2
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def series_key(metric: str, tags: dict[str, str]) -> str:
+    return metric + "," + ",".join(f"{k}={_escape(v)}" for k, v in sorted(tags.items()) if v)
+
+
+def _uid(*parts: object) -> str:
+    digest = hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+@dataclass
+class Container:
+    name: str
+    image: str
+    cpu_base: float           # millicores at the daily mean
+    cpu_request: int
+    cpu_limit: int
+    mem_base: float           # bytes
+    mem_request: int
+    mem_limit: int
+    gpu_mb: float = 0.0
+    fs_limit: int = 10 * GIB
+    restart_period: int = 0   # seconds between restarts (0 = never)
+    restart_phase: int = 0
+    # counters, reset on restart
+    cpu_ns: float = 0.0
+    faults: float = 0.0
+    major_faults: float = 0.0
+    started: float | None = None
+
+
+@dataclass
+class Pod:
+    namespace: str
+    base_name: str
+    node: str
+    kind: str                 # service | batch | gpu | system
+    containers: list[Container]
+    labels: str
+    start_offset: int = 0     # batch/gpu: seconds after midnight the run starts
+    duration: int = DAY       # batch/gpu: how long a run lasts
+    net_rx_base: float = 0.0  # bytes/s
+    net_tx_base: float = 0.0
+    counters: dict = field(default_factory=lambda: defaultdict(float))
+    run: int | None = None    # which daily run is current (batch/gpu)
+
+    def active_run(self, t: float) -> int | None:
+        if self.kind in ("service", "system"):
+            return 0
+        day, second = divmod(int(t), DAY)
+        if 0 <= (second - self.start_offset) % DAY < self.duration:
+            return day if second >= self.start_offset else day - 1
+        return None
+
+    def name(self, run: int) -> str:
+        if self.kind in ("service", "system"):
+            return self.base_name
+        return f"{self.base_name}-{hashlib.sha1(f'{self.base_name}/{run}'.encode()).hexdigest()[:5]}"
+
+
+@dataclass
+class Node:
+    name: str
+    cpu_capacity: int         # millicores
+    mem_capacity: int         # bytes
+    gpu: bool
+    booted: float
+    sys_cpu: float = 150.0
+    sys_mem: float = 900 * MIB
+    cpu_ns: float = 0.0
+
+    @property
+    def cpu_allocatable(self) -> int:
+        return int(self.cpu_capacity * 0.94)
+
+    @property
+    def mem_allocatable(self) -> int:
+        return int(self.mem_capacity * 0.92)
+
+
+class Cluster:
+    """The simulated cluster and its state; `tick(t)` yields the line-protocol lines of one sample."""
+
+    def __init__(self, seed: int = 1, namespaces: int = 5, pods: int = 30, nodes: int = 4, start: float | None = None):
+        if not 1 <= namespaces <= len(GROUPS):
+            raise ValueError(f"--namespaces must be from 1 to {len(GROUPS)}")
+        if pods < namespaces:
+            raise ValueError("--pods must be at least --namespaces (each group gets one pod)")
+        if nodes < 1:
+            raise ValueError("--nodes must be at least 1")
+        self.seed = seed
+        rng = random.Random(seed)
+        boot = (start if start is not None else time.time()) - 40 * DAY
+        self.nodes = [Node(f"node-{i + 1}", cpu_capacity=rng.choice([16000, 32000]),
+                           mem_capacity=rng.choice([64, 128]) * GIB, gpu=(i == nodes - 1 and nodes > 1) or nodes == 1,
+                           booted=boot + rng.randint(0, DAY)) for i in range(nodes)]
+        self.pods: list[Pod] = []
+        groups = GROUPS[:namespaces]
+        for i in range(pods):
+            self.pods.append(self._make_pod(rng, groups[i % namespaces], i))
+        for name, cpu, mem in (("kube-dns", 30, 70 * MIB), ("heapster", 20, 120 * MIB), ("kube-proxy", 10, 40 * MIB)):
+            c = Container(name, f"k8s.gcr.io/{name}", cpu, 100, 0, mem, 100 * MIB, 0)
+            self.pods.append(Pod("kube-system", f"{name}-{_uid(seed, name)[:5]}", self.nodes[0].name, "system",
+                                 [c], f"k8s-app:{name}", net_rx_base=2e3, net_tx_base=2e3))
+        self._keys: dict[tuple, str] = {}
+        self._last_t: float | None = None
+
+    def _make_pod(self, rng: random.Random, namespace: str, i: int) -> Pod:
+        roll = rng.random()
+        gpu_nodes = [n for n in self.nodes if n.gpu]
+        if roll < 0.2 and gpu_nodes:
+            kind, node = "gpu", rng.choice(gpu_nodes)
+            name = f"train-{rng.choice(['resnet', 'bert', 'unet', 'gan', 'vit'])}-{i}"
+            cont = [Container("trainer", "pytorch/pytorch:2.1", rng.uniform(2500, 7000), 4000, 8000,
+                              rng.uniform(8, 24) * GIB, 16 * GIB, 32 * GIB, gpu_mb=rng.uniform(6000, 30000))]
+        elif roll < 0.5:
+            kind, node = "batch", rng.choice(self.nodes)
+            name = f"job-{rng.choice(['align', 'simulate', 'reduce', 'render', 'fit'])}-{i}"
+            cont = [Container("main", "python:3.11", rng.uniform(800, 3500), 1000, 4000,
+                              rng.uniform(1, 6) * GIB, 2 * GIB, 8 * GIB)]
+        else:
+            kind, node = "service", rng.choice(self.nodes)
+            base, image = rng.choice(SERVICE_IMAGES)
+            name = f"{base}-{i}"
+            cont = [Container(base, image, rng.uniform(50, 900), 250, 2000, rng.uniform(0.2, 2) * GIB, 512 * MIB,
+                              4 * GIB, restart_period=rng.choice([0, 0, 5 * 3600, 9 * 3600]),
+                              restart_phase=rng.randint(0, DAY))]
+            if rng.random() < 0.5:
+                side, simage = rng.choice(SIDECARS)
+                cont.append(Container(side, simage, rng.uniform(5, 60), 50, 200, rng.uniform(30, 120) * MIB,
+                                      64 * MIB, 256 * MIB))
+        pod = Pod(namespace, name, node.name, kind, cont, f"app:{name.rsplit('-', 1)[0]},group:{namespace}",
+                  start_offset=rng.randint(0, DAY - 1), duration=rng.randint(2 * 3600, 10 * 3600),
+                  net_rx_base=rng.uniform(1e3, 5e6), net_tx_base=rng.uniform(1e3, 2e6))
+        return pod
+
+    # -- values ---------------------------------------------------------------------
+    @staticmethod
+    def diurnal(t: float) -> float:
+        hour = (t % DAY) / 3600
+        return 0.6 + 0.4 * math.sin(2 * math.pi * (hour - 9) / 24)
+
+    def _noise(self, t: float) -> random.Random:
+        return random.Random(self.seed * 1_000_003 + int(t))
+
+    def _key(self, metric: str, **tags: str) -> str:
+        k = (metric, *sorted(tags.items()))
+        key = self._keys.get(k)
+        if key is None:
+            key = self._keys[k] = series_key(metric, tags)
+        return key
+
+    def tick(self, t: float) -> list[str]:
+        """All points of one sample at time t (seconds), as line protocol with second precision."""
+        ts = int(t)
+        step = 60.0 if self._last_t is None else max(1.0, t - self._last_t)
+        self._last_t = t
+        rng = self._noise(t)
+        day_load = self.diurnal(t)
+        lines: list[str] = []
+        ns_sum: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        node_sum: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        emit = lines.append
+
+        def put(key: str, metric: str, value: float) -> None:
+            if metric in INTEGER_METRICS:
+                emit(f"{key} value={int(value)}i {ts}")
+            else:
+                emit(f"{key} value={value:.6g} {ts}")
+
+        for pod in self.pods:
+            run = pod.active_run(t)
+            if run is None:
+                pod.run = None
+                continue
+            if pod.run != run:  # a new pod (a job's next run): fresh counters
+                pod.run = run
+                pod.counters.clear()
+                for c in pod.containers:
+                    c.cpu_ns = c.faults = c.major_faults = 0.0
+                    c.started = None
+            pod_name = pod.name(run)
+            pod_id = _uid(self.seed, pod.namespace, pod_name)
+            base_tags = dict(namespace_name=pod.namespace, pod_name=pod_name, nodename=pod.node, hostname=pod.node,
+                             pod_id=pod_id, namespace_id=_uid(self.seed, pod.namespace), labels=pod.labels)
+            pod_sum: dict[str, float] = defaultdict(float)
+            pod_uptime = 0.0
+            run_start = t - ((int(t) % DAY - pod.start_offset) % DAY) if pod.kind in ("batch", "gpu") else None
+            for c in pod.containers:
+                restarts = int((t + c.restart_phase) // c.restart_period) if c.restart_period else 0
+                last_restart = (restarts * c.restart_period - c.restart_phase) if c.restart_period else None
+                start = max(x for x in (run_start, last_restart, self._node(pod.node).booted) if x is not None)
+                if c.started is not None and start > c.started:  # restarted since the last tick
+                    c.cpu_ns = c.faults = c.major_faults = 0.0
+                c.started = start
+                since = max(0.0, t - start)
+                warm = min(1.0, 0.3 + since / 600) if pod.kind in ("batch", "gpu") else 1.0
+                cpu = c.cpu_base * day_load * warm * rng.uniform(0.85, 1.15)
+                if pod.kind in ("batch", "gpu"):
+                    cpu = c.cpu_base * warm * rng.uniform(0.9, 1.1)
+                if c.cpu_limit:
+                    cpu = min(cpu, c.cpu_limit)
+                mem = c.mem_base * (0.85 + 0.15 * day_load) * warm * rng.uniform(0.97, 1.03)
+                if c.mem_limit:
+                    mem = min(mem, c.mem_limit * 0.98)
+                c.cpu_ns += cpu / 1000 * min(step, since or step) * 1e9
+                fault_rate = mem / MIB * 0.05 * rng.uniform(0.5, 1.5)
+                major_rate = fault_rate * 0.002
+                c.faults += fault_rate * step
+                c.major_faults += major_rate * step
+                rss = mem * 0.72
+                fs_used = (0.2 + 0.5 * min(1.0, since / DAY)) * c.fs_limit * 0.5
+                inodes = 655360
+                values = {
+                    "cpu/usage_rate": cpu, "cpu/usage": c.cpu_ns, "cpu/limit": c.cpu_limit, "cpu/request": c.cpu_request,
+                    "memory/usage": mem, "memory/working_set": mem * 0.9, "memory/rss": rss, "memory/cache": mem - rss,
+                    "memory/limit": c.mem_limit, "memory/request": c.mem_request,
+                    "memory/page_faults": c.faults, "memory/page_faults_rate": fault_rate,
+                    "memory/major_page_faults": c.major_faults, "memory/major_page_faults_rate": major_rate,
+                    "filesystem/usage": fs_used, "filesystem/limit": c.fs_limit,
+                    "filesystem/available": c.fs_limit - fs_used, "filesystem/inodes": inodes,
+                    "filesystem/inodes_free": inodes - int(fs_used / (64 * 1024)),
+                }
+                if c.gpu_mb:
+                    values["gpu/usage"] = c.gpu_mb * warm * rng.uniform(0.95, 1.0)
+                for metric, value in values.items():
+                    put(self._key(metric, type="pod_container", container_name=c.name,
+                                  container_base_image=c.image, **base_tags), metric, value)
+                    pod_sum[metric] += value
+                uptime = since * 1000
+                put(self._key("uptime", type="pod_container", container_name=c.name, container_base_image=c.image,
+                              **base_tags), "uptime", uptime)
+                pod_uptime = max(pod_uptime, uptime)
+            # network: pod level only (the pod's network namespace), counters since the pod started
+            load = day_load if pod.kind in ("service", "system") else 1.0
+            rates = {"rx": pod.net_rx_base * load * rng.uniform(0.7, 1.3), "tx": pod.net_tx_base * load * rng.uniform(0.7, 1.3)}
+            for way in ("rx", "tx"):
+                err_rate = rates[way] * 1e-7
+                pod.counters[way] += rates[way] * step
+                pod.counters[way + "_errors"] += err_rate * step
+                pod_sum[f"network/{way}"] = pod.counters[way]
+                pod_sum[f"network/{way}_rate"] = rates[way]
+                pod_sum[f"network/{way}_errors"] = pod.counters[way + "_errors"]
+                pod_sum[f"network/{way}_errors_rate"] = err_rate
+            pod_tags = dict(type="pod", **base_tags)
+            for metric, value in pod_sum.items():
+                put(self._key(metric, **pod_tags), metric, value)
+                ns_sum[pod.namespace][metric] += value
+                node_sum[pod.node][metric] += value
+            put(self._key("uptime", **pod_tags), "uptime", pod_uptime)
+
+        for ns, sums in ns_sum.items():
+            for metric, value in sums.items():
+                put(self._key(metric, type="ns", namespace_name=ns, namespace_id=_uid(self.seed, ns)), metric, value)
+        cluster: dict[str, float] = defaultdict(float)
+        for node in self.nodes:
+            sums = node_sum[node.name]
+            # system containers (kubelet, container runtime) count on the node, not in any pod
+            sys_cpu = node.sys_cpu * rng.uniform(0.8, 1.2)
+            node.cpu_ns += sys_cpu / 1000 * step * 1e9
+            for cname, share in (("kubelet", 0.6), ("runtime", 0.4)):
+                for metric, value in (("cpu/usage_rate", sys_cpu * share), ("memory/usage", node.sys_mem * share)):
+                    put(self._key(metric, type="sys_container", container_name=cname, nodename=node.name,
+                                  hostname=node.name), metric, value)
+            sums["cpu/usage_rate"] += sys_cpu
+            sums["memory/usage"] += node.sys_mem
+            sums["memory/working_set"] += node.sys_mem
+            sums["cpu/usage"] += node.cpu_ns
+            sums["cpu/node_capacity"] = node.cpu_capacity
+            sums["cpu/node_allocatable"] = node.cpu_allocatable
+            sums["memory/node_capacity"] = node.mem_capacity
+            sums["memory/node_allocatable"] = node.mem_allocatable
+            sums["cpu/node_reservation"] = sums["cpu/request"] / node.cpu_allocatable
+            sums["cpu/node_utilization"] = sums["cpu/usage_rate"] / node.cpu_allocatable
+            sums["memory/node_reservation"] = sums["memory/request"] / node.mem_allocatable
+            sums["memory/node_utilization"] = sums["memory/working_set"] / node.mem_allocatable
+            node_tags = dict(type="node", nodename=node.name, hostname=node.name, host_id=_uid(self.seed, node.name))
+            for metric, value in sums.items():
+                put(self._key(metric, **node_tags), metric, value)
+                if metric not in ("cpu/node_reservation", "cpu/node_utilization",
+                                  "memory/node_reservation", "memory/node_utilization"):
+                    cluster[metric] += value
+            put(self._key("uptime", **node_tags), "uptime", (t - node.booted) * 1000)
+        for metric, value in cluster.items():
+            put(self._key(metric, type="cluster"), metric, value)
+        return lines
+
+    def _node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+
+# ------------------------------------------------------------------------ writing
+class Writer:
+    """Writes batches of lines to InfluxDB from a background thread, so generating the
+    next batch overlaps with InfluxDB ingesting the last one."""
+
+    def __init__(self, client, batch_points: int = 50_000):
+        self.client = client
+        self.batch_points = batch_points
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="simulate-writer", daemon=True)
+        self._thread.start()
+        self.points = 0
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            try:
+                if self._error is None:
+                    self.client.write(batch, params={"db": self.client._database, "precision": "s"},
+                                      protocol="line")
+            except Exception as exc:  # noqa: BLE001 - reported on the caller's thread
+                self._error = exc
+
+    def put(self, lines: list[str]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(lines)
+        self.points += len(lines)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _progress(done: int, total: int, points: int, started: float, tty: bool) -> None:
+    width = 30
+    frac = done / total if total else 1
+    if tty:
+        bar = "#" * int(frac * width)
+        sys.stderr.write(f"\rbackfill [{bar:<{width}}] {frac:4.0%} {done}/{total} samples, {points:,} points, "
+                         f"{time.monotonic() - started:4.1f} s")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    elif done == total or done % max(1, total // 10) == 0:
+        print(f"backfill {frac:4.0%} ({done}/{total} samples, {points:,} points)", file=sys.stderr, flush=True)
+
+
+def backfill(cluster: Cluster, client, seconds: float, step: float, end: float | None = None,
+             progress: bool = True) -> int:
+    """Write `seconds` of history ending at `end` (now), one sample every `step` s. Returns points written."""
+    end = time.time() if end is None else end
+    n = int(seconds // step)
+    times = [end - (n - i) * step for i in range(n)]
+    writer = Writer(client)
+    started = time.monotonic()
+    tty = sys.stderr.isatty()
+    batch: list[str] = []
+    try:
+        for i, t in enumerate(times, 1):
+            batch.extend(cluster.tick(t))
+            if len(batch) >= writer.batch_points:
+                writer.put(batch)
+                batch = []
+            if progress:
+                _progress(i, n, writer.points + len(batch), started, tty)
+        if batch:
+            writer.put(batch)
+    finally:
+        writer.close()
+    return writer.points
+
+
+def live(cluster: Cluster, client, interval: float, stop: threading.Event) -> None:
+    """Write one sample every `interval` seconds until `stop` is set."""
+    while not stop.is_set():
+        began = time.time()
+        client.write(cluster.tick(began), params={"db": client._database, "precision": "s"}, protocol="line")
+        stop.wait(max(0.0, interval - (time.time() - began)))
+
+
+# ------------------------------------------------------------------------ CLI
+def parse_duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": DAY}
+    text = text.strip().lower()
+    try:
+        if text[-1:] in units:
+            value = float(text[:-1]) * units[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 10s, 5m, 24h, 2d") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a duration of 0 or more")
+    return value
+
+
+def client_for(config):
+    from influxdb import InfluxDBClient
+    return InfluxDBClient(host=config.influxdb_host, port=config.influxdb_port, username=config.influxdb_user,
+                          password=config.influxdb_pass, database=config.influxdb_db, ssl=config.influxdb_ssl,
+                          verify_ssl=config.influxdb_verify_ssl, timeout=max(30.0, config.influxdb_timeout), retries=1)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import requests
+
+    from .cli import CliError, load_config
+    config = load_config(args)
+    try:
+        cluster = Cluster(seed=args.seed, namespaces=args.namespaces, pods=args.pods, nodes=args.nodes)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    client = client_for(config)
+    where = f"InfluxDB at {config.influxdb_host}:{config.influxdb_port}"
+    try:
+        client.create_database(config.influxdb_db)  # no-op when it exists
+        if args.backfill:
+            started = time.monotonic()
+            points = backfill(cluster, client, args.backfill, args.step)
+            print(f"backfilled {args.backfill / 3600:g} h: {points:,} points in {time.monotonic() - started:.1f} s "
+                  f"into {where}, database {config.influxdb_db}", file=sys.stderr)
+        if args.interval:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            print(f"writing a sample every {args.interval:g} s; Ctrl-C stops", file=sys.stderr)
+            live(cluster, client, args.interval, stop)
+    except requests.exceptions.ConnectionError:
+        raise CliError(f"{where} is unreachable; check INFLUXDB_HOST/INFLUXDB_PORT (or --influxdb-host/--influxdb-port)") from None
+    except Exception as exc:
+        from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
+        if isinstance(exc, (InfluxDBClientError, InfluxDBServerError)):
+            raise CliError(f"{where} refused the write: {exc}") from None
+        raise
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backfill", type=parse_duration, default=0.0, metavar="DURATION",
+                   help="write this much history first, e.g. 24h (default: none)")
+    p.add_argument("--step", type=parse_duration, default=60.0, metavar="DURATION",
+                   help="sample spacing of the backfill (default 60s, Heapster's resolution)")
+    p.add_argument("--interval", type=parse_duration, default=0.0, metavar="DURATION",
+                   help="then keep writing a live sample this often until stopped, e.g. 10s (default: stop)")
+    p.add_argument("--namespaces", type=int, default=5, help="research groups (namespaces), default 5")
+    p.add_argument("--pods", type=int, default=30, help="pods across the groups, default 30 (plus kube-system)")
+    p.add_argument("--nodes", type=int, default=4, help="nodes, default 4 (the last one has GPUs)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the cluster's shape and noise, default 1")
+
+
+def add_command(sub, add_setting_flags) -> None:
+    p = sub.add_parser("simulate", help="write a simulated cluster into InfluxDB (Heapster schema)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    add_setting_flags(p)
+    p.set_defaults(func=cmd_simulate)
