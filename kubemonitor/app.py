@@ -29,7 +29,7 @@ class KubeMonitorApp(tornado.web.Application):
 
     def __init__(self, config: Config, *, influx: InfluxGateway | None = None,
                  telemetry: Telemetry | None = None, users: UserStore | None = None,
-                 poller: Poller | None = None, debug: bool = False):
+                 poller: Poller | None = None, static_path: str | None = None, debug: bool = False):
         self.config = config
         self.telemetry = telemetry or (influx.telemetry if influx else Telemetry())
         self.influx = influx or InfluxGateway(config, self.telemetry)
@@ -42,7 +42,7 @@ class KubeMonitorApp(tornado.web.Application):
         self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         settings = dict(
             template_path=resource_dir("templates"),
-            static_path=resource_dir("static"),
+            static_path=static_path or resource_dir("static"),
             cookie_secret=config.cookie_secret,
             xsrf_cookies=True,
             login_url="/web/login",

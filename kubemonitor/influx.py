@@ -135,7 +135,7 @@ class InfluxGateway:
         return [row[0] for s in series for row in s.get("values", [])]
 
     async def list_namespaces(self) -> list[str]:
-        series = await self.query('SHOW TAG VALUES FROM "cpu/usage_rate" WITH KEY = "namespace_name"', kind="namespaces")
+        series = await self.query('SHOW TAG VALUES WITH KEY = "namespace_name"', kind="namespaces")
         return sorted({row[1] for s in series for row in s.get("values", []) if row[1]})
 
     def close(self) -> None:

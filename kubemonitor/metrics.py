@@ -115,7 +115,7 @@ class MetricCatalog:
         self.list_namespaces = None  # async callable, set by the application
 
     async def namespaces(self) -> list[str]:
-        """Namespace names seen in the main CPU metric (for the page picker), cached like the measurements."""
+        """Namespace names seen in any measurement (for the page picker), cached for a minute."""
         now = self._clock()
         if self.list_namespaces and (self._namespaces_at is None or now - self._namespaces_at > 60):
             self._namespaces = sorted(await self.list_namespaces())

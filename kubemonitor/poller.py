@@ -28,7 +28,7 @@ from .query import TAG_KEYS, format_ns, quote_measurement
 log = logging.getLogger("kubemonitor.poller")
 ALL = "all"
 WINDOW = "1h"          # the chart's span
-LATEST_WINDOW = "5m"   # a container is listed while it has a point this recent
+LATEST_WINDOW = "1h"   # a container is listed while it has a point this recent (the chart's span)
 LATEST_ROWS = 500
 
 

@@ -71,3 +71,57 @@ def api(http_client, base_url):
         data = json.loads(r.body) if r.body and r.headers.get("Content-Type", "").startswith("application/json") else None
         return r.code, data, r
     return call
+
+
+WEB_USER, WEB_PASS = "alice", "correct horse battery staple"
+
+
+@pytest.fixture
+def web_user(config):
+    from kubemonitor.users import UserStore
+    UserStore(config.users_file, rounds=4).add(WEB_USER, "alice@example.org", WEB_PASS)
+    return WEB_USER, WEB_PASS
+
+
+class Browserless:
+    """A tiny cookie-keeping client for the form login (Tornado's client keeps no cookies)."""
+
+    def __init__(self, http_client, base_url):
+        self.http, self.base, self.cookies = http_client, base_url, {}
+
+    def cookie_header(self):
+        return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+
+    def _keep(self, response):
+        from http.cookies import SimpleCookie
+        for header in response.headers.get_list("Set-Cookie"):
+            jar = SimpleCookie()
+            jar.load(header)
+            for name, morsel in jar.items():
+                if morsel.value == "" or morsel["expires"].startswith("Thu, 01 Jan 1970") or morsel["max-age"] == "0":
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+
+    async def fetch(self, path, method="GET", body=None, headers=None, **kw):
+        h = {"Cookie": self.cookie_header(), **(headers or {})}
+        r = await self.http.fetch(self.base + path, method=method, body=body, headers=h, follow_redirects=False,
+                                  raise_error=False, **kw)
+        self._keep(r)
+        return r
+
+    async def xsrf(self):
+        import re
+        r = await self.fetch("/web/login")
+        return re.search(r'name="_xsrf" value="([^"]+)"', r.body.decode()).group(1)
+
+    async def login(self, username, password, next_url=None):
+        from urllib.parse import quote, urlencode
+        token = await self.xsrf()
+        path = "/web/login" + (f"?next={quote(next_url, safe='')}" if next_url else "")
+        return await self.fetch(path, "POST", body=urlencode({"_xsrf": token, "username": username, "password": password}))
+
+
+@pytest.fixture
+def browser(http_client, base_url):
+    return Browserless(http_client, base_url)

@@ -119,7 +119,7 @@
     if (!rows.length) {
       var tr = document.createElement("tr");
       tr.className = "empty";
-      var td = cell("No points in the last 5 minutes.");
+      var td = cell("No points in the last hour.");
       td.colSpan = 6;
       tr.appendChild(td);
       frag.appendChild(tr);
