@@ -115,6 +115,7 @@ class Poller:
         self.state = "ok"
         self.message = ""
         self.rounds = 0
+        self.requests = 0  # InfluxDB requests made, for tests and benchmarks
         self._task: asyncio.Task | None = None
 
     # -- subscriptions --------------------------------------------------------------
@@ -158,6 +159,7 @@ class Poller:
             results = results if isinstance(results, list) else [results]
             return [r.raw.get("series", []) for r in results] + [[], []]
 
+        self.requests += 1
         chart, latest = (await self.influx.call(run, kind="poll"))[:2]
         snapshot = build_snapshot(view.metric, view.namespace, chart, latest)
         view.snapshot = snapshot
