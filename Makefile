@@ -31,10 +31,10 @@ test:
 demo:
 	@command -v kubemonitor >/dev/null 2>&1 || $(PYTHON) -m pip install -q -e .
 	@if [ -f static/package.json ] && [ ! -d static/node_modules ]; then cd static && npm ci --no-audit --no-fund --silent; fi
-	$(PYTHON) -m kubemonitor.cli demo --port $(PORT)
+	$(PYTHON) -m kubemonitor demo --port $(PORT)
 
 run:
-	$(PYTHON) -m kubemonitor.cli serve $(PORT)
+	$(PYTHON) -m kubemonitor serve $(PORT)
 
 bench:
 	$(PYTHON) bench/api_overhead.py

@@ -122,4 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so that exception classes raised by other
+    # modules (which import kubemonitor.cli, not __main__) are the ones caught.
+    from kubemonitor.cli import main as _main
+    sys.exit(_main())

@@ -222,11 +222,14 @@ class Cluster:
         node_sum: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         emit = lines.append
 
-        def put(key: str, metric: str, value: float) -> None:
+        def put(key: str, metric: str, value: float) -> float:
+            """Write one point; return the value as written, so that sums add what was written."""
             if metric in INTEGER_METRICS:
-                emit(f"{key} value={int(value)}i {ts}")
+                value = int(value)
+                emit(f"{key} value={value}i {ts}")
             else:
                 emit(f"{key} value={value:.6g} {ts}")
+            return value
 
         for pod in self.pods:
             run = pod.active_run(t)
@@ -284,9 +287,8 @@ class Cluster:
                 if c.gpu_mb:
                     values["gpu/usage"] = c.gpu_mb * warm * rng.uniform(0.95, 1.0)
                 for metric, value in values.items():
-                    put(self._key(metric, type="pod_container", container_name=c.name,
-                                  container_base_image=c.image, **base_tags), metric, value)
-                    pod_sum[metric] += value
+                    pod_sum[metric] += put(self._key(metric, type="pod_container", container_name=c.name,
+                                                     container_base_image=c.image, **base_tags), metric, value)
                 uptime = since * 1000
                 put(self._key("uptime", type="pod_container", container_name=c.name, container_base_image=c.image,
                               **base_tags), "uptime", uptime)
@@ -304,7 +306,7 @@ class Cluster:
                 pod_sum[f"network/{way}_errors_rate"] = err_rate
             pod_tags = dict(type="pod", **base_tags)
             for metric, value in pod_sum.items():
-                put(self._key(metric, **pod_tags), metric, value)
+                value = put(self._key(metric, **pod_tags), metric, value)
                 ns_sum[pod.namespace][metric] += value
                 node_sum[pod.node][metric] += value
             put(self._key("uptime", **pod_tags), "uptime", pod_uptime)
@@ -320,10 +322,8 @@ class Cluster:
             node.cpu_ns += sys_cpu / 1000 * step * 1e9
             for cname, share in (("kubelet", 0.6), ("runtime", 0.4)):
                 for metric, value in (("cpu/usage_rate", sys_cpu * share), ("memory/usage", node.sys_mem * share)):
-                    put(self._key(metric, type="sys_container", container_name=cname, nodename=node.name,
-                                  hostname=node.name), metric, value)
-            sums["cpu/usage_rate"] += sys_cpu
-            sums["memory/usage"] += node.sys_mem
+                    sums[metric] += put(self._key(metric, type="sys_container", container_name=cname,
+                                                  nodename=node.name, hostname=node.name), metric, value)
             sums["memory/working_set"] += node.sys_mem
             sums["cpu/usage"] += node.cpu_ns
             sums["cpu/node_capacity"] = node.cpu_capacity
@@ -336,7 +336,7 @@ class Cluster:
             sums["memory/node_utilization"] = sums["memory/working_set"] / node.mem_allocatable
             node_tags = dict(type="node", nodename=node.name, hostname=node.name, host_id=_uid(self.seed, node.name))
             for metric, value in sums.items():
-                put(self._key(metric, **node_tags), metric, value)
+                value = put(self._key(metric, **node_tags), metric, value)
                 if metric not in ("cpu/node_reservation", "cpu/node_utilization",
                                   "memory/node_reservation", "memory/node_utilization"):
                     cluster[metric] += value

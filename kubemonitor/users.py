@@ -248,7 +248,7 @@ class UserStore:
             if username in users:
                 raise UserInputError(f"user {username!r} already exists; use `kubemonitor passwd {username}` "
                                      "to change the password")
-            created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             users[username] = User(username, email, password_hash, created)
             atomic_write(self.path, dump_users(users))
         return users[username]

@@ -125,3 +125,25 @@ class Browserless:
 @pytest.fixture
 def browser(http_client, base_url):
     return Browserless(http_client, base_url)
+
+
+@pytest.fixture
+def scratch_db(running_influxd, request):
+    """An empty database of its own, for a test that writes (the dataset stays as documented)."""
+    import re
+    name = "scratch_" + re.sub(r"\W", "_", request.node.name)[:40]
+    running_influxd.query(f'DROP DATABASE "{name}"')
+    running_influxd.query(f'CREATE DATABASE "{name}"')
+    yield name
+    if running_influxd.running:
+        running_influxd.query(f'DROP DATABASE "{name}"')
+
+
+async def serve_app(application):
+    """Serve an extra application on a free port; returns (base_url, server)."""
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+    sock, port = bind_unused_port()
+    server = HTTPServer(application, xheaders=True)
+    server.add_sockets([sock])
+    return f"http://127.0.0.1:{port}", server

@@ -6,10 +6,11 @@ import json
 import time
 
 import pytest
+from conftest import WEB_PASS, WEB_USER, Browserless, serve_app
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import DB, WEB_PASS, WEB_USER
+from kubemonitor.app import KubeMonitorApp
 from kubemonitor.poller import ALL
 
 MINUTE = 60 * 10**9
@@ -98,24 +99,38 @@ async def test_bad_messages_get_an_error_and_the_connection_lives_on(base_url, b
     conn.close()
 
 
+@pytest.fixture
+def scratch_app(config, scratch_db):
+    application = KubeMonitorApp(config.replace(influxdb_db=scratch_db))
+    yield application
+    application.influx.close()
+
+
 @pytest.mark.gen_test(timeout=30)
-async def test_a_new_point_reaches_the_subscriber_within_one_poll_interval(base_url, browser, web_user, app,
-                                                                          running_influxd):
-    conn = await websocket_connect(ws_request(base_url, await session(browser)))
-    await subscribe(conn, "cpu/usage_rate", "team-live")
-    first = await next_message(conn, "snapshot")
-    assert first["latest"] == []
-    now = time.time_ns()
-    running_influxd.write(DB, [
-        f"cpu/usage_rate,namespace_name=team-live,pod_name=fresh-1,container_name=app,nodename=node-9,type=pod_container value=42.0 {now}",
-        f"cpu/usage_rate,namespace_name=team-live,pod_name=fresh-1,nodename=node-9,type=pod value=42.0 {now}",
-    ])
-    written = time.monotonic()
-    msg = await next_message(conn, "snapshot", timeout=app.config.poll_interval * 2 + 2,
-                             where=lambda m: any(r["pod_name"] == "fresh-1" for r in m["latest"]))
-    assert time.monotonic() - written <= app.config.poll_interval + 1.5
-    assert msg["latest"][0]["value"] == 42.0 and msg["series"]["fresh-1"][-1][1] == 42.0
-    conn.close()
+async def test_a_new_point_reaches_the_subscriber_within_one_poll_interval(scratch_app, scratch_db, http_client,
+                                                                          web_user, running_influxd):
+    base, server = await serve_app(scratch_app)
+    try:
+        b = Browserless(http_client, base)
+        conn = await websocket_connect(ws_request(base, await session(b)))
+        await subscribe(conn, "cpu/usage_rate", "team-live")
+        first = await next_message(conn, "snapshot")
+        assert first["latest"] == [] and first["series"] == {}
+        now = time.time_ns()
+        running_influxd.write(scratch_db, [
+            f"cpu/usage_rate,namespace_name=team-live,pod_name=fresh-1,container_name=app,nodename=node-9,type=pod_container value=42.0 {now}",
+            f"cpu/usage_rate,namespace_name=team-live,pod_name=fresh-1,nodename=node-9,type=pod value=42.0 {now}",
+        ])
+        written = time.monotonic()
+        interval = scratch_app.config.poll_interval
+        msg = await next_message(conn, "snapshot", timeout=interval * 2 + 2,
+                                 where=lambda m: any(r["pod_name"] == "fresh-1" for r in m["latest"]))
+        assert time.monotonic() - written <= interval + 1.5
+        assert msg["latest"][0]["value"] == 42.0 and msg["series"]["fresh-1"][-1][1] == 42.0
+        conn.close()
+    finally:
+        await scratch_app.poller.stop()
+        server.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -203,10 +218,9 @@ async def test_a_client_that_does_not_read_does_not_delay_the_others(base_url, b
 
 @pytest.mark.gen_test
 async def test_secure_cookie_behind_https_proxy(app, http_client, web_user):
+    from conftest import Browserless
     from tornado.httpserver import HTTPServer
     from tornado.testing import bind_unused_port
-
-    from conftest import Browserless
     sock, port = bind_unused_port()
     server = HTTPServer(app, xheaders=True)
     server.add_sockets([sock])

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import API_PASS, API_USER
 from openapi_spec_validator import validate
 
-from conftest import API_PASS, API_USER
 from kubemonitor.config import SETTINGS, Config, ConfigError, check_log_dir
 from kubemonitor.metrics import CATALOG, MAIN_METRICS
 
@@ -105,7 +105,7 @@ def test_log_dir_must_exist_and_be_writable(tmp_path):
 
 def _serve(*args, env=None):
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "kubemonitor.cli", "serve", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kubemonitor", "serve", *args], capture_output=True, text=True,
                           timeout=30, env=full_env)
 
 

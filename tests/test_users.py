@@ -16,7 +16,7 @@ from kubemonitor.users import UserInputError, UsersFileError, UserStore, check_p
 
 
 def cli(*args, stdin=None, users_file=None, timeout=60):
-    cmd = [sys.executable, "-m", "kubemonitor.cli", *args]
+    cmd = [sys.executable, "-m", "kubemonitor", *args]
     if users_file:
         cmd += ["--users-file", str(users_file)]
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
@@ -73,7 +73,7 @@ def test_password_prompted_twice_must_match(tmp_path):
     for answers, ok in ((("secret-1", "secret-1"), True), (("secret-1", "other"), False)):
         pid, fd = pty.fork()
         if pid == 0:  # child: the CLI on a terminal
-            os.execv(sys.executable, [sys.executable, "-m", "kubemonitor.cli", "adduser", f"--username=u{int(ok)}",
+            os.execv(sys.executable, [sys.executable, "-m", "kubemonitor", "adduser", f"--username=u{int(ok)}",
                                       "--email=u@example.org", "--users-file", str(f)])
         output = b""
         for answer in answers:
@@ -99,7 +99,7 @@ def test_password_prompted_twice_must_match(tmp_path):
 
 def test_concurrent_adduser_processes_lose_nothing(tmp_path):
     f = tmp_path / "u.yaml"
-    procs = [subprocess.Popen([sys.executable, "-m", "kubemonitor.cli", "adduser", f"--username=user{i}",
+    procs = [subprocess.Popen([sys.executable, "-m", "kubemonitor", "adduser", f"--username=user{i}",
                                f"--email=user{i}@example.org", "--password-stdin", "--users-file", str(f)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(8)]
@@ -175,7 +175,7 @@ def test_a_corrupt_file_is_named_with_its_line(tmp_path, content, words):
 def test_serve_refuses_a_corrupt_or_unreadable_users_file(tmp_path):
     f = tmp_path / "u.yaml"
     f.write_text("users: [\n")
-    r = subprocess.run([sys.executable, "-m", "kubemonitor.cli", "serve", "8000", "--log-dir", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "kubemonitor", "serve", "8000", "--log-dir", str(tmp_path),
                         "--users-file", str(f)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and str(f) in r.stderr and len(r.stderr.strip().splitlines()) == 1
 

@@ -7,8 +7,8 @@ import re
 from urllib.parse import urlencode
 
 import pytest
-
 from conftest import WEB_PASS, WEB_USER
+
 from kubemonitor.app import KubeMonitorApp
 from kubemonitor.handlers.auth import Throttle, safe_next
 from kubemonitor.users import UserStore
@@ -233,10 +233,9 @@ def app_without_chart(config, tmp_path):
 
 @pytest.mark.gen_test
 async def test_page_says_plainly_when_the_chart_asset_is_missing(app_without_chart, http_client, web_user):
+    from conftest import Browserless
     from tornado.httpserver import HTTPServer
     from tornado.testing import bind_unused_port
-
-    from conftest import Browserless
     sock, port = bind_unused_port()
     server = HTTPServer(app_without_chart)
     server.add_sockets([sock])

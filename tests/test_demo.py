@@ -1,0 +1,78 @@
+"""`kubemonitor demo` for real: private influxd, simulated cluster, server; then Ctrl-C."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import requests
+
+from kubemonitor.influxd import free_port
+
+
+@pytest.mark.slow
+def test_demo_runs_serves_and_cleans_up(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "demo", "--port", str(port), "--backfill", "30m",
+                             "--interval", "1s"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    try:
+        deadline = time.monotonic() + 120
+        while not any("Ctrl-C stops everything" in line for line in output):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(output)
+            output.append(proc.stdout.readline())
+        text = "".join(output)
+        root = re.search(r"in (/\S+kubemonitor-demo-\S+)", text).group(1)
+        assert os.path.isdir(root)
+        login = re.search(r"login:\s+(\S+) / (\S+)", text)
+        api_password = re.search(r"X-PASSWORD: ([^']+)'", text).group(1)
+        url = f"http://localhost:{port}"
+        assert f"{url}/web" in text
+
+        # the printed curl command works as printed
+        r = requests.post(f"{url}/api/cpu/usage_rate", headers={"X-USERNAME": "billing", "X-PASSWORD": api_password},
+                          data='{"agg": "all-namespace"}', timeout=10)
+        assert r.status_code == 200
+        rows = r.json()
+        assert len(rows) == 5 and all(row["count"] > 0 and row["integral"] > 0 for row in rows)
+        assert "kube-system" not in {row["namespace_name"] for row in rows}
+
+        s = requests.Session()
+        page = s.get(f"{url}/web/login", timeout=10).text
+        token = re.search(r'name="_xsrf" value="([^"]+)"', page).group(1)
+        r = s.post(f"{url}/web/login", data={"_xsrf": token, "username": login.group(1), "password": login.group(2)},
+                   allow_redirects=False, timeout=10)
+        assert r.status_code == 302
+        overview = s.get(f"{url}/web/stats/index", timeout=10)
+        assert overview.status_code == 200 and "astro-lab" in overview.text
+        ready = json.loads(urllib.request.urlopen(f"{url}/readyz", timeout=5).read())
+        assert ready["status"] == "ready"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, rest
+    assert "temporary files removed" in rest
+    assert not os.path.exists(root)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://localhost:{port}/healthz", timeout=2)
+
+
+def test_demo_refuses_a_busy_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "kubemonitor", "demo", "--port", str(port)], capture_output=True,
+                           text=True, timeout=30)
+    assert r.returncode == 2 and "in use" in r.stderr and "PORT=" in r.stderr and "Traceback" not in r.stderr
