@@ -1,5 +1,5 @@
 # kubemonitor — the two commands a newcomer needs: `make demo` and `make test`.
-IMAGE_NAME ?= kubemonitor/kubemonitor
+IMAGE_NAME ?= kubemonitor/kube-monitoring
 VERSION    ?= 0.1.0
 PYTHON     ?= python3
 PORT       ?= 8000

@@ -12,7 +12,8 @@ def tree(top):
     out = []
     for folder, _dirs, files in os.walk(os.path.join(HERE, top)):
         rel = os.path.relpath(folder, HERE)
-        if "node_modules" in rel.split(os.sep) and not rel.startswith(os.path.join("static", "vendor")):
+        # of the npm packages, only the built browser assets the pages load
+        if "node_modules" in rel.split(os.sep) and not rel.startswith(os.path.join("static", "node_modules", "uplot", "dist")):
             continue
         wanted = [os.path.join(rel, f) for f in files if not f.endswith((".pyc", ".lock"))]
         if wanted:
