@@ -1,0 +1,123 @@
+"""What the API adds on top of InfluxDB, measured side by side in one run.
+
+Seeds a private influxd with the simulator (200 pods, 24 h at 60 s), starts
+`kubemonitor serve`, then alternates each API request with the very InfluxQL the
+API sends for it (captured from kubemonitor.query), sent straight to InfluxDB's
+HTTP API and decoded as JSON. Prints both medians and their ratio.
+Targets: ratio <= 1.3 for `all-pod` over 24 h, <= 2.0 for a raw query (limit 100).
+Then: /healthz latency while slow aggregations keep the server busy.
+
+    python bench/api_overhead.py [--rounds 25]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+import requests
+from common import API_PASS, API_USER, Server, median_ms, percentile, seeded_influxd
+from influxdb import InfluxDBClient
+
+from kubemonitor import query
+from kubemonitor.influx import InfluxGateway
+from kubemonitor.metrics import CATALOG
+
+
+def captured_statements(influxd, body: dict) -> list[tuple[str, dict, str | None]]:
+    """The (InfluxQL, params, epoch) the API sends for `body`, recorded from a real run."""
+    client = InfluxDBClient(host="127.0.0.1", port=influxd.http_port, database="k8s", timeout=60)
+    calls = []
+
+    def recording_select(c, influxql, params, epoch):
+        calls.append((influxql, params, epoch))
+        return InfluxGateway.select(c, influxql, params, epoch)
+    q = query.validate(body, now_ns=time.time_ns(), max_limit=10000)
+    query.run(client, recording_select, CATALOG["cpu/usage_rate"], q, ("kube-system",))
+    return calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=25)
+    args = parser.parse_args()
+
+    influxd = seeded_influxd(hours=24, pods=200, namespaces=10)
+    server = Server(influxd)
+    try:
+        now = time.time()
+        cases = {
+            "raw, limit 100": {"namespace": "astro-lab", "limit": 100, "timeBeginInterval": now - 86400,
+                               "timeEndInterval": now},
+            "all-pod, 24 h": {"agg": "all-pod", "timeBeginInterval": now - 86400, "timeEndInterval": now},
+        }
+        api, direct = requests.Session(), requests.Session()
+        headers = {"X-USERNAME": API_USER, "X-PASSWORD": API_PASS}
+        results = {}
+        for name, body in cases.items():
+            statements = captured_statements(influxd, body)
+            payload = json.dumps(body)
+
+            def via_api():
+                r = api.post(f"{server.url}/api/cpu/usage_rate", data=payload, headers=headers, timeout=120)
+                r.raise_for_status()
+                return r.json()
+
+            def straight():
+                out = []
+                for influxql, params, epoch in statements:
+                    p = {"db": "k8s", "q": influxql, "params": json.dumps(params)}
+                    if epoch:
+                        p["epoch"] = epoch
+                    r = direct.get(f"{influxd.url}/query", params=p, timeout=120)
+                    r.raise_for_status()
+                    out.append(r.json())
+                return out
+            for _ in range(3):  # warm caches on both paths
+                via_api()
+                straight()
+            t_api, t_direct = [], []
+            for _ in range(args.rounds):
+                for fn, bucket in ((via_api, t_api), (straight, t_direct)):
+                    started = time.perf_counter()
+                    fn()
+                    bucket.append(time.perf_counter() - started)
+            results[name] = (median_ms(t_api), median_ms(t_direct), len(statements), len(via_api()))
+
+        print()
+        print(f"{'case':<16} {'API median':>11} {'InfluxDB median':>16} {'ratio':>6}  (statements, rows)")
+        for name, (a, d, n, rows) in results.items():
+            print(f"{name:<16} {a:9.1f} ms {d:14.1f} ms {a / d:6.2f}  ({n}, {rows})")
+
+        # /healthz while two clients keep slow aggregations running
+        stop = threading.Event()
+        slow = json.dumps({"agg": "all-namespace", "timeBeginInterval": now - 86400, "timeEndInterval": now})
+
+        def load():
+            s = requests.Session()
+            while not stop.is_set():
+                s.post(f"{server.url}/api/memory/usage", data=slow, headers=headers, timeout=120)
+        threads = [threading.Thread(target=load, daemon=True) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        health, probe = [], requests.Session()
+        for _ in range(100):
+            started = time.perf_counter()
+            probe.get(f"{server.url}/healthz", timeout=10).raise_for_status()
+            health.append(time.perf_counter() - started)
+            time.sleep(0.02)
+        stop.set()
+        for t in threads:
+            t.join()
+        print(f"/healthz during slow aggregations: p50 {median_ms(health):.1f} ms, "
+              f"p99 {percentile(health, 99) * 1000:.1f} ms, max {max(health) * 1000:.1f} ms")
+        print(f"server RSS {server.rss_mb():.0f} MB")
+    finally:
+        server.stop()
+        influxd.cleanup()
+
+
+if __name__ == "__main__":
+    main()

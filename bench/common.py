@@ -1,0 +1,80 @@
+"""Shared set-up of the benchmarks: a private influxd seeded by the simulator, and
+`kubemonitor serve` as a separate process (as it runs in production)."""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from kubemonitor.config import Config  # noqa: E402
+from kubemonitor.influxd import Influxd, free_port  # noqa: E402
+from kubemonitor.simulate import Cluster, backfill, client_for  # noqa: E402
+from kubemonitor.users import UserStore  # noqa: E402
+
+API_USER, API_PASS = "bench", "bench-password"
+WEB_USER, WEB_PASS = "bench", "bench-password"
+
+
+def seeded_influxd(hours: float, pods: int, namespaces: int, db: str = "k8s") -> Influxd:
+    influxd = Influxd().start()
+    config = Config(influxdb_host="127.0.0.1", influxdb_port=influxd.http_port, influxdb_db=db)
+    client = client_for(config)
+    client.create_database(db)
+    started = time.monotonic()
+    points = backfill(Cluster(seed=1, namespaces=namespaces, pods=pods), client, hours * 3600, 60.0, progress=False)
+    print(f"seeded {points:,} points ({pods} pods, {hours:g} h at 60 s) in {time.monotonic() - started:.1f} s",
+          flush=True)
+    return influxd
+
+
+class Server:
+    """`kubemonitor serve` on a free port against `influxd`."""
+
+    def __init__(self, influxd: Influxd, db: str = "k8s", poll_interval: float = 10.0):
+        self.dir = tempfile.mkdtemp(prefix="kubemonitor-bench-")
+        users = os.path.join(self.dir, "users.yaml")
+        UserStore(users, rounds=4).add(WEB_USER, "bench@example.org", WEB_PASS)
+        self.port = free_port()
+        env = {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(influxd.http_port), "INFLUXDB_DB": db,
+               "API_USERNAME": API_USER, "API_PASSWORD": API_PASS, "KUBEMONITOR_USERS_FILE": users,
+               "KUBEMONITOR_LOG_DIR": self.dir, "KUBEMONITOR_POLL_INTERVAL": str(poll_interval),
+               "KUBEMONITOR_COOKIE_SECRET": "bench-" + "x" * 40, "KUBEMONITOR_ADDRESS": "127.0.0.1",
+               "INFLUXDB_TIMEOUT": "60"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "serve", str(self.port)], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("kubemonitor serve did not start")
+                time.sleep(0.1)
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
