@@ -28,9 +28,11 @@ install:
 test:
 	$(PYTHON) -m pytest
 
+# Installs what is missing (the project, the chart asset; influxd is installed by
+# `kubemonitor demo` itself from Debian's packages), then runs the demo until Ctrl-C.
 demo:
-	@command -v kubemonitor >/dev/null 2>&1 || $(PYTHON) -m pip install -q -e .
-	@if [ -f static/package.json ] && [ ! -d static/node_modules ]; then cd static && npm ci --no-audit --no-fund --silent; fi
+	@$(PYTHON) -c "import tornado, influxdb, bcrypt, yaml, prometheus_client" 2>/dev/null || $(PYTHON) -m pip install -q -e .
+	@if [ ! -d static/node_modules/uplot ] && command -v npm >/dev/null 2>&1; then cd static && npm ci --no-audit --no-fund --silent; fi
 	$(PYTHON) -m kubemonitor demo --port $(PORT)
 
 run:
