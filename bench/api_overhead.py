@@ -59,12 +59,12 @@ def main() -> None:
             statements = captured_statements(influxd, body)
             payload = json.dumps(body)
 
-            def via_api():
+            def via_api(payload=payload):
                 r = api.post(f"{server.url}/api/cpu/usage_rate", data=payload, headers=headers, timeout=120)
                 r.raise_for_status()
                 return r.json()
 
-            def straight():
+            def straight(statements=statements):
                 out = []
                 for influxql, params, epoch in statements:
                     p = {"db": "k8s", "q": influxql, "params": json.dumps(params)}

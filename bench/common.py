@@ -56,7 +56,7 @@ class Server:
                 return
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("kubemonitor serve did not start")
+                    raise RuntimeError("kubemonitor serve did not start") from None
                 time.sleep(0.1)
 
     def rss_mb(self) -> float:

@@ -8,7 +8,6 @@ import re
 import kubernetes_validate
 import pytest
 import yaml
-
 from conftest import DB
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
