@@ -26,8 +26,12 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def ensure_influxd() -> str:
+def ensure_influxd(binary: str | None = None) -> str:
     """The influxd binary; installed from Debian's `influxdb` package when missing and we can."""
+    if binary:
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise InfluxdError(f"--influxd {binary}: no such executable; give the path of InfluxDB 1.x's influxd")
+        return binary
     found = find_influxd()
     if found:
         return found
@@ -69,7 +73,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _check_port(args.address, args.port)
     try:
-        binary = ensure_influxd()
+        binary = ensure_influxd(args.influxd)
     except InfluxdError as exc:
         raise CliError(str(exc)) from None
     root = tempfile.mkdtemp(prefix="kubemonitor-demo-")
@@ -147,5 +151,6 @@ def add_command(sub, _add_setting_flags) -> None:
     p.add_argument("--pods", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--password", default=None, help="password of the demo web user (default: random, printed)")
+    p.add_argument("--influxd", default=None, metavar="PATH", help="the influxd binary (default: found on PATH)")
     p.add_argument("--verbose", action="store_true", help="also print the server's log on the console")
     p.set_defaults(func=cmd_demo)

@@ -99,8 +99,9 @@ class Influxd:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise InfluxdError(f"influxd exited at start-up (status {self.process.returncode}); "
-                                   f"see {self.log_path}: {self._log_tail()}")
+                raise InfluxdError(f"influxd exited at start-up (status {self.process.returncode}): "
+                                   f"{self._log_tail() or 'no output'}; check that {self.binary} is InfluxDB 1.x's "
+                                   "influxd and that its directories are writable")
             if self.ping():
                 return self
             time.sleep(0.05)
@@ -143,7 +144,7 @@ class Influxd:
             with open(self.log_path, encoding="utf-8", errors="replace") as fh:
                 return " | ".join(fh.read().strip().splitlines()[-lines:])
         except OSError:
-            return "(no log)"
+            return ""
 
     def __enter__(self) -> Influxd:
         return self.start()

@@ -155,16 +155,16 @@ class Poller:
         statements, params = view_statements(view.metric, view.namespace, self.excluded)
 
         def run(client):
+            # Shaping and encoding happen here, in the executor: the event loop only hands out text.
             results = client.query(statements, bind_params=params, epoch="ns")
             results = results if isinstance(results, list) else [results]
-            return [r.raw.get("series", []) for r in results] + [[], []]
+            chart, latest = ([r.raw.get("series", []) for r in results] + [[], []])[:2]
+            snapshot = build_snapshot(view.metric, view.namespace, chart, latest)
+            return snapshot, json.dumps(snapshot, separators=(",", ":"))
 
         self.requests += 1
-        chart, latest = (await self.influx.call(run, kind="poll"))[:2]
-        snapshot = build_snapshot(view.metric, view.namespace, chart, latest)
-        view.snapshot = snapshot
-        view.text = json.dumps(snapshot, separators=(",", ":"))
-        return snapshot
+        view.snapshot, view.text = await self.influx.call(run, kind="poll")
+        return view.snapshot
 
     async def snapshot(self, metric: Metric, namespace: str) -> dict | None:
         """The cached snapshot of a view, or a fresh one (for a page's first paint).

@@ -116,8 +116,8 @@ def validate(data: dict, *, now_ns: int, max_limit: int) -> ApiQuery:
     begin = _time("timeBeginInterval", data.get("timeBeginInterval"), end_of_day=False)
     end = _time("timeEndInterval", data.get("timeEndInterval"), end_of_day=True)
     end_ns = now_ns if end is None else end
-    begin_ns = end_ns - DEFAULT_WINDOW_NS if begin is None and end is not None else (
-        now_ns - DEFAULT_WINDOW_NS if begin is None else begin)
+    # Without a begin, the hour before the end (before now when no end is given either).
+    begin_ns = end_ns - DEFAULT_WINDOW_NS if begin is None else begin
     if begin_ns > end_ns:
         raise BadRequest(f"timeBeginInterval ({format_ns(begin_ns)}) is after timeEndInterval ({format_ns(end_ns)}); "
                          "swap them or widen the range")

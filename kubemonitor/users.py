@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import getpass
+import logging
 import os
 import re
 import sys
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import bcrypt
 import yaml
 
+log = logging.getLogger("kubemonitor.users")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_PASSWORD_BYTES = 72  # bcrypt reads no more; bcrypt 5 raises on longer input
@@ -213,8 +215,7 @@ class UserStore:
             except UsersFileError as exc:
                 # Keep serving the last good list; the operator sees the error in the log.
                 self.error = str(exc)
-                import logging
-                logging.getLogger("kubemonitor.users").error("%s", exc)
+                log.error("%s", exc)
             self._signature = signature
         return self._users
 

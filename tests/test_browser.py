@@ -31,20 +31,37 @@ def server(running_influxd, scratch_db, tmp_path):
            "INFLUXDB_DB": scratch_db, "KUBEMONITOR_USERS_FILE": str(users), "KUBEMONITOR_LOG_DIR": str(tmp_path),
            "KUBEMONITOR_POLL_INTERVAL": "1", "KUBEMONITOR_COOKIE_SECRET": "browser-test-" + "s" * 40,
            "KUBEMONITOR_ADDRESS": "127.0.0.1"}
-    proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "serve", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "kubemonitor serve did not start"
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=15)
+    served = Served(port, env)
+    yield served
+    served.stop()
+
+
+class Served:
+    """`kubemonitor serve` in its own process; can be restarted on the same port."""
+
+    def __init__(self, port, env):
+        self.port, self.env = port, env
+        self.url = f"http://127.0.0.1:{port}"
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "serve", str(self.port)], env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                return
+            except OSError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, "kubemonitor serve did not start"
+                time.sleep(0.1)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+
+    def __add__(self, path):
+        return self.url + path
 
 
 @pytest.fixture
@@ -91,8 +108,24 @@ def test_log_in_see_chart_and_table_and_a_new_point_arrives_without_reload(serve
     assert "77.00 millicores" in page.inner_text("table.latest")
     assert page.locator(".uplot .u-legend").inner_text().count("browser-pod-1") >= 1
     assert page.errors == []
-    if os.environ.get("KUBEMONITOR_SCREENSHOT"):
-        page.screenshot(path=os.environ["KUBEMONITOR_SCREENSHOT"])
+
+
+def test_the_page_reconnects_by_itself_after_a_server_restart(server, page, running_influxd, scratch_db):
+    write_pod(running_influxd, scratch_db, "team-r", "steady-1", {"app": 5.0}, time.time_ns())
+    page.goto(server + "/web/login?next=/web/stats/cpu/usage_rate/team-r")
+    page.fill("input[name=username]", WEB_USER)
+    page.fill("input[name=password]", WEB_PASS)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/web/stats/cpu/usage_rate/team-r")
+    page.wait_for_function("document.getElementById('conn-state').textContent === 'live'", timeout=10_000)
+    page.evaluate("window.__notReloaded = true")
+    server.stop()
+    page.wait_for_function("document.getElementById('conn-state').textContent.startsWith('offline')", timeout=10_000)
+    server.start()  # same port, same cookie secret: the session is still good
+    page.wait_for_function("document.getElementById('conn-state').textContent === 'live'", timeout=20_000)
+    write_pod(running_influxd, scratch_db, "team-r", "after-restart-1", {"app": 9.0}, time.time_ns())
+    page.wait_for_selector("table.latest td:has-text('after-restart-1')", timeout=10_000)
+    assert page.evaluate("window.__notReloaded") is True
 
 
 def test_overview_shows_namespaces_and_logout(server, page, running_influxd, scratch_db):

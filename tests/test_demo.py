@@ -76,3 +76,25 @@ def test_demo_refuses_a_busy_port():
         r = subprocess.run([sys.executable, "-m", "kubemonitor", "demo", "--port", str(port)], capture_output=True,
                            text=True, timeout=30)
     assert r.returncode == 2 and "in use" in r.stderr and "PORT=" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_says_clearly_when_influxd_does_not_start():
+    r = subprocess.run([sys.executable, "-m", "kubemonitor", "demo", "--port", str(free_port()), "--influxd", "/bin/false"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "influxd exited at start-up" in r.stderr and "InfluxDB 1.x" in r.stderr
+    root = re.search(r"in (/\S+kubemonitor-demo-\S+)", r.stdout).group(1)
+    assert not os.path.exists(root)
+
+
+def test_missing_influxd_without_apt_names_the_package(monkeypatch):
+    from kubemonitor import demo
+    from kubemonitor.influxd import InfluxdError
+    monkeypatch.setattr(demo, "find_influxd", lambda: None)  # a machine without InfluxDB
+    monkeypatch.setattr(demo.shutil, "which", lambda name: None)  # ... and without apt-get
+    with pytest.raises(InfluxdError) as info:
+        demo.ensure_influxd()
+    assert "apt-get install -y influxdb" in str(info.value)
+    with pytest.raises(InfluxdError) as info:
+        demo.ensure_influxd("/nonexistent/influxd")
+    assert "no such executable" in str(info.value)

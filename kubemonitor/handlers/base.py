@@ -26,6 +26,10 @@ def password_stamp(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
+def encode_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
 class ApiError(tornado.web.HTTPError):
     """An error answer with a message for the user (what is wrong and how to fix it)."""
 
@@ -40,7 +44,10 @@ def error_message(status: int, exc: BaseException | None) -> str:
         return exc.message
     if status >= 500:
         return ""
-    return HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error"
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -94,7 +101,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(value, separators=(",", ":"), allow_nan=False))
+        self.finish(encode_json(value))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, tornado.web.HTTPError):

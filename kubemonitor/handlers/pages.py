@@ -84,7 +84,7 @@ class StatsHandler(PageHandler):
 
     async def resolve(self, path: str) -> tuple[Metric, str]:
         """The longest prefix of the path naming a metric; what follows is the namespace."""
-        segments = [s for s in path.split("/")]
+        segments = path.split("/")
         try:
             await self.app.catalog.measurements()
         except InfluxError:
