@@ -70,7 +70,7 @@ async def serve(config: Config, port: int, ready: asyncio.Event | None = None,
         log.warning("API_USERNAME/API_PASSWORD are not set: the API refuses every request (401)")
     app = KubeMonitorApp(config)
     await app.start()
-    server = HTTPServer(app, max_body_size=MAX_BODY_SIZE, xheaders=True)
+    server = HTTPServer(app, max_body_size=MAX_BODY_SIZE, xheaders=config.trust_proxy)
     server.listen(port, address=config.address or "")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

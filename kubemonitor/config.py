@@ -102,6 +102,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("excluded_namespaces", "KUBEMONITOR_EXCLUDED_NAMESPACES", "--excluded-namespaces", _namespaces, "kube-system",
             "comma-separated namespaces left out of cluster-wide aggregations"),
     Setting("address", "KUBEMONITOR_ADDRESS", "--address", _text, "", "address to listen on (empty = all interfaces)"),
+    Setting("trust_proxy", "KUBEMONITOR_TRUST_PROXY", "--trust-proxy", _bool, "off",
+            "behind a reverse proxy: take the client address and scheme from X-Forwarded-For/-Proto "
+            "(Secure cookies behind HTTPS); leave off when clients connect directly, or they could forge them"),
 )
 
 
@@ -124,6 +127,7 @@ class Config:
     max_limit: int = 10000
     excluded_namespaces: tuple[str, ...] = ("kube-system",)
     address: str = ""
+    trust_proxy: bool = False
     # Set when the cookie secret was generated because none was configured.
     cookie_secret_generated: bool = False
 
