@@ -50,10 +50,22 @@ def config(running_influxd, anchors, tmp_path) -> Config:
 
 
 @pytest.fixture
-def app(config):
-    application = KubeMonitorApp(config)
-    yield application
-    application.influx.close()
+def make_app(config, io_loop):
+    """Build apps on the test config (with changes); all are shut down after the test."""
+    built = []
+
+    def make(static_path=None, **changes):
+        application = KubeMonitorApp(config.replace(**changes) if changes else config, static_path=static_path)
+        built.append(application)
+        return application
+    yield make
+    for application in built:
+        io_loop.run_sync(application.shutdown)
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ import time
 import pytest
 from conftest import API_PASS, API_USER, DB
 
-from kubemonitor.app import KubeMonitorApp
-
 HOUR_RANGE = {"timeBeginInterval": "2017-12-01T10:00:00Z", "timeEndInterval": "2017-12-01T10:59:00Z"}
 
 
@@ -164,10 +162,8 @@ async def test_credentials_missing_wrong(api):
 
 
 @pytest.fixture
-def unconfigured_app(config):
-    application = KubeMonitorApp(config.replace(api_username=None, api_password=None))
-    yield application
-    application.influx.close()
+def unconfigured_app(make_app):
+    return make_app(api_username=None, api_password=None)
 
 
 @pytest.mark.gen_test
@@ -270,19 +266,15 @@ class BlackHole:
 
 
 @pytest.fixture
-def hung_app(config):
+def hung_app(make_app):
     hole = BlackHole()
-    application = KubeMonitorApp(config.replace(influxdb_port=hole.port, influxdb_timeout=1.0))
-    yield application
-    application.influx.close()
+    yield make_app(influxdb_port=hole.port, influxdb_timeout=1.0)
     hole.close()
 
 
 @pytest.fixture
-def wrong_db_app(config):
-    application = KubeMonitorApp(config.replace(influxdb_db="no_such_db"))
-    yield application
-    application.influx.close()
+def wrong_db_app(make_app):
+    return make_app(influxdb_db="no_such_db")
 
 
 async def _serve_and_post(application, http_client, path="/api/cpu/usage_rate"):

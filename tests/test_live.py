@@ -10,7 +10,6 @@ from conftest import WEB_PASS, WEB_USER, Browserless, serve_app
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from kubemonitor.app import KubeMonitorApp
 from kubemonitor.poller import ALL
 
 MINUTE = 60 * 10**9
@@ -100,10 +99,8 @@ async def test_bad_messages_get_an_error_and_the_connection_lives_on(base_url, b
 
 
 @pytest.fixture
-def scratch_app(config, scratch_db):
-    application = KubeMonitorApp(config.replace(influxdb_db=scratch_db))
-    yield application
-    application.influx.close()
+def scratch_app(make_app, scratch_db):
+    return make_app(influxdb_db=scratch_db)
 
 
 @pytest.mark.gen_test(timeout=30)

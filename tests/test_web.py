@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 import pytest
 from conftest import WEB_PASS, WEB_USER
 
-from kubemonitor.app import KubeMonitorApp
 from kubemonitor.handlers.auth import Throttle, safe_next
 from kubemonitor.users import UserStore
 
@@ -219,16 +218,14 @@ async def test_picker_without_javascript(browser, web_user):
 
 
 @pytest.fixture
-def app_without_chart(config, tmp_path):
+def app_without_chart(make_app, tmp_path):
     """The app with a static folder that lacks the uPlot asset (npm packages not installed)."""
     import shutil
 
     from kubemonitor.resources import resource_dir
     static = tmp_path / "static"
     shutil.copytree(resource_dir("static"), static, ignore=shutil.ignore_patterns("node_modules"))
-    application = KubeMonitorApp(config, static_path=str(static))
-    yield application
-    application.influx.close()
+    return make_app(static_path=str(static))
 
 
 @pytest.mark.gen_test
