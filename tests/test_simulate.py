@@ -142,3 +142,30 @@ def test_cli_backfills_into_influxdb_and_reports_errors(running_influxd):
     r = subprocess.run([sys.executable, "-m", "kubemonitor", "simulate", "--backfill", "soon"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "duration" in r.stderr
+
+
+def test_cli_keeps_writing_live_samples_until_stopped(running_influxd, scratch_db):
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "simulate", "--interval", "1s", "--pods", "5",
+                             "--namespaces", "2", "--influxdb-host", "127.0.0.1",
+                             "--influxdb-port", str(running_influxd.http_port), "--influxdb-db", scratch_db],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.time()
+    try:
+        deadline = time.monotonic() + 30
+        samples = 0
+        while samples < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            res = running_influxd.query('SELECT count("value") FROM "cpu/usage_rate" WHERE "type" = \'cluster\'', scratch_db)
+            series = res["results"][0].get("series")
+            samples = series[0]["values"][0][1] if series else 0
+        assert samples >= 3
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    last = running_influxd.query('SELECT last("value") FROM "cpu/usage_rate" WHERE "type" = \'cluster\'', scratch_db)
+    newest = last["results"][0]["series"][0]["values"][0][0]
+    from datetime import datetime
+    assert datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp() >= started - 1

@@ -187,9 +187,7 @@
     try { msg = JSON.parse(ev.data); } catch (e) { return; }
     if (msg.type === "snapshot") {
       views.forEach(function (v) { if (v.metric === msg.metric && v.namespace === msg.namespace) render(v, msg); });
-      if (degradedEl && !degradedEl.hidden && window.__kmState === "ok") degradedEl.hidden = true;
     } else if (msg.type === "status") {
-      window.__kmState = msg.state;
       if (degradedEl) degradedEl.hidden = msg.state === "ok";
       if (degradedMsg) degradedMsg.textContent = msg.message || "";
       setState(msg.state === "ok" ? "live" : "live (InfluxDB degraded)", msg.state === "ok" ? "live" : "degraded");
