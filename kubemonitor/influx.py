@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,25 @@ def map_error(exc: BaseException, config: Config) -> InfluxError:
     raise exc  # a bug, not a database fault: let it become a logged 500
 
 
+def settle_environment(client: InfluxDBClient, config: Config) -> None:
+    """Read the proxy and CA-bundle environment once, not on every query.
+
+    `requests` looks the environment up on every request (proxies, NO_PROXY, CA bundle):
+    over half a millisecond per query, a fifth of the API's own overhead on small
+    queries. The answers cannot change while the process runs, so resolve them here
+    and switch the per-request lookup off. (`_session` and `_verify_ssl` are the
+    client's own attributes; the 5.3 client line is frozen.)
+    """
+    scheme = "https" if config.influxdb_ssl else "http"
+    session = client._session
+    session.proxies.update(requests.utils.get_environ_proxies(f"{scheme}://{config.influxdb_host}:{config.influxdb_port}"))
+    if config.influxdb_ssl and config.influxdb_verify_ssl:
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            client._verify_ssl = bundle
+    session.trust_env = False
+
+
 class InfluxGateway:
     """The one door to InfluxDB. Share one per process; it owns its executor."""
 
@@ -84,6 +104,7 @@ class InfluxGateway:
                 database=c.influxdb_db, ssl=c.influxdb_ssl, verify_ssl=c.influxdb_verify_ssl,
                 timeout=c.influxdb_timeout, retries=1, pool_size=1,
             )
+            settle_environment(client, c)
             self._local.client = client
         return client
 

@@ -182,3 +182,22 @@ def test_proxy_headers_are_trusted_only_when_configured(tmp_path, trust):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_proxy_and_ca_environment_is_read_once_per_client(monkeypatch):
+    from kubemonitor.influx import InfluxGateway
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/our-ca.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    gateway = InfluxGateway(Config(influxdb_host="influx.example", influxdb_ssl=True))
+    client = gateway._client()
+    assert client._session.trust_env is False
+    assert client._session.proxies["https"] == "http://proxy.invalid:3128"
+    assert client._verify_ssl == "/etc/ssl/our-ca.pem"
+    monkeypatch.setenv("NO_PROXY", "influx.example")
+    gateway = InfluxGateway(Config(influxdb_host="influx.example", influxdb_verify_ssl=False, influxdb_ssl=True))
+    client = gateway._client()
+    assert not client._session.proxies and client._verify_ssl is False
+    gateway.close()
