@@ -60,8 +60,6 @@ class Served:
         self.proc.terminate()
         self.proc.wait(timeout=15)
 
-    def __add__(self, path):
-        return self.url + path
 
 
 @pytest.fixture
@@ -89,7 +87,7 @@ def test_log_in_see_chart_and_table_and_a_new_point_arrives_without_reload(serve
     now = time.time_ns()
     for k in range(10):  # the last ten minutes of one pod
         write_pod(running_influxd, scratch_db, "team-a", "web-1", {"nginx": 300.0, "sidecar": 200.0}, now - k * 60 * 10**9)
-    page.goto(server + "/web/stats/cpu/usage_rate/team-a")
+    page.goto(server.url + "/web/stats/cpu/usage_rate/team-a")
     assert "/web/login" in page.url  # sent to the login form first, with next
     page.fill("input[name=username]", WEB_USER)
     page.fill("input[name=password]", WEB_PASS)
@@ -112,7 +110,7 @@ def test_log_in_see_chart_and_table_and_a_new_point_arrives_without_reload(serve
 
 def test_the_page_reconnects_by_itself_after_a_server_restart(server, page, running_influxd, scratch_db):
     write_pod(running_influxd, scratch_db, "team-r", "steady-1", {"app": 5.0}, time.time_ns())
-    page.goto(server + "/web/login?next=/web/stats/cpu/usage_rate/team-r")
+    page.goto(server.url + "/web/login?next=/web/stats/cpu/usage_rate/team-r")
     page.fill("input[name=username]", WEB_USER)
     page.fill("input[name=password]", WEB_PASS)
     page.click("button[type=submit]")
@@ -132,7 +130,7 @@ def test_overview_shows_namespaces_and_logout(server, page, running_influxd, scr
     write_pod(running_influxd, scratch_db, "team-a", "web-1", {"nginx": 300.0}, time.time_ns())
     running_influxd.write(scratch_db, f"gpu/usage,namespace_name=team-gpu,pod_name=train-1,container_name=trainer,"
                                       f"nodename=node-3,type=pod_container value=8000 {time.time_ns()}")
-    page.goto(server + "/web/login")
+    page.goto(server.url + "/web/login")
     page.fill("input[name=username]", WEB_USER)
     page.fill("input[name=password]", WEB_PASS)
     page.click("button[type=submit]")
@@ -147,6 +145,6 @@ def test_overview_shows_namespaces_and_logout(server, page, running_influxd, scr
     assert "train-1" in page.inner_text("table.latest")
     page.click("text=Log out")
     page.wait_for_url("**/web/login")
-    page.goto(server + "/web/stats/index")
+    page.goto(server.url + "/web/stats/index")
     assert "/web/login" in page.url
     assert page.errors == []
