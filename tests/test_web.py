@@ -257,3 +257,21 @@ def test_chart_asset_is_pinned_and_served_locally():
     for template in os.listdir(resource_dir("templates")):
         text = open(os.path.join(resource_dir("templates"), template)).read()
         assert "https://" not in text and "http://" not in text, template  # no CDN
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_pages_still_render_while_influxdb_is_down(browser, web_user, running_influxd):
+    import asyncio
+    await browser.login(WEB_USER, WEB_PASS)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, running_influxd.stop)
+    try:
+        r = await browser.fetch("/web/stats/cpu/usage_rate/team-a")
+        assert r.code == 200
+        page = r.body.decode()
+        assert "InfluxDB could not be reached" in page and "unreachable" in page
+        r = await browser.fetch("/web/stats/index")
+        assert r.code == 200 and "Cluster total" in r.body.decode()
+        assert (await browser.fetch("/web/stats/no_such_metric")).code == 404
+    finally:
+        await loop.run_in_executor(None, running_influxd.start)
