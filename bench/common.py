@@ -8,12 +8,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kubemonitor.config import Config  # noqa: E402
-from kubemonitor.influxd import Influxd, free_port  # noqa: E402
+from kubemonitor.influxd import Influxd, free_port, wait_for_http  # noqa: E402
 from kubemonitor.simulate import Cluster, backfill, client_for  # noqa: E402
 from kubemonitor.users import UserStore  # noqa: E402
 
@@ -49,15 +48,7 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "serve", str(self.port)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("kubemonitor serve did not start") from None
-                time.sleep(0.1)
+        wait_for_http(self.url + "/healthz", self.proc)
 
     def rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as fh:

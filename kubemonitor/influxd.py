@@ -65,6 +65,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait until `url` answers 2xx while `process` (which serves it) stays alive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if process.poll() is not None:
+                raise InfluxdError(f"the process serving {url} exited (status {process.returncode})") from None
+            if time.monotonic() > deadline:
+                raise InfluxdError(f"{url} did not answer within {timeout:g} s") from None
+            time.sleep(0.1)
+
+
 def find_influxd() -> str | None:
     return shutil.which("influxd") or (
         "/usr/bin/influxd" if os.access("/usr/bin/influxd", os.X_OK) else None)

@@ -6,12 +6,11 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 from conftest import WEB_PASS, WEB_USER
 
-from kubemonitor.influxd import free_port
+from kubemonitor.influxd import free_port, wait_for_http
 from kubemonitor.users import UserStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -47,14 +46,7 @@ class Served:
     def start(self):
         self.proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "serve", str(self.port)], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
-                return
-            except OSError:
-                assert self.proc.poll() is None and time.monotonic() < deadline, "kubemonitor serve did not start"
-                time.sleep(0.1)
+        wait_for_http(self.url + "/healthz", self.proc)
 
     def stop(self):
         self.proc.terminate()

@@ -152,12 +152,11 @@ async def test_access_log_lines_carry_request_id_and_never_secrets(api, tmp_path
 def test_proxy_headers_are_trusted_only_when_configured(tmp_path, trust):
     """Behind a proxy the session cookie is Secure for HTTPS; directly, a forged header changes nothing."""
     import re
-    import time
 
     import requests
     from conftest import WEB_PASS, WEB_USER
 
-    from kubemonitor.influxd import free_port
+    from kubemonitor.influxd import free_port, wait_for_http
     from kubemonitor.users import UserStore
     users = tmp_path / "users.yaml"
     UserStore(str(users), rounds=4).add(WEB_USER, "a@example.org", WEB_PASS)
@@ -167,12 +166,7 @@ def test_proxy_headers_are_trusted_only_when_configured(tmp_path, trust):
                              "--influxdb-port", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                requests.get(url + "/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        wait_for_http(url + "/healthz", proc)
         s = requests.Session()
         token = re.search(r'name="_xsrf" value="([^"]+)"', s.get(url + "/web/login").text).group(1)
         r = s.post(url + "/web/login", data={"_xsrf": token, "username": WEB_USER, "password": WEB_PASS},
