@@ -105,8 +105,12 @@ def build_snapshot(metric: Metric, namespace: str, chart_series: list[dict], lat
 
 class Poller:
     def __init__(self, influx: InfluxGateway, interval: float, excluded: tuple[str, ...] = (), telemetry=None,
-                 grace: float | None = None):
+                 grace: float | None = None, concurrency: int = 4):
         self.influx = influx
+        # At most this many poll queries at once, so that a slow InfluxDB cannot fill
+        # the gateway's executor with polls and leave API requests waiting behind them.
+        self.concurrency = concurrency
+        self._slots: asyncio.Semaphore | None = None
         self.interval = interval
         self.excluded = tuple(excluded)
         self.telemetry = telemetry or influx.telemetry
@@ -152,6 +156,12 @@ class Poller:
         return await asyncio.shield(view.pending)
 
     async def _query(self, view: View) -> dict:
+        if self._slots is None:  # made on first use, inside the running loop
+            self._slots = asyncio.Semaphore(self.concurrency)
+        async with self._slots:
+            return await self._query_now(view)
+
+    async def _query_now(self, view: View) -> dict:
         statements, params = view_statements(view.metric, view.namespace, self.excluded)
 
         def run(client):
@@ -241,10 +251,11 @@ class Poller:
             self._task = asyncio.ensure_future(self.run())
 
     async def stop(self) -> None:
+        """Stop polling, and cancel the queries in flight (their threads finish on their own)."""
+        pending = [v.pending for v in self.views.values() if v.pending is not None and not v.pending.done()]
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            pending.append(self._task)
             self._task = None
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

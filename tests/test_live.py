@@ -231,3 +231,35 @@ async def test_secure_cookie_behind_https_proxy(app, http_client, web_user):
         assert "Secure" in cookie and "HttpOnly" in cookie
     finally:
         server.stop()
+
+
+class _Listener:
+    def __init__(self):
+        self.messages = []
+
+    def deliver(self, text):
+        self.messages.append(text)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_hung_influxdb_cannot_fill_the_executor_with_polls(make_app):
+    """Ten watched views and an InfluxDB that never answers: only `concurrency` polls run
+    at once, so the API keeps executor threads of its own."""
+    from test_api_errors import BlackHole
+
+    from kubemonitor.metrics import CATALOG
+    hole = BlackHole()
+    try:
+        application = make_app(influxdb_port=hole.port, influxdb_timeout=5.0)
+        poller = application.poller
+        listener = _Listener()
+        for metric in list(CATALOG.values())[:10]:
+            poller.subscribe(metric, ALL, listener)
+        inflight = []
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            inflight.append(application.telemetry.registry.get_sample_value("kubemonitor_influxdb_inflight"))
+        assert max(inflight) == poller.concurrency < 8
+        await poller.stop()
+    finally:
+        hole.close()
