@@ -99,7 +99,7 @@
         return { label: n || "(none)", stroke: COLORS[i % COLORS.length], width: 1.5,
                  value: function (u, v) { return formatValue(v, unit); } };
       })),
-      axes: [{}, { size: 70, values: function (u, vals) { return vals.map(function (v) { return axisValue(v, unit); }); } }],
+      axes: [{}, { size: unit === "bytes" ? 90 : 70, values: function (u, vals) { return vals.map(function (v) { return axisValue(v, unit); }); } }],
     }, cd.data, holder);
     view.signature = signature;
   }
