@@ -41,10 +41,6 @@ class Metric:
     def integral_unit(self) -> str | None:
         return INTEGRAL_UNITS.get(self.unit) if self.unit else None
 
-    def as_dict(self) -> dict:
-        return {"name": self.name, "description": self.description, "unit": self.unit,
-                "integral_unit": self.integral_unit, "main": self.main, "in_catalog": self.in_catalog}
-
 
 def _m(name: str, unit: str, description: str, main: bool = False) -> Metric:
     return Metric(name, description, unit, main)

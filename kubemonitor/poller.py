@@ -46,10 +46,6 @@ class View:
     idle_since: float | None = None
     pending: asyncio.Future | None = None
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.metric.name, self.namespace)
-
 
 def view_statements(metric: Metric, namespace: str, excluded: tuple[str, ...]) -> tuple[str, dict]:
     """Two statements sent as one request: 1-minute means of pod-level series, and the

@@ -9,10 +9,7 @@ from .base import APIHandler
 
 
 class OpsHandler(APIHandler):
-    """GET only, no login: probes and scrapers call these."""
-
-    def check_xsrf_cookie(self) -> None:
-        return None
+    """GET only, no login: probes and scrapers call these (JSON errors, no XSRF, like the API)."""
 
 
 class HealthHandler(OpsHandler):
