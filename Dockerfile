@@ -1,25 +1,18 @@
 # kubemonitor image: `make build IMAGE_NAME=... VERSION=...`
-# Stage 1 fetches the pinned browser assets (uPlot) from the npm registry, so the
-# image serves them itself (no CDN at run time).
-FROM node:20-slim AS assets
-WORKDIR /src/static
-COPY static/package.json static/package-lock.json ./
-RUN npm ci --no-audit --no-fund
-
+# The chart library is vendored in static/vendor/ (no npm, no CDN at run time).
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     KUBEMONITOR_LOG_DIR=/logs/kube-monitoring \
     KUBEMONITOR_USERS_FILE=/etc/kubemonitor/users.yaml
 WORKDIR /src
-COPY setup.py README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY kubemonitor ./kubemonitor
 COPY templates ./templates
 COPY static ./static
 COPY conf ./conf
-COPY --from=assets /src/static/node_modules ./static/node_modules
-# A regular (non-editable) install: the package plus templates/, static/ and conf/
-# under /usr/local/share/kubemonitor. Then a non-root user owns only the log dir.
+# A regular (non-editable) install: templates/, static/ and conf/ become package
+# data inside kubemonitor/. Then a non-root user owns only the log dir.
 RUN pip install --no-cache-dir . \
  && rm -rf /src \
  && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent kubemonitor \

@@ -1,10 +1,11 @@
 # kubemonitor — the two commands a newcomer needs: `make demo` and `make test`.
+# Both install what they lack (and nothing when all is there), on a fresh machine too.
 IMAGE_NAME ?= kubemonitor/kube-monitoring
-VERSION    ?= 0.1.0
+VERSION    ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' kubemonitor/__init__.py)
 PYTHON     ?= python3
 PORT       ?= 8000
 
-.PHONY: all build push install system-deps test demo run bench lint
+.PHONY: all build push install system-deps test demo run bench lint vendor
 
 all: build push
 
@@ -14,25 +15,27 @@ build:
 push:
 	docker push $(IMAGE_NAME):$(VERSION)
 
-# System packages the tests and the demo need (Debian): InfluxDB 1.x and Chromium.
+# System packages the tests need (Debian): InfluxDB 1.x and Chromium, when missing.
 system-deps:
 	@if ! command -v influxd >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq influxdb chromium; \
 	fi
 
-install:
+install: system-deps
 	$(PYTHON) -m pip install -q -e '.[test]'
-	@if [ -f static/package.json ]; then cd static && npm ci --no-audit --no-fund --silent; fi
 
-test:
-	$(PYTHON) -m pytest
+# pytest's exit status 5 (no test collected) is a failure, not a pass.
+test: system-deps
+	@$(PYTHON) tools/requirements_met.py test || $(PYTHON) -m pip install -q -e '.[test]'
+	@$(PYTHON) -m pytest; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
+	  exit $$status
 
-# Installs what is missing (the project, the chart asset; influxd is installed by
-# `kubemonitor demo` itself from Debian's packages), then runs the demo until Ctrl-C.
+# Installs the package when missing (influxd is installed by `kubemonitor demo` itself
+# from Debian's packages), then runs the demo until Ctrl-C.
 demo:
-	@$(PYTHON) -c "import tornado, influxdb, bcrypt, yaml, prometheus_client" 2>/dev/null || $(PYTHON) -m pip install -q -e .
-	@if [ ! -d static/node_modules/uplot ] && command -v npm >/dev/null 2>&1; then cd static && npm ci --no-audit --no-fund --silent; fi
+	@$(PYTHON) tools/requirements_met.py || $(PYTHON) -m pip install -q -e .
 	$(PYTHON) -m kubemonitor demo --port $(PORT)
 
 run:
@@ -42,4 +45,8 @@ bench:
 	$(PYTHON) bench/api_overhead.py
 
 lint:
-	ruff check kubemonitor tests bench
+	ruff check kubemonitor tests bench tools vendor
+
+# Refresh static/vendor/ from vendor/package-lock.json (needs npm; the result is committed).
+vendor:
+	$(PYTHON) vendor/refresh.py

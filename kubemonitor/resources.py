@@ -1,16 +1,17 @@
-"""Where templates/, static/ and conf/ live: beside the package in a checkout or an
-editable install, under <prefix>/share/kubemonitor after `pip install .` (Docker)."""
+"""Where templates/, static/ and conf/ are: package data of an installed kubemonitor
+(copied into the package by setup.py's build step), or the folders at the top of
+the checkout in an editable install. Found with importlib.resources, so any install
+location works (a venv, `--user`, a Docker image)."""
 from __future__ import annotations
 
-import os
-import sys
+from importlib.resources import files
+from pathlib import Path
 
-_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def resource_dir(name: str) -> str:
-    for base in (_CHECKOUT, os.path.join(sys.prefix, "share", "kubemonitor")):
-        path = os.path.join(base, name)
-        if os.path.isdir(path):
-            return path
-    return os.path.join(_CHECKOUT, name)
+    packaged = files("kubemonitor") / name
+    if packaged.is_dir():
+        return str(packaged)
+    return str(_CHECKOUT / name)

@@ -13,8 +13,8 @@ from ..poller import ALL
 from .base import ApiError, BaseHandler
 
 NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-UPLOT_JS = "node_modules/uplot/dist/uPlot.iife.min.js"
-UPLOT_CSS = "node_modules/uplot/dist/uPlot.min.css"
+UPLOT_JS = "vendor/uplot/uPlot.iife.min.js"
+UPLOT_CSS = "vendor/uplot/uPlot.min.css"
 
 
 def format_value(value: float | None, unit: str | None) -> str:

@@ -78,7 +78,7 @@
     if (!holder) return;
     if (typeof window.uPlot === "undefined") {
       holder.classList.add("chart-missing");
-      holder.textContent = "Chart unavailable: the uPlot asset is missing on the server (run make install).";
+      holder.textContent = "Chart unavailable: the uPlot asset is missing on the server (reinstall kubemonitor).";
       return;
     }
     var cd = chartData(snapshot.series || {});

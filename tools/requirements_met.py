@@ -1,0 +1,45 @@
+"""Exit 0 when this checkout's kubemonitor and every requirement of the named extras
+are installed at versions pyproject.toml accepts; else say what is missing and exit 1.
+
+`make test` and `make demo` call it to install only when something is missing, so
+they are fast when all is there and right on a fresh machine. pyproject.toml is
+read (not the installed metadata), so a requirement added since the last install
+counts as missing.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+from pip._vendor.packaging.requirements import Requirement  # pip's own copy: present wherever pip is
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def missing(extras: list[str]) -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in extras:
+        wanted += project["optional-dependencies"][extra]
+    version = re.search(r'__version__ = "([^"]+)"', (ROOT / "kubemonitor" / "__init__.py").read_text()).group(1)
+    out = []
+    for text in [f"kubemonitor=={version}", *wanted]:
+        req = Requirement(text)
+        try:
+            installed = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            out.append(f"{req.name} (not installed)")
+            continue
+        if not req.specifier.contains(installed, prereleases=True):
+            out.append(f"{req.name} {installed} (wants {req.specifier})")
+    return out
+
+
+if __name__ == "__main__":
+    lacking = missing(sys.argv[1:])
+    if lacking:
+        print("installing, because of: " + ", ".join(lacking), file=sys.stderr)
+    sys.exit(1 if lacking else 0)
