@@ -2,7 +2,7 @@
 
 Seeds a private influxd with the simulator (200 pods, 24 h at 60 s), starts
 `kubemonitor serve`, then alternates each API request with the very InfluxQL the
-API sends for it (captured from kubemonitor.query), sent straight to InfluxDB's
+API sends for it (captured from kubemonitor.usage), sent straight to InfluxDB's
 HTTP API and decoded as JSON. Prints both medians and their ratio.
 Targets: ratio <= 1.3 for `all-pod` over 24 h, <= 2.0 for a raw query (limit 100).
 Then: /healthz latency while slow aggregations keep the server busy.
@@ -20,7 +20,7 @@ import requests
 from common import API_PASS, API_USER, Server, median_ms, percentile, seeded_influxd
 from influxdb import InfluxDBClient
 
-from kubemonitor import query
+from kubemonitor import request, usage
 from kubemonitor.influx import InfluxGateway
 from kubemonitor.metrics import CATALOG
 
@@ -33,8 +33,8 @@ def captured_statements(influxd, body: dict) -> list[tuple[str, dict, str | None
     def recording_select(c, influxql, params, epoch):
         calls.append((influxql, params, epoch))
         return InfluxGateway.select(c, influxql, params, epoch)
-    q = query.validate(body, now_ns=time.time_ns(), max_limit=10000)
-    query.run(client, recording_select, CATALOG["cpu/usage_rate"], q, ("kube-system",))
+    q = request.validate(body, now_ns=time.time_ns(), max_limit=10000)
+    usage.run(client, recording_select, CATALOG["cpu/usage_rate"], q, ("kube-system",))
     return calls
 
 

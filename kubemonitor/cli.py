@@ -1,95 +1,157 @@
-"""The `kubemonitor` command: serve, and the user and demo tools (SPEC §6, §9)."""
+"""The `kubemonitor` command: every subcommand's arguments, and the small glue that
+hands them to the modules that do the work (server, users, simulate, demo).
+
+Nothing imports this module. Errors meant for a person are `UserError`s
+(kubemonitor/errors.py): printed as one line, exit status 2, never a traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
+import getpass
 import sys
+import threading
 
 from . import __version__
-from .config import SETTINGS, Config, ConfigError, check_log_dir
-from .users import UserInputError, UsersFileError
-
-log = logging.getLogger("kubemonitor")
-
-# Bodies beyond this are cut off by Tornado itself; the API refuses anything over
-# 64 KiB earlier, with a JSON 413 (handlers/api.py).
-MAX_BODY_SIZE = 8 * 1024 * 1024
+from .config import SETTINGS, Config, check_log_dir
+from .errors import UserError
+from .users import UserInputError, UserStore, validate_email, validate_username
 
 
-class CliError(Exception):
-    """A failure to report as one line on stderr, exit status 2."""
+class UsageError(UserError):
+    """The command line itself is wrong."""
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+# ------------------------------------------------------------------ shared pieces
+def add_setting_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """The settings table's flags (all, or the fields named in `only`)."""
     group = parser.add_argument_group("settings (each overrides its environment variable)")
     for s in SETTINGS:
+        if only is not None and s.field not in only:
+            continue
         default = "unset" if s.default is None else repr(s.default)
         group.add_argument(s.flag, dest=s.field, metavar="VALUE", default=None,
                            help=f"{s.help} [{s.env}, default {default}]")
 
 
-def overrides(args: argparse.Namespace) -> dict[str, str | None]:
-    return {s.field: getattr(args, s.field, None) for s in SETTINGS}
-
-
 def load_config(args: argparse.Namespace) -> Config:
-    return Config.load(overrides=overrides(args))
+    return Config.load(overrides={s.field: getattr(args, s.field, None) for s in SETTINGS})
 
 
+def duration(text: str) -> float:
+    """`10s`, `5m`, `24h`, `2d` or a number of seconds (an argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 10s, 5m, 24h, 2d") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a duration of 0 or more")
+    return value
+
+
+def read_password(from_stdin: bool, again: bool = True) -> str:
+    """The new password: from stdin's first line, or prompted twice on the terminal."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise UserInputError("no password on standard input; pipe it in: echo \"$PASSWORD\" | kubemonitor … --password-stdin")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise UserInputError("there is no terminal to ask for the password on; pipe it in instead: "
+                             "echo \"$PASSWORD\" | kubemonitor … --password-stdin")
+    try:
+        first = getpass.getpass("Password: ")
+        second = getpass.getpass("Password (again): ") if again else first
+    except EOFError:
+        print(file=sys.stderr)
+        raise UserInputError("no password given (end of input); nothing was changed") from None
+    if first != second:
+        raise UserInputError("the two passwords differ; nothing was changed")
+    return first
+
+
+def user_store(args: argparse.Namespace) -> UserStore:
+    return UserStore(load_config(args).users_file)
+
+
+# ------------------------------------------------------------------ commands
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .server import serve
     port = args.port
     if not (port.isdigit() and 1 <= int(port) <= 65535):
-        raise CliError(f"PORT {port!r} is not a port number; give 1-65535, e.g. kubemonitor serve 8000")
+        raise UsageError(f"PORT {port!r} is not a port number; give 1-65535, e.g. kubemonitor serve 8000")
     config = load_config(args)
     check_log_dir(config.log_dir)
-    from .users import UserStore
     UserStore(config.users_file).check_readable()
-    from .logs import setup_logging
     setup_logging(config.log_dir)
     asyncio.run(serve(config, int(port)))
     return 0
 
 
-async def serve(config: Config, port: int, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run the server until SIGINT/SIGTERM (or `stop` is set)."""
-    from tornado.httpserver import HTTPServer
+def cmd_adduser(args: argparse.Namespace) -> int:
+    store = user_store(args)
+    validate_username(args.username)
+    validate_email(args.email)
+    if store.read().get(args.username):
+        raise UserInputError(f"user {args.username!r} already exists; use `kubemonitor passwd {args.username}`")
+    store.add(args.username, args.email, read_password(args.password_stdin))
+    print(f"added user {args.username} to {store.path}")
+    return 0
 
-    from .app import KubeMonitorApp
 
-    if config.cookie_secret_generated:
-        log.warning("KUBEMONITOR_COOKIE_SECRET is not set: using a random secret, so sessions end when the "
-                    "process restarts and replicas cannot share them; set it to a long random string")
-    import os
-    if not os.path.exists(config.users_file):
-        log.warning("no users file at %s: nobody can log in to /web yet; add a user with "
-                    "`kubemonitor adduser --username=NAME --email=ADDRESS`", config.users_file)
-    if not config.api_configured:
-        log.warning("API_USERNAME/API_PASSWORD are not set: the API refuses every request (401)")
-    app = KubeMonitorApp(config)
-    await app.start()
-    server = HTTPServer(app, max_body_size=MAX_BODY_SIZE, xheaders=config.trust_proxy)
-    server.listen(port, address=config.address or "")
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
+def cmd_passwd(args: argparse.Namespace) -> int:
+    store = user_store(args)
+    if args.username not in store.read():
+        raise UserInputError(f"no user {args.username!r}; `kubemonitor users` lists them")
+    store.set_password(args.username, read_password(args.password_stdin))
+    print(f"changed the password of {args.username}")
+    return 0
+
+
+def cmd_deluser(args: argparse.Namespace) -> int:
+    user_store(args).delete(args.username)
+    print(f"deleted user {args.username}")
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    store = user_store(args)
+    users = store.read()
+    if not users:
+        print(f"no users in {store.path}; add one with `kubemonitor adduser --username=NAME --email=ADDRESS`")
+    for user in sorted(users.values(), key=lambda u: u.username):
+        print(f"{user.username}\t{user.email}\t{user.created}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import signal
+
+    from . import simulate
+    config = load_config(args)
+    try:
+        cluster = simulate.Cluster(seed=args.seed, namespaces=args.namespaces, pods=args.pods, nodes=args.nodes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
-    log.info("kubemonitor %s listening on %s:%d (InfluxDB %s:%d, database %s)", __version__,
-             config.address or "0.0.0.0", port, config.influxdb_host, config.influxdb_port, config.influxdb_db)
-    if ready is not None:
-        ready.set()
-    await stop.wait()
-    log.info("shutting down")
-    server.stop()
-    await app.shutdown()
-    await asyncio.wait_for(server.close_all_connections(), timeout=5)
+        signal.signal(sig, lambda *_: stop.set())
+    simulate.run(config, cluster, args.backfill, args.step, args.interval, stop)
+    return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoOptions, run_demo
+    run_demo(DemoOptions(port=args.port, address=args.address, backfill=args.backfill, interval=args.interval,
+                         namespaces=args.namespaces, pods=args.pods, seed=args.seed, password=args.password,
+                         influxd=args.influxd, verbose=args.verbose))
+    return 0
+
+
+# ------------------------------------------------------------------ the parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubemonitor", description="Kubernetes usage monitor and billing interface.")
     parser.add_argument("--version", action="version", version=f"kubemonitor {__version__}")
@@ -98,31 +160,76 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the API and the web dashboard")
     p.add_argument("port", nargs="?", default="8000", metavar="PORT", help="port to listen on (default 8000)")
-    _add_setting_flags(p)
+    add_setting_flags(p)
     p.set_defaults(func=cmd_serve)
 
-    from . import demo, simulate, users
-    users.add_commands(sub, _add_setting_flags)
-    simulate.add_command(sub, _add_setting_flags)
-    demo.add_command(sub, _add_setting_flags)
+    stdin_help = "read the password from the first line of standard input (for scripts)"
+    p = sub.add_parser("adduser", help="add a web user (password prompted twice)")
+    p.add_argument("--username", required=True)
+    p.add_argument("--email", required=True)
+    p.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    add_setting_flags(p, only=("users_file",))
+    p.set_defaults(func=cmd_adduser)
 
+    p = sub.add_parser("passwd", help="change a web user's password")
+    p.add_argument("username")
+    p.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    add_setting_flags(p, only=("users_file",))
+    p.set_defaults(func=cmd_passwd)
+
+    p = sub.add_parser("deluser", help="delete a web user")
+    p.add_argument("username")
+    add_setting_flags(p, only=("users_file",))
+    p.set_defaults(func=cmd_deluser)
+
+    p = sub.add_parser("users", help="list web users")
+    add_setting_flags(p, only=("users_file",))
+    p.set_defaults(func=cmd_users)
+
+    from .simulate import __doc__ as simulate_doc
+    p = sub.add_parser("simulate", help="write a simulated cluster into InfluxDB (Heapster schema)",
+                       description=simulate_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backfill", type=duration, default=0.0, metavar="DURATION",
+                   help="write this much history first, e.g. 24h (default: none)")
+    p.add_argument("--step", type=duration, default=60.0, metavar="DURATION",
+                   help="sample spacing of the backfill (default 60s, Heapster's resolution)")
+    p.add_argument("--interval", type=duration, default=0.0, metavar="DURATION",
+                   help="then keep writing a live sample this often until stopped, e.g. 10s (default: stop)")
+    p.add_argument("--namespaces", type=int, default=5, help="research groups (namespaces), default 5")
+    p.add_argument("--pods", type=int, default=30, help="pods across the groups, default 30 (plus kube-system)")
+    p.add_argument("--nodes", type=int, default=4, help="nodes, default 4 (the last one has GPUs)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the cluster's shape and noise, default 1")
+    add_setting_flags(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="run a complete demo: private InfluxDB, simulated cluster, server")
+    p.add_argument("--port", type=int, default=8000, help="port of the web server (default 8000)")
+    p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--backfill", type=duration, default=86400.0, metavar="DURATION",
+                   help="history to simulate first (default 24h)")
+    p.add_argument("--interval", type=duration, default=10.0, metavar="DURATION",
+                   help="live sample and refresh interval (default 10s)")
+    p.add_argument("--namespaces", type=int, default=5)
+    p.add_argument("--pods", type=int, default=30)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--password", default=None, help="password of the demo web user (default: random, printed)")
+    p.add_argument("--influxd", default=None, metavar="PATH", help="the influxd binary (default: found on PATH)")
+    p.add_argument("--verbose", action="store_true", help="also print the server's log on the console")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ConfigError, CliError, UsersFileError, UserInputError) as exc:
+    except UserError as exc:
         print(f"kubemonitor: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(file=sys.stderr)
         return 130
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, so that exception classes raised by other
-    # modules (which import kubemonitor.cli, not __main__) are the ones caught.
-    from kubemonitor.cli import main as _main
-    sys.exit(_main())
+    sys.exit(main())

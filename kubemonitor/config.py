@@ -1,4 +1,4 @@
-"""Configuration: environment variables (SPEC §3), each overridable by a `serve` flag.
+"""Configuration: environment variables (README "Configuration"), each overridable by a `serve` flag.
 
 One table (`SETTINGS`) drives the environment lookup, the command-line flags and the
 error messages, so a setting cannot exist in one place and be missing in another.
@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UserError
 
-class ConfigError(Exception):
+
+class ConfigError(UserError):
     """A setting has a value the server cannot start with."""
 
 
@@ -171,7 +173,7 @@ class Config:
 
 
 def check_log_dir(path: str) -> None:
-    """Refuse to start with a log directory we cannot write (SPEC §3), naming the fix."""
+    """Refuse to start with a log directory we cannot write (README "Configuration"), naming the fix."""
     fix = f"create it and make it writable: sudo mkdir -p {path} && sudo chown $(id -u):$(id -g) {path}" \
           f" (or set KUBEMONITOR_LOG_DIR / --log-dir to a writable directory)"
     if not os.path.isdir(path):

@@ -1,4 +1,5 @@
-"""`kubemonitor demo` (SPEC §9): a working system on one machine, in one command.
+"""`kubemonitor demo` (README "The simulator and the demo"): a working system on one
+machine, in one command.
 
 A private influxd on a free loopback port in a temporary directory, 24 h of a
 simulated cluster backfilled and kept live, a demo web user and API credentials,
@@ -6,20 +7,39 @@ and the server. Ctrl-C (or SIGTERM) stops it all and removes the directory.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
+import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
+from dataclasses import dataclass
 
+from .config import Config
 from .influxd import Influxd, InfluxdError, find_influxd
+from .logs import setup_logging
+from .server import check_port, serve
+from .simulate import Cluster, backfill, client_for, live
+from .users import UserStore
 
 DEMO_USER = "demo"
 API_USER = "billing"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    port: int = 8000
+    address: str = "127.0.0.1"
+    backfill: float = 86400.0
+    interval: float = 10.0
+    namespaces: int = 5
+    pods: int = 30
+    seed: int = 1
+    password: str | None = None
+    influxd: str | None = None
+    verbose: bool = False
 
 
 def _say(text: str = "") -> None:
@@ -53,29 +73,28 @@ def ensure_influxd(binary: str | None = None) -> str:
     return found
 
 
-def _check_port(address: str, port: int) -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            from .cli import CliError
-            raise CliError(f"port {port} is in use; pick another: make demo PORT={port + 1} "
-                           f"(or kubemonitor demo --port {port + 1})") from None
+def examples(cluster: Cluster) -> list[tuple[str, str, dict]]:
+    """(what, metric, body) of one API call per kind of answer, with this cluster's real names."""
+    namespace = cluster.pods[0].namespace
+    pod = next(p.base_name for p in cluster.pods if p.namespace == namespace and p.kind == "service")
+    return [
+        ("the latest points of one pod", "cpu/usage_rate", {"namespace": namespace, "pod": pod, "limit": 3}),
+        ("per pod of one namespace, last hour", "cpu/usage_rate", {"agg": "pod-by-namespace", "namespace": namespace}),
+        ("every pod of the cluster, last hour", "gpu/usage", {"agg": "all-pod"}),
+        ("per namespace, last hour", "memory/usage", {"agg": "all-namespace"}),
+    ]
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .cli import CliError, serve
-    from .config import Config
-    from .logs import setup_logging
-    from .simulate import Cluster, backfill, client_for, live
-    from .users import UserStore
+def curl(url: str, metric: str, body: dict, password: str) -> str:
+    return (f"curl -X POST {url}/api/{metric} -H 'X-USERNAME: {API_USER}' -H 'X-PASSWORD: {password}' "
+            f"-d '{json.dumps(body)}'")
 
-    _check_port(args.address, args.port)
-    try:
-        binary = ensure_influxd(args.influxd)
-    except InfluxdError as exc:
-        raise CliError(str(exc)) from None
+
+def run_demo(options: DemoOptions) -> None:
+    """Run the demo until Ctrl-C; raises a UserError (one line) when it cannot start."""
+    retry = f"make demo PORT={options.port + 1} (or kubemonitor demo --port {options.port + 1})"
+    check_port(options.address, options.port, retry)
+    binary = ensure_influxd(options.influxd)
     root = tempfile.mkdtemp(prefix="kubemonitor-demo-")
     stop_live = threading.Event()
     influxd = None
@@ -84,45 +103,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.makedirs(os.path.join(root, "influxdb"))
         influxd = Influxd(root=os.path.join(root, "influxdb"), binary=binary)
         _say(f"starting a private InfluxDB on 127.0.0.1:{influxd.http_port} in {root}")
-        try:
-            influxd.start()
-        except InfluxdError as exc:
-            raise CliError(str(exc)) from None
-        web_password = args.password or secrets.token_urlsafe(9)
+        influxd.start()
+        web_password = options.password or secrets.token_urlsafe(9)
         api_password = secrets.token_urlsafe(12)
         config = Config(
             influxdb_host="127.0.0.1", influxdb_port=influxd.http_port, influxdb_db="k8s",
             api_username=API_USER, api_password=api_password,
             users_file=os.path.join(root, "users.yaml"), cookie_secret=secrets.token_hex(32),
-            log_dir=os.path.join(root, "logs"), poll_interval=args.interval, address=args.address,
+            log_dir=os.path.join(root, "logs"), poll_interval=options.interval, address=options.address,
         )
         client = client_for(config)
         client.create_database("k8s")
-        cluster = Cluster(seed=args.seed, namespaces=args.namespaces, pods=args.pods)
-        if args.backfill:
-            _say(f"simulating the last {args.backfill / 3600:g} h of a cluster ({args.namespaces} namespaces, "
-                 f"{args.pods} pods)…")
-            backfill(cluster, client, args.backfill, 60.0)
-        writer = threading.Thread(target=live, args=(cluster, client_for(config), args.interval, stop_live),
-                                  name="simulate-live", daemon=True)
+        cluster = Cluster(seed=options.seed, namespaces=options.namespaces, pods=options.pods)
+        if options.backfill:
+            _say(f"simulating the last {options.backfill / 3600:g} h of a cluster ({options.namespaces} namespaces, "
+                 f"{options.pods} pods)…")
+            backfill(cluster, client, options.backfill, 60.0)
+        writer = threading.Thread(target=live, args=(cluster, client_for(config), options.interval, stop_live),
+                                  kwargs={"on_error": lambda exc: None}, name="simulate-live", daemon=True)
         writer.start()
         UserStore(config.users_file).add(DEMO_USER, "demo@example.org", web_password)
-        setup_logging(config.log_dir, console=args.verbose)
+        setup_logging(config.log_dir, console=options.verbose)
 
-        host = "localhost" if args.address in ("127.0.0.1", "", "0.0.0.0") else args.address
-        url = f"http://{host}:{args.port}"
+        host = "localhost" if options.address in ("127.0.0.1", "", "0.0.0.0") else options.address
+        url = f"http://{host}:{options.port}"
 
         async def main() -> None:
             ready = asyncio.Event()
-            server = asyncio.ensure_future(serve(config, args.port, ready=ready))
-            await ready.wait()
+            server = asyncio.ensure_future(serve(config, options.port, ready=ready, retry=retry))
+            done, _ = await asyncio.wait([server, asyncio.ensure_future(ready.wait())],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if server in done:
+                server.result()  # raises the PortError
             _say()
             _say("kubemonitor demo is ready")
             _say(f"  web:      {url}/web")
             _say(f"  login:    {DEMO_USER} / {web_password}")
-            _say(f"  API:      curl -X POST {url}/api/cpu/usage_rate -H 'X-USERNAME: {API_USER}' "
-                 f"-H 'X-PASSWORD: {api_password}' -d '{{\"agg\": \"all-namespace\"}}'")
             _say(f"  InfluxDB: {influxd.url} (database k8s); logs in {config.log_dir}")
+            _say("  API (the README's examples use these variables):")
+            _say(f"    export KUBEMONITOR_URL={url} API_USERNAME={API_USER} API_PASSWORD={api_password}")
+            for what, metric, body in examples(cluster):
+                _say(f"  # {what}")
+                _say(f"    {curl(url, metric, body, api_password)}")
             _say("Ctrl-C stops everything and removes the temporary directory.")
             await server
 
@@ -135,22 +157,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
             influxd.stop()
         shutil.rmtree(root, ignore_errors=True)
         _say("demo stopped; temporary files removed")
-    return 0
-
-
-def add_command(sub, _add_setting_flags) -> None:
-    from .simulate import parse_duration
-    p = sub.add_parser("demo", help="run a complete demo: private InfluxDB, simulated cluster, server")
-    p.add_argument("--port", type=int, default=8000, help="port of the web server (default 8000)")
-    p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--backfill", type=parse_duration, default=86400.0, metavar="DURATION",
-                   help="history to simulate first (default 24h)")
-    p.add_argument("--interval", type=parse_duration, default=10.0, metavar="DURATION",
-                   help="live sample and refresh interval (default 10s)")
-    p.add_argument("--namespaces", type=int, default=5)
-    p.add_argument("--pods", type=int, default=30)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--password", default=None, help="password of the demo web user (default: random, printed)")
-    p.add_argument("--influxd", default=None, metavar="PATH", help="the influxd binary (default: found on PATH)")
-    p.add_argument("--verbose", action="store_true", help="also print the server's log on the console")
-    p.set_defaults(func=cmd_demo)

@@ -8,7 +8,7 @@ requests; its `requests` session is not documented as thread-safe. So:
   caller waits for an unreachable database);
 * `InfluxGateway.call` runs a function of the client in the executor (whose
   worker count bounds the load we put on InfluxDB), times it for Prometheus and turns failures into `InfluxError` with the
-  status of SPEC §4.4 (502 InfluxDB answered with an error, 503 unreachable, 504 too
+  status README "Errors" gives (502 InfluxDB answered with an error, 503 unreachable, 504 too
   slow);
 * queries take their values only as bind parameters (`$name`).
 """

@@ -16,6 +16,8 @@ import time
 import urllib.error
 import urllib.request
 
+from .errors import UserError
+
 CONFIG = """\
 reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
@@ -55,7 +57,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
-class InfluxdError(RuntimeError):
+class InfluxdError(UserError, RuntimeError):
     """influxd is missing or would not start; the message says what to do."""
 
 

@@ -1,4 +1,4 @@
-"""Logging set-up from conf/logging.yaml (SPEC §7)."""
+"""Logging set-up from conf/logging.yaml (README "Operations")."""
 from __future__ import annotations
 
 import logging

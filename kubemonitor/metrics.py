@@ -1,4 +1,4 @@
-"""The metric catalog (SPEC §2): Heapster's 37 metrics, their units, the three main ones.
+"""The metric catalog (README "Metrics"): Heapster's 37 metrics, their units, the three main ones.
 
 A name outside the catalog is still queryable when InfluxDB has a measurement of that
 name (e.g. `accelerator/memory_used`); `MetricCatalog.resolve` looks it up in a cached

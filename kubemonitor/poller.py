@@ -1,4 +1,4 @@
-"""The shared poller (SPEC §5): one per process, one InfluxDB request per watched view
+"""The shared poller (README "The web dashboard"): one per process, one InfluxDB request per watched view
 per interval, however many people watch it.
 
 A view is (metric, namespace) with namespace "all" for the cluster-wide view. Each
@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric
-from .query import TAG_KEYS, format_ns, quote_measurement
+from .times import format_ns
+from .usage import TAG_KEYS, quote_measurement
 
 log = logging.getLogger("kubemonitor.poller")
 ALL = "all"
@@ -69,7 +70,7 @@ def view_statements(metric: Metric, namespace: str, excluded: tuple[str, ...]) -
 
 
 def build_snapshot(metric: Metric, namespace: str, chart_series: list[dict], latest_series: list[dict]) -> dict:
-    """The `snapshot` message of SPEC §5 from the two statements' series."""
+    """The `snapshot` message (README "The web dashboard") from the two statements' series."""
     lines: dict[str, dict[int, float]] = {}
     for s in chart_series:
         tags = s.get("tags") or {}

@@ -1,4 +1,4 @@
-"""`kubemonitor simulate`: a believable cluster written in Heapster's schema (SPEC §2, §9).
+"""`kubemonitor simulate`: a believable cluster written in Heapster's schema (README "The simulator").
 
 The cluster (nodes, research-group namespaces, services, batch jobs, GPU training
 jobs, kube-system) is drawn once from `--seed`. Every tick it writes, for all 37
@@ -14,17 +14,17 @@ of day (busiest mid-afternoon UTC).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
 import queue
 import random
-import signal
 import sys
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+from .errors import UserError
 
 DAY = 86400
 GROUPS = ["astro-lab", "bio-sim", "climate", "nlp-group", "vision-lab", "quantum", "genomics", "robotics",
@@ -427,87 +427,91 @@ def backfill(cluster: Cluster, client, seconds: float, step: float, end: float |
     return writer.points
 
 
-def live(cluster: Cluster, client, interval: float, stop: threading.Event) -> None:
-    """Write one sample every `interval` seconds until `stop` is set."""
+class SimulateError(UserError):
+    """InfluxDB refused or did not take the simulated points."""
+
+
+def write_problem(exc: BaseException, config) -> SimulateError | None:
+    """One line for a failed write, or None when `exc` is not a database problem (a bug)."""
+    import requests
+    from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
+    where = f"InfluxDB at {config.influxdb_host}:{config.influxdb_port}"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return SimulateError(f"{where} did not answer within {config.influxdb_timeout:g} s; check that it runs and is not "
+                             "overloaded (or raise INFLUXDB_TIMEOUT / --influxdb-timeout)")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return SimulateError(f"{where} is unreachable; check INFLUXDB_HOST/INFLUXDB_PORT (or --influxdb-host/--influxdb-port)")
+    if isinstance(exc, (InfluxDBClientError, InfluxDBServerError, requests.exceptions.RequestException)):
+        return SimulateError(f"{where} refused the write: {str(exc).strip()[:300]}")
+    return None
+
+
+def live(cluster: Cluster, client, interval: float, stop: threading.Event, on_error=None) -> None:
+    """Write one sample every `interval` seconds until `stop` is set.
+
+    A failed write skips that sample and tries again at the next one: the live
+    writer outlives an InfluxDB outage. `on_error(exc)` hears of the first failure of
+    an outage (and of the recovery, with None); without it the failure is raised.
+    """
+    failing = False
     while not stop.is_set():
         began = time.time()
-        client.write(cluster.tick(began), params={"db": client._database, "precision": "s"}, protocol="line")
+        try:
+            client.write(cluster.tick(began), params={"db": client._database, "precision": "s"}, protocol="line")
+        except Exception as exc:  # noqa: BLE001 - reported to on_error, or raised
+            if on_error is None:
+                raise
+            if not failing:  # once per outage, not once per skipped sample
+                on_error(exc)
+            failing = True
+        else:
+            if failing:
+                failing = False
+                on_error(None)
         stop.wait(max(0.0, interval - (time.time() - began)))
 
 
-# ------------------------------------------------------------------------ CLI
-def parse_duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": DAY}
-    text = text.strip().lower()
-    try:
-        if text[-1:] in units:
-            value = float(text[:-1]) * units[text[-1]]
-        else:
-            value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 10s, 5m, 24h, 2d") from None
-    if value < 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a duration of 0 or more")
-    return value
-
-
-def client_for(config):
+def client_for(config, timeout: float | None = None):
     from influxdb import InfluxDBClient
     return InfluxDBClient(host=config.influxdb_host, port=config.influxdb_port, username=config.influxdb_user,
                           password=config.influxdb_pass, database=config.influxdb_db, ssl=config.influxdb_ssl,
-                          verify_ssl=config.influxdb_verify_ssl, timeout=max(30.0, config.influxdb_timeout), retries=1)
+                          verify_ssl=config.influxdb_verify_ssl, timeout=timeout or max(30.0, config.influxdb_timeout),
+                          retries=1)
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    import requests
+def run(config, cluster: Cluster, backfill_seconds: float, step: float, interval: float,
+        stop: threading.Event | None = None) -> None:
+    """`kubemonitor simulate`: create the database, backfill, then write live until `stop`.
 
-    from .cli import CliError, load_config
-    config = load_config(args)
-    try:
-        cluster = Cluster(seed=args.seed, namespaces=args.namespaces, pods=args.pods, nodes=args.nodes)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    Database failures become one-line SimulateErrors; in live mode a failure is
+    reported once (and the recovery too) while the writer keeps trying.
+    """
     client = client_for(config)
-    where = f"InfluxDB at {config.influxdb_host}:{config.influxdb_port}"
     try:
         client.create_database(config.influxdb_db)  # no-op when it exists
-        if args.backfill:
+        if backfill_seconds:
             started = time.monotonic()
-            points = backfill(cluster, client, args.backfill, args.step)
-            print(f"backfilled {args.backfill / 3600:g} h: {points:,} points in {time.monotonic() - started:.1f} s "
-                  f"into {where}, database {config.influxdb_db}", file=sys.stderr)
-        if args.interval:
-            stop = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-            print(f"writing a sample every {args.interval:g} s; Ctrl-C stops", file=sys.stderr)
-            live(cluster, client, args.interval, stop)
-    except requests.exceptions.ConnectionError:
-        raise CliError(f"{where} is unreachable; check INFLUXDB_HOST/INFLUXDB_PORT (or --influxdb-host/--influxdb-port)") from None
-    except Exception as exc:
-        from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
-        if isinstance(exc, (InfluxDBClientError, InfluxDBServerError)):
-            raise CliError(f"{where} refused the write: {exc}") from None
-        raise
-    return 0
+            points = backfill(cluster, client, backfill_seconds, step)
+            print(f"backfilled {backfill_seconds / 3600:g} h: {points:,} points in {time.monotonic() - started:.1f} s "
+                  f"into InfluxDB at {config.influxdb_host}:{config.influxdb_port}, database {config.influxdb_db}",
+                  file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - mapped to one line, or re-raised as a bug
+        problem = write_problem(exc, config)
+        if problem is None:
+            raise
+        raise problem from None
+    if not interval:
+        return
+    stop = stop or threading.Event()
 
+    def report(exc: BaseException | None) -> None:
+        if exc is None:
+            print("simulate: InfluxDB takes samples again", file=sys.stderr, flush=True)
+            return
+        problem = write_problem(exc, config)
+        if problem is None:
+            raise exc
+        print(f"simulate: {problem}; sample skipped, trying again every {interval:g} s", file=sys.stderr, flush=True)
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backfill", type=parse_duration, default=0.0, metavar="DURATION",
-                   help="write this much history first, e.g. 24h (default: none)")
-    p.add_argument("--step", type=parse_duration, default=60.0, metavar="DURATION",
-                   help="sample spacing of the backfill (default 60s, Heapster's resolution)")
-    p.add_argument("--interval", type=parse_duration, default=0.0, metavar="DURATION",
-                   help="then keep writing a live sample this often until stopped, e.g. 10s (default: stop)")
-    p.add_argument("--namespaces", type=int, default=5, help="research groups (namespaces), default 5")
-    p.add_argument("--pods", type=int, default=30, help="pods across the groups, default 30 (plus kube-system)")
-    p.add_argument("--nodes", type=int, default=4, help="nodes, default 4 (the last one has GPUs)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the cluster's shape and noise, default 1")
-
-
-def add_command(sub, add_setting_flags) -> None:
-    p = sub.add_parser("simulate", help="write a simulated cluster into InfluxDB (Heapster schema)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    add_setting_flags(p)
-    p.set_defaults(func=cmd_simulate)
+    print(f"writing a sample every {interval:g} s; Ctrl-C stops", file=sys.stderr)
+    live(cluster, client_for(config, timeout=config.influxdb_timeout), interval, stop, on_error=report)

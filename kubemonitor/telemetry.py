@@ -1,4 +1,4 @@
-"""Prometheus instruments (SPEC §7), one registry per application so tests can run several."""
+"""Prometheus instruments (README "Operations"), one registry per application so tests can run several."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram

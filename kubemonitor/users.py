@@ -1,4 +1,4 @@
-"""Web users (SPEC §6): a YAML file of bcrypt hashes, and the CLI that edits it.
+"""Web users (README "Users"): a YAML file of bcrypt hashes, edited by `kubemonitor adduser` & co.
 
 Every change happens under an exclusive lock on `<file>.lock` (not on the file
 itself: it is replaced on every write, so a lock on it would guard a file nobody
@@ -11,21 +11,20 @@ size, mtime) and reloads it without a restart.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import fcntl
-import getpass
 import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
 import bcrypt
 import yaml
+
+from .errors import UserError
 
 log = logging.getLogger("kubemonitor.users")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -36,11 +35,11 @@ BCRYPT_ROUNDS = 12
 _DUMMY_HASH = b"$2b$12$WHGDU.x7QeU9WfU2F.lkhuJjnJLF8Yk1S5N2K7qHwVl7gKK.EeOcm"
 
 
-class UsersFileError(Exception):
+class UsersFileError(UserError):
     """The users file cannot be used; the message names the file (and line) and the fix."""
 
 
-class UserInputError(ValueError):
+class UserInputError(UserError, ValueError):
     """A username, e-mail or password the CLI refuses."""
 
 
@@ -202,9 +201,10 @@ class UserStore:
             raise UsersFileError(f"users file {self.path} cannot be read: {exc}") from None
         return parse_users(text, self.path)
 
-    def users(self) -> dict[str, User]:
+    def users(self, recheck: bool = False) -> dict[str, User]:
+        """The users; the file is looked at (a stat) at most every `recheck_seconds`, or now with `recheck`."""
         now = time.monotonic()
-        if now - self._checked_at < self._recheck and self._signature is not None:
+        if not recheck and now - self._checked_at < self._recheck and self._signature is not None:
             return self._users
         self._checked_at = now
         signature = self._stat_signature()
@@ -220,7 +220,9 @@ class UserStore:
         return self._users
 
     def get(self, username: str) -> User | None:
-        return self.users().get(username)
+        # An unknown name looks at the file again at once: a user just added by
+        # `kubemonitor adduser` can log in without waiting for the next re-check.
+        return self.users().get(username) or self.users(recheck=True).get(username)
 
     def verify(self, username: str, password: str) -> bool:
         """Blocking (bcrypt): run it in an executor."""
@@ -269,85 +271,3 @@ class UserStore:
                 raise UserInputError(f"no user {username!r}; `kubemonitor users` lists them")
             del users[username]
             atomic_write(self.path, dump_users(users))
-
-
-# ------------------------------------------------------------------------ CLI
-def _read_password(args: argparse.Namespace) -> str:
-    if args.password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("Password: ")
-    second = getpass.getpass("Password (again): ")
-    if first != second:
-        raise UserInputError("the two passwords differ; nothing was changed")
-    return first
-
-
-def _store(args: argparse.Namespace) -> UserStore:
-    from .cli import load_config
-    return UserStore(load_config(args).users_file)
-
-
-def cmd_adduser(args: argparse.Namespace) -> int:
-    store = _store(args)
-    validate_username(args.username)
-    validate_email(args.email)
-    if store.read().get(args.username):
-        raise UserInputError(f"user {args.username!r} already exists; use `kubemonitor passwd {args.username}`")
-    store.add(args.username, args.email, _read_password(args))
-    print(f"added user {args.username} to {store.path}")
-    return 0
-
-
-def cmd_passwd(args: argparse.Namespace) -> int:
-    store = _store(args)
-    if args.username not in store.read():
-        raise UserInputError(f"no user {args.username!r}; `kubemonitor users` lists them")
-    store.set_password(args.username, _read_password(args))
-    print(f"changed the password of {args.username}")
-    return 0
-
-
-def cmd_deluser(args: argparse.Namespace) -> int:
-    store = _store(args)
-    store.delete(args.username)
-    print(f"deleted user {args.username}")
-    return 0
-
-
-def cmd_users(args: argparse.Namespace) -> int:
-    store = _store(args)
-    users = store.read()
-    if not users:
-        print(f"no users in {store.path}; add one with `kubemonitor adduser --username=NAME --email=ADDRESS`")
-    for user in sorted(users.values(), key=lambda u: u.username):
-        print(f"{user.username}\t{user.email}\t{user.created}")
-    return 0
-
-
-def add_commands(sub, add_setting_flags) -> None:
-    def flags(p):
-        g = p.add_argument_group("settings")
-        g.add_argument("--users-file", dest="users_file", default=None, metavar="PATH",
-                       help="users file [KUBEMONITOR_USERS_FILE, default conf/users.yaml]")
-
-    p = sub.add_parser("adduser", help="add a web user (password prompted twice)")
-    p.add_argument("--username", required=True)
-    p.add_argument("--email", required=True)
-    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
-    flags(p)
-    p.set_defaults(func=cmd_adduser)
-
-    p = sub.add_parser("passwd", help="change a web user's password")
-    p.add_argument("username")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
-    flags(p)
-    p.set_defaults(func=cmd_passwd)
-
-    p = sub.add_parser("deluser", help="delete a web user")
-    p.add_argument("username")
-    flags(p)
-    p.set_defaults(func=cmd_deluser)
-
-    p = sub.add_parser("users", help="list web users")
-    flags(p)
-    p.set_defaults(func=cmd_users)

@@ -308,11 +308,11 @@ async def test_influxdb_error_is_502(wrong_db_app, http_client):
 
 @pytest.mark.gen_test
 async def test_internal_error_is_500_with_request_id_and_logged(api, monkeypatch, caplog):
-    from kubemonitor import query
+    from kubemonitor import usage
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("simulated bug")
-    monkeypatch.setattr(query, "run", broken)
+    monkeypatch.setattr(usage, "run", broken)
     status, body, resp = await api("cpu/usage_rate", {})
     rid = resp.headers["X-Request-ID"]
     assert_error(status, body, 500, "internal error", rid)

@@ -1,4 +1,4 @@
-"""The query layer on its own: bind parameters carry hostile values harmlessly."""
+"""The usage layer on its own: bind parameters carry hostile values harmlessly."""
 from __future__ import annotations
 
 import pytest
@@ -6,12 +6,13 @@ from conftest import DB
 from influxdb import InfluxDBClient
 from test_api_errors import INJECTIONS
 
-from kubemonitor import query
+from kubemonitor import request, usage
 from kubemonitor.influx import InfluxGateway
 from kubemonitor.metrics import CATALOG, Metric
+from kubemonitor.times import HOUR_NS, format_ns
 
 CPU = CATALOG["cpu/usage_rate"]
-BEGIN, END = query._time("b", "2017-12-01", end_of_day=False), query._time("e", "2017-12-31", end_of_day=True)
+BEGIN, END = request.parse_time("b", "2017-12-01", end_of_day=False), request.parse_time("e", "2017-12-31", end_of_day=True)
 
 
 @pytest.fixture
@@ -24,35 +25,35 @@ def client(running_influxd, anchors):
 def test_quote_refuses_names_outside_the_pattern():
     for bad in ['cpu"; DROP', "cpu/usage_rate'", "a b", "", "cpu//x", "CPU"]:
         with pytest.raises(ValueError):
-            query.quote_measurement(Metric(bad, "", None))
+            usage.quote_measurement(Metric(bad, "", None))
 
 
 @pytest.mark.parametrize("payload", INJECTIONS)
 def test_hostile_values_never_enter_the_statement_and_match_nothing(client, running_influxd, payload):
     """Bypass validation on purpose: even then the values only travel as parameters."""
-    for q in (query.ApiQuery(namespace=payload, begin_ns=BEGIN, end_ns=END),
-              query.ApiQuery(namespace="team-a", pod=payload, begin_ns=BEGIN, end_ns=END),
-              query.ApiQuery(namespace="team-a", type=payload, begin_ns=BEGIN, end_ns=END),
-              query.ApiQuery(namespace=payload, agg="pod-by-namespace", begin_ns=BEGIN, end_ns=END)):
-        influxql, params = query.raw_statement(CPU, q)
-        benign = query.ApiQuery(namespace="x", pod=q.pod and "x", type=q.type and "x", begin_ns=BEGIN, end_ns=END)
-        assert influxql == query.raw_statement(CPU, benign)[0]  # the text never depends on a value
+    for q in (request.ApiQuery(namespace=payload, begin_ns=BEGIN, end_ns=END),
+              request.ApiQuery(namespace="team-a", pod=payload, begin_ns=BEGIN, end_ns=END),
+              request.ApiQuery(namespace="team-a", type=payload, begin_ns=BEGIN, end_ns=END),
+              request.ApiQuery(namespace=payload, agg="pod-by-namespace", begin_ns=BEGIN, end_ns=END)):
+        influxql, params = usage.raw_statement(CPU, q)
+        benign = request.ApiQuery(namespace="x", pod=q.pod and "x", type=q.type and "x", begin_ns=BEGIN, end_ns=END)
+        assert influxql == usage.raw_statement(CPU, benign)[0]  # the text never depends on a value
         assert payload in params.values()
-        assert query.run(client, InfluxGateway.select, CPU, q, ()) == []
-    rows = query.run(client, InfluxGateway.select, CPU,
-                     query.ApiQuery(agg="all-namespace", begin_ns=BEGIN, end_ns=END), [payload])
+        assert usage.run(client, InfluxGateway.select, CPU, q, ()) == []
+    rows = usage.run(client, InfluxGateway.select, CPU,
+                     request.ApiQuery(agg="all-namespace", begin_ns=BEGIN, end_ns=END), [payload])
     assert {r["namespace_name"] for r in rows} >= {"team-a", "team-b", "kube-system"}
     assert [DB] in running_influxd.query("SHOW DATABASES")["results"][0]["series"][0]["values"]
 
 
 def test_format_ns_round_trips_rfc3339():
-    assert query.format_ns(0) == "1970-01-01T00:00:00Z"
-    assert query.format_ns(END) == "2017-12-31T23:59:59.999999999Z"
-    assert query._time("t", query.format_ns(END), end_of_day=True) == END
+    assert format_ns(0) == "1970-01-01T00:00:00Z"
+    assert format_ns(END) == "2017-12-31T23:59:59.999999999Z"
+    assert request.parse_time("t", format_ns(END), end_of_day=True) == END
 
 
 def test_summarize_trapezoid_matches_closed_form():
-    hour = query.HOUR_NS
+    hour = HOUR_NS
     pts = [(0, 0.0), (hour, 10.0), (3 * hour, 10.0)]
-    assert query.summarize(pts) == (3, 20.0, 10.0, 5.0 + 20.0)
-    assert query.summarize([]) == (0, 0.0, None, 0.0)
+    assert usage.summarize(pts) == (3, 20.0, 10.0, 5.0 + 20.0)
+    assert usage.summarize([]) == (0, 0.0, None, 0.0)

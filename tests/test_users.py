@@ -1,4 +1,4 @@
-"""The users file and its CLI (SPEC §6): real processes, real crashes, real files."""
+"""The users file and its CLI (README "Users"): real processes, real crashes, real files."""
 from __future__ import annotations
 
 import os

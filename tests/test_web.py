@@ -1,4 +1,4 @@
-"""Login, sessions and pages (SPEC §5) against the real InfluxDB fixture."""
+"""Login, sessions and pages (README "The web dashboard") against the real InfluxDB fixture."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""POST /api/<metric> (SPEC §4)."""
+"""POST /api/<metric> (README "The API")."""
 from __future__ import annotations
 
 import hmac
@@ -6,7 +6,8 @@ import time
 
 import tornado.web
 
-from .. import query
+from .. import request as api_request
+from .. import usage
 from ..influx import InfluxError
 from .base import ApiError, APIHandler, encode_json
 
@@ -63,9 +64,9 @@ class MetricHandler(APIHandler):
         if self._too_large:
             raise ApiError(413, f"the body is over {MAX_BODY} bytes (64 KiB); send a smaller JSON object")
         try:
-            request = query.validate(query.parse_body(bytes(self._body)), now_ns=time.time_ns(),
+            request = api_request.validate(api_request.parse_body(bytes(self._body)), now_ns=time.time_ns(),
                                      max_limit=self.app.config.max_limit)
-        except query.BadRequest as exc:
+        except api_request.BadRequest as exc:
             raise ApiError(400, str(exc)) from None
         try:
             metric = await self.app.catalog.resolve(name)
@@ -75,13 +76,13 @@ class MetricHandler(APIHandler):
             raise ApiError(404, f"unknown metric {name[:100]!r}: it is neither in the catalog nor a measurement "
                                 "in InfluxDB; GET /openapi.json lists the catalog, e.g. /api/cpu/usage_rate")
         if request.ignored_agg is not None:
-            self.set_header("Warning", f'299 kubemonitor "agg is not one of {", ".join(query.AGGREGATIONS)}; '
+            self.set_header("Warning", f'299 kubemonitor "agg is not one of {", ".join(api_request.AGGREGATIONS)}; '
                                        'returning points without aggregation"')
         excluded = self.app.config.excluded_namespaces
         influx = self.app.influx
         try:
             # Rows are encoded in the executor too: a 10,000-row answer is megabytes of JSON.
-            body = await influx.call(lambda client: encode_json(query.run(client, influx.select, metric, request, excluded)),
+            body = await influx.call(lambda client: encode_json(usage.run(client, influx.select, metric, request, excluded)),
                                      kind="api")
         except InfluxError as exc:
             raise ApiError(exc.status, exc.message) from None

@@ -1,4 +1,4 @@
-"""Login and logout (SPEC §5): an XSRF-protected form, bcrypt off the event loop,
+"""Login and logout (README "The web dashboard"): an XSRF-protected form, bcrypt off the event loop,
 failed attempts throttled per user and per client address."""
 from __future__ import annotations
 

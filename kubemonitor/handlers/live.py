@@ -1,4 +1,4 @@
-"""The live websocket /web/live (SPEC §5).
+"""The live websocket /web/live (README "The web dashboard").
 
 Authentication and origin are checked before the handshake: `prepare()` answers 401
 without a valid session (an `@authenticated` on `open()` would only run after the

@@ -1,4 +1,4 @@
-"""Operations endpoints (SPEC §7): /healthz, /readyz, /metrics, /openapi.json."""
+"""Operations endpoints (README "Operations"): /healthz, /readyz, /metrics, /openapi.json."""
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

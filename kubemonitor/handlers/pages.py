@@ -1,4 +1,4 @@
-"""The dashboard pages (SPEC §5). The first paint carries the poller's cached data;
+"""The dashboard pages (README "The web dashboard"). The first paint carries the poller's cached data;
 the page's script then keeps it live over /web/live."""
 from __future__ import annotations
 

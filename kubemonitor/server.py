@@ -1,0 +1,97 @@
+"""Running the application: an HTTPServer on a port until SIGINT/SIGTERM.
+
+Used by `kubemonitor serve` and `kubemonitor demo`.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import signal
+import socket
+
+from tornado.httpserver import HTTPServer
+
+from . import __version__
+from .app import KubeMonitorApp
+from .config import Config
+from .errors import UserError
+
+log = logging.getLogger("kubemonitor")
+
+# Bodies beyond this are cut off by Tornado itself; the API refuses anything over
+# 64 KiB earlier, with a JSON 413 (handlers/api.py).
+MAX_BODY_SIZE = 8 * 1024 * 1024
+
+
+class PortError(UserError):
+    """The port cannot be listened on."""
+
+
+def port_problem(exc: OSError, address: str, port: int, retry: str) -> PortError:
+    where = f"{address or '0.0.0.0'}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return PortError(f"port {port} is in use ({where}); pick another: {retry}")
+    if exc.errno == errno.EACCES:
+        return PortError(f"not allowed to listen on {where} (ports below 1024 need root); pick another: {retry}")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return PortError(f"{address!r} is not an address of this machine; check KUBEMONITOR_ADDRESS / --address")
+    return PortError(f"cannot listen on {where}: {exc.strerror}; pick another port: {retry}")
+
+
+def check_port(address: str, port: int, retry: str) -> None:
+    """Fail early, before anything slow starts, when the port cannot be listened on."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError as exc:
+            raise port_problem(exc, address, port, retry) from None
+
+
+def warn_about(config: Config) -> None:
+    if config.cookie_secret_generated:
+        log.warning("KUBEMONITOR_COOKIE_SECRET is not set: using a random secret, so sessions end when the "
+                    "process restarts and replicas cannot share them; set it to a long random string")
+    if not os.path.exists(config.users_file):
+        log.warning("no users file at %s: nobody can log in to /web yet; add a user with "
+                    "`kubemonitor adduser --username=NAME --email=ADDRESS`", config.users_file)
+    if not config.api_configured:
+        log.warning("API_USERNAME/API_PASSWORD are not set: the API refuses every request (401)")
+
+
+async def serve(config: Config, port: int, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None, retry: str | None = None) -> None:
+    """Run the server until SIGINT/SIGTERM (or `stop` is set).
+
+    Raises PortError (one line, no traceback) when the port cannot be listened on;
+    `retry` is the command line the message suggests instead.
+    """
+    warn_about(config)
+    app = KubeMonitorApp(config)
+    server = HTTPServer(app, max_body_size=MAX_BODY_SIZE, xheaders=config.trust_proxy)
+    try:
+        server.listen(port, address=config.address or "")
+    except OSError as exc:
+        await app.shutdown()
+        raise port_problem(exc, config.address, port, retry or f"kubemonitor serve {port + 1}") from None
+    await app.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    log.info("kubemonitor %s listening on %s:%d (InfluxDB %s:%d, database %s)", __version__,
+             config.address or "0.0.0.0", port, config.influxdb_host, config.influxdb_port, config.influxdb_db)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        server.stop()
+        await app.shutdown()
+        await asyncio.wait_for(server.close_all_connections(), timeout=5)

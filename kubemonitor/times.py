@@ -1,0 +1,24 @@
+"""Time as InfluxDB stores it: int64 nanoseconds since the epoch, shown as RFC 3339 UTC."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+NS = 10**9
+HOUR_NS = 3600 * NS
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# InfluxDB 1.x stores int64 nanoseconds; these are the ends it accepts.
+MIN_TIME_NS = -9223372036854775806
+MAX_TIME_NS = 9223372036854775806
+
+
+def format_ns(ns: int) -> str:
+    """RFC 3339 UTC with Z, nanoseconds trimmed like InfluxDB does."""
+    secs, frac = divmod(ns, NS)
+    text = (EPOCH + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
+
+
+def to_ns(dt: datetime) -> int:
+    """An aware datetime as nanoseconds since the epoch, exactly (no float on the way)."""
+    delta = dt - EPOCH
+    return (delta.days * 86400 + delta.seconds) * NS + delta.microseconds * 1000

@@ -1,0 +1,137 @@
+"""No traceback reaches a person: each failure of the `kubemonitor` command is one line
+that names the fix, exit status 2. Real processes, a real terminal, a real influxd."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kubemonitor.influxd import free_port
+
+KUBEMONITOR = [sys.executable, "-m", "kubemonitor"]
+
+
+def one_line_error(result_or_text, *words):
+    text = result_or_text if isinstance(result_or_text, str) else result_or_text.stderr
+    assert "Traceback" not in text, text
+    lines = [line for line in text.splitlines() if line.startswith("kubemonitor: ")]
+    assert len(lines) == 1, text
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = subprocess.run([*KUBEMONITOR, "serve", str(port), "--address", "127.0.0.1", "--log-dir", str(tmp_path),
+                            "--users-file", str(tmp_path / "users.yaml")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    one_line_error(r, f"port {port} is in use", f"kubemonitor serve {port + 1}")
+
+
+def test_adduser_without_a_terminal_and_without_password_stdin(tmp_path):
+    r = subprocess.run([*KUBEMONITOR, "adduser", "--username=carol", "--email=c@example.org",
+                        "--users-file", str(tmp_path / "u.yaml")], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2
+    one_line_error(r, "no terminal", "--password-stdin")
+    assert not (tmp_path / "u.yaml").exists()
+    r = subprocess.run([*KUBEMONITOR, "adduser", "--username=carol", "--email=c@example.org", "--password-stdin",
+                        "--users-file", str(tmp_path / "u.yaml")], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2
+    one_line_error(r, "no password on standard input")
+
+
+def test_ctrl_d_at_the_password_prompt(tmp_path):
+    """A person presses Ctrl-D at the prompt: one line, nothing written."""
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the CLI on a terminal
+        os.execv(sys.executable, [*KUBEMONITOR, "adduser", "--username=dora", "--email=d@example.org",
+                                  "--users-file", str(tmp_path / "u.yaml")])
+    output = b""
+    while b"Password" not in output:
+        output += os.read(fd, 1024)
+    os.write(fd, b"\x04")  # Ctrl-D on an empty line: end of input
+    try:
+        while chunk := os.read(fd, 1024):
+            output += chunk
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2
+    one_line_error(output.decode(errors="replace").replace("\r", ""), "no password given")
+    assert not (tmp_path / "u.yaml").exists()
+
+
+def test_simulate_live_survives_a_hung_influxdb_with_one_line_each_way(running_influxd, scratch_db):
+    """SIGSTOP freezes influxd (it keeps its sockets open: a hang, not a refusal)."""
+    proc = subprocess.Popen([*KUBEMONITOR, "simulate", "--interval", "0.5s", "--namespaces", "1", "--pods", "1",
+                             "--nodes", "1", "--influxdb-host", "127.0.0.1", "--influxdb-port", str(running_influxd.http_port),
+                             "--influxdb-db", scratch_db, "--influxdb-timeout", "1"],
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+
+    def wait_for(word, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not any(word in line for line in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            lines.append(proc.stderr.readline())
+
+    try:
+        wait_for("writing a sample every")
+        os.kill(running_influxd.process.pid, signal.SIGSTOP)
+        try:
+            wait_for("did not answer within 1 s")
+        finally:
+            os.kill(running_influxd.process.pid, signal.SIGCONT)
+        wait_for("takes samples again")
+        assert proc.poll() is None  # still writing
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=20)[1]
+    text = "".join(lines) + rest
+    assert proc.returncode == 0 and "Traceback" not in text, text
+    assert sum("did not answer" in line for line in text.splitlines()) == 1  # once per outage, not per sample
+    assert running_influxd.query("SELECT count(*) FROM \"cpu/usage_rate\"", db=scratch_db)["results"][0]["series"]
+
+
+def test_simulate_against_nothing_is_one_line():
+    r = subprocess.run([*KUBEMONITOR, "simulate", "--backfill", "1h", "--influxdb-host", "127.0.0.1",
+                        "--influxdb-port", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    one_line_error(r, "unreachable", "INFLUXDB_HOST")
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["serve", "eighty"], ["PORT 'eighty'"]),
+    (["simulate", "--namespaces", "0"], ["--namespaces"]),
+    (["deluser", "nobody"], ["no user 'nobody'"]),
+])
+def test_other_mistakes_are_one_line(tmp_path, argv, words):
+    r = subprocess.run([*KUBEMONITOR, *argv, *(["--users-file", str(tmp_path / "u.yaml")] if argv[0] == "deluser" else [])],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    one_line_error(r, *words)
+
+
+def test_nothing_imports_the_command_line_module():
+    import ast
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kubemonitor")
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py") and name not in ("cli.py", "__main__.py"):
+                tree = ast.parse(open(os.path.join(folder, name)).read())
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.ImportFrom):
+                        assert node.module not in ("cli", "kubemonitor.cli") and \
+                            not (node.module is None and any(a.name == "cli" for a in node.names)), (name, node.lineno)
