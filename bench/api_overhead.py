@@ -30,9 +30,9 @@ def captured_statements(influxd, body: dict) -> list[tuple[str, dict, str | None
     client = InfluxDBClient(host="127.0.0.1", port=influxd.http_port, database="k8s", timeout=60)
     calls = []
 
-    def recording_select(c, influxql, params, epoch):
-        calls.append((influxql, params, epoch))
-        return InfluxGateway.select(c, influxql, params, epoch)
+    def recording_select(c, influxql, params):
+        calls.append((influxql, params, "ns"))
+        return InfluxGateway.select(c, influxql, params)
     q = request.validate(body, now_ns=time.time_ns(), max_limit=10000)
     usage.run(client, recording_select, CATALOG["cpu/usage_rate"], q, ("kube-system",))
     return calls

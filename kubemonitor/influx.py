@@ -109,10 +109,13 @@ class InfluxGateway:
         return client
 
     @staticmethod
-    def select(client: InfluxDBClient, influxql: str, params: dict[str, Any] | None = None,
-               epoch: str | None = None) -> list[dict]:
-        """Run one statement; return its raw series list ([] when nothing matched)."""
-        result = client.query(influxql, bind_params=params or None, epoch=epoch)
+    def select(client: InfluxDBClient, influxql: str, params: dict[str, Any] | None = None) -> list[dict]:
+        """Run one statement; return its raw series list ([] when nothing matched).
+
+        Times always come back as integer nanoseconds (`epoch=ns`): the client's own
+        decoding of RFC 3339 times drops the nanoseconds and overflows before 1970.
+        """
+        result = client.query(influxql, bind_params=params or None, epoch="ns")
         return result.raw.get("series", [])
 
     # -- event-loop side ----------------------------------------------------------------
@@ -143,9 +146,8 @@ class InfluxGateway:
         finally:
             self.telemetry.influx_seconds.labels(kind).observe(time.perf_counter() - started)
 
-    async def query(self, influxql: str, params: dict[str, Any] | None = None, epoch: str | None = None,
-                    kind: str = "query") -> list[dict]:
-        return await self.call(lambda client: self.select(client, influxql, params, epoch), kind)
+    async def query(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "query") -> list[dict]:
+        return await self.call(lambda client: self.select(client, influxql, params), kind)
 
     async def ping(self) -> str:
         """InfluxDB's version; raises InfluxError when it is not reachable."""

@@ -6,8 +6,9 @@ and by `body_schema`, the JSON Schema that /openapi.json publishes. So the
 document and the handler cannot drift apart; a schemathesis run in the test suite
 checks that they agree.
 
-Cross-field rules a JSON Schema cannot say (begin before end; `pod`/`type` only
-without aggregation) are stated in the schema's descriptions.
+The one cross-field rule a JSON Schema cannot say (the begin is not after the end)
+is stated in the schema's descriptions; `pod`/`type` only without an aggregation is
+part of the schema.
 """
 from __future__ import annotations
 
@@ -233,15 +234,21 @@ def _parse_time_text(field: str, text: str, end_of_day: bool) -> int:
 def time_schema(description: str) -> dict:
     low, high = UNIX_SECONDS_RANGE
     return {"anyOf": [{"type": "string", "pattern": TIME_SCHEMA_PATTERN, "example": "2017-12-01"},
-                      {"type": "number", "minimum": low, "maximum": high, "example": 1512086400}],
+                      {"type": "number", "minimum": low, "maximum": high, "example": 1512086400},
+                      {"type": "string", "maxLength": 0, "nullable": True, "description": "null or \"\": the default"}],
             "description": f"{description} {TIME_FORMATS}. No zone means UTC; a date-only end covers that whole day. "
                            "The begin must not be after the end."}
 
 
 def body_schema(max_limit: int) -> dict:
     """The JSON Schema of the body of POST /api/<metric>, from the rules above."""
+    aggregating = {"required": ["agg"], "properties": {"agg": {"type": "string", "enum": list(AGGREGATIONS)}}}
     return {
         "type": "object", "additionalProperties": False,
+        # with an aggregation, neither pod nor type
+        "anyOf": [{"not": aggregating}, {"not": {"anyOf": [
+            {"required": ["pod"], "properties": {"pod": {"type": "string"}}},
+            {"required": ["type"], "properties": {"type": {"type": "string"}}}]}}],
         "properties": {
             "namespace": NAMESPACE.schema(default="default", description=NAMESPACE.what),
             "limit": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": max_limit},
@@ -254,7 +261,8 @@ def body_schema(max_limit: int) -> dict:
                     "example": "all-namespace"},
             "timeBeginInterval": time_schema("Inclusive; default: the end minus 60 minutes."),
             "timeEndInterval": time_schema("Inclusive; default: now."),
-            "pod": POD.schema(description="no aggregation only: exact pod_name"),
-            "type": {"type": "string", "enum": list(SERIES_TYPES), "description": "no aggregation only"},
+            "pod": POD.schema(nullable=True, description="no aggregation only: exact pod_name (null: any pod)"),
+            "type": {"type": "string", "nullable": True, "enum": [*SERIES_TYPES, None],
+                     "description": "no aggregation only: one series type (null: every type)"},
         },
     }

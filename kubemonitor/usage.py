@@ -6,7 +6,7 @@ Nothing from a request is ever placed in InfluxQL text: values go as bind parame
 catalog or the metric-name pattern (`quote_measurement`).
 
 Everything here is blocking: it takes an `influxdb` client and a `select(client,
-influxql, params, epoch)` function and is meant for the InfluxDB gateway's executor.
+influxql, params)` function (times in the answer are integer nanoseconds) and is meant for the InfluxDB gateway's executor.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from .metrics import METRIC_NAME, Metric
 from .request import ApiQuery
-from .times import HOUR_NS
+from .times import HOUR_NS, format_ns
 
 TAG_KEYS = ("namespace_name", "pod_name", "container_name", "nodename", "type")
 # How many container-only pods one fallback query names (keeps the URL and the OR short).
@@ -95,7 +95,7 @@ def _tag(value: Any) -> Any:
 
 
 def run(client, select, metric: Metric, q: ApiQuery, excluded: Iterable[str]) -> list[dict]:
-    """Execute `q` (blocking). `select(client, influxql, params, epoch)` returns series."""
+    """Execute `q` (blocking). `select(client, influxql, params)` returns series."""
     if q.agg is None:
         return raw_points(client, select, metric, q)
     pods = {key: usage for key, usage in pod_usage(client, select, metric, q, excluded).items() if usage.count}
@@ -108,11 +108,11 @@ def run(client, select, metric: Metric, q: ApiQuery, excluded: Iterable[str]) ->
 def raw_points(client, select, metric: Metric, q: ApiQuery) -> list[dict]:
     influxql, params = raw_statement(metric, q)
     rows = []
-    for series in select(client, influxql, params, None):
+    for series in select(client, influxql, params):
         columns = series["columns"]
         for values in series.get("values", []):
             point = dict(zip(columns, values))
-            row = {"time": point.pop("time"), "value": _number(point.pop("value"))}
+            row = {"time": format_ns(point.pop("time")), "value": _number(point.pop("value"))}
             for key in TAG_KEYS:
                 row[key] = _tag(point.pop(key, None))
             row.update((k, v) for k, v in sorted(point.items()) if _tag(v) is not None)
@@ -139,7 +139,7 @@ def pod_usage(client, select, metric: Metric, q: ApiQuery, excluded: Iterable[st
     influxql = statement('count("value") AS "count", sum("value") AS "sum", max("value") AS "max", '
                          'integral("value", 1h) AS "integral"', metric,
                          ['"type" = $pod_type', *conditions], "GROUP BY *")
-    for series in select(client, influxql, {**params, "pod_type": "pod"}, None):
+    for series in select(client, influxql, {**params, "pod_type": "pod"}):
         tags = series.get("tags") or {}
         key = (tags.get("namespace_name", ""), tags.get("pod_name", ""))
         # InfluxDB 1.x may return INTEGRAL in a row of its own (time 0) beside the row of
@@ -153,7 +153,7 @@ def pod_usage(client, select, metric: Metric, q: ApiQuery, excluded: Iterable[st
     influxql = statement('count("value") AS "count"', metric, ['"type" = $container_type', *conditions],
                          'GROUP BY "namespace_name", "pod_name"')
     container_only = sorted(
-        key for series in select(client, influxql, {**params, "container_type": "pod_container"}, None)
+        key for series in select(client, influxql, {**params, "container_type": "pod_container"})
         if (key := ((series.get("tags") or {}).get("namespace_name", ""),
                     (series.get("tags") or {}).get("pod_name", ""))) not in pods)
     for start in range(0, len(container_only), FALLBACK_CHUNK):
@@ -166,7 +166,7 @@ def pod_usage(client, select, metric: Metric, q: ApiQuery, excluded: Iterable[st
         influxql = statement('"value"', metric,
                              ['"type" = $container_type', *conditions, "(" + " OR ".join(alternatives) + ")"],
                              'GROUP BY "namespace_name", "pod_name"')
-        for series in select(client, influxql, {**params, **pod_params, "container_type": "pod_container"}, "ns"):
+        for series in select(client, influxql, {**params, **pod_params, "container_type": "pod_container"}):
             tags = series.get("tags") or {}
             by_time: dict[int, float] = defaultdict(float)
             for t, value in series.get("values", []):

@@ -211,3 +211,24 @@ async def test_metric_without_slash_and_measurement_outside_catalog(api):
     assert rows[0]["count"] == 10 and rows[0]["unit"] is None
     status, body, _ = await api("custom/does_not_exist", {})
     assert status == 404 and "unknown metric" in body["message"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("agg", ["all-namespace", "pod-by-namespace", None])
+async def test_times_before_1970_are_answered_not_a_500(api, agg):
+    for begin, end in ((-1, 10), ("1960-01-01", "1969-12-31"), ("1677-09-22T00:12:44Z", "1677-09-23"), (-1, "2017-12-31")):
+        status, rows, _ = await api("cpu/usage_rate", {"agg": agg, "namespace": "team-a", "timeBeginInterval": begin,
+                                                       "timeEndInterval": end})
+        assert status == 200, rows
+        # team-a has 3 pods; with team-b and team-c (its edge points) 3 namespaces; raw: the default limit
+        expected = 0 if end != "2017-12-31" else (100 if agg is None else 3)
+        assert len(rows) == expected
+
+
+@pytest.mark.gen_test
+async def test_raw_times_keep_their_nanoseconds(api):
+    status, rows, _ = await api("cpu/usage_rate", {"namespace": "team-c", "limit": 10,
+                                                   "timeBeginInterval": "2017-11-30", "timeEndInterval": "2018-01-01"})
+    assert status == 200
+    assert [r["time"] for r in rows] == ["2018-01-01T00:00:00Z", "2017-12-31T23:59:59.999999999Z",
+                                         "2017-12-01T00:00:00Z", "2017-11-30T23:59:59.999999999Z"]

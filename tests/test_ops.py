@@ -25,6 +25,17 @@ async def test_healthz_and_readyz(http_client, base_url):
 
 
 @pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/api/cpu/usage_rate"])
+async def test_405_names_the_allowed_methods(http_client, base_url, path):
+    for method in ("TRACE", "DELETE", "POST" if path != "/api/cpu/usage_rate" else "GET"):
+        r = await http_client.fetch(base_url + path, method=method, raise_error=False, allow_nonstandard_methods=True,
+                                    body=b"" if method == "POST" else None)
+        assert r.code == 405, (path, method)
+        assert r.headers["Allow"] == ("POST" if path.startswith("/api/") else "GET"), (path, method)
+        assert json.loads(r.body)["code"] == 405
+
+
+@pytest.mark.gen_test
 async def test_openapi_document_is_valid_openapi_3(http_client, base_url):
     r = await http_client.fetch(base_url + "/openapi.json")
     doc = json.loads(r.body)

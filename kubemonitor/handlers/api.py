@@ -89,10 +89,8 @@ class MetricHandler(APIHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(body)
 
-    def write_error(self, status_code: int, **kwargs) -> None:
-        if status_code == 405:  # also for methods Tornado refuses before prepare()
-            self.set_header("Allow", "POST")
-        super().write_error(status_code, **kwargs)
+    def allowed_methods(self) -> tuple[str, ...]:
+        return ("POST",)
 
     # Every other method gets the 405 from prepare(); Tornado needs them defined to reach it.
     get = head = put = patch = delete = options = post

@@ -112,11 +112,22 @@ class BaseHandler(tornado.web.RequestHandler):
     def internal_error_message(self) -> str:
         return f"internal error (request id {self.request_id}); it has been logged, please report it with that id"
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
+    def allowed_methods(self) -> tuple[str, ...]:
+        """The methods this handler implements (the Allow header of a 405, as RFC 9110 asks)."""
+        return tuple(m for m in self.SUPPORTED_METHODS
+                     if getattr(type(self), m.lower(), None) not in (None, tornado.web.RequestHandler._unimplemented_method))
+
+    def error_headers(self, status_code: int, exc: BaseException | None) -> str:
+        """Set the headers an error answer carries; return its message."""
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         for name, value in getattr(exc, "headers", {}).items():
             self.set_header(name, value)
-        message = error_message(status_code, exc) or self.internal_error_message()
+        return error_message(status_code, exc) or self.internal_error_message()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = self.error_headers(status_code, exc)
         self.render("error.html", code=status_code, message=message)
 
 
@@ -130,9 +141,7 @@ class APIHandler(BaseHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        for name, value in getattr(exc, "headers", {}).items():
-            self.set_header(name, value)
-        message = error_message(status_code, exc) or self.internal_error_message()
+        message = self.error_headers(status_code, exc)
         if self.request.method == "HEAD":
             self.finish()
             return
