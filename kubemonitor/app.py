@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import tornado.web
+from tornado.web import url
 
 from .config import Config
 from .handlers import api, auth, live, ops, pages
@@ -17,6 +19,15 @@ from .telemetry import Telemetry
 from .users import UserStore
 
 access_log = logging.getLogger("kubemonitor.access")
+
+
+class PathURL(tornado.web.URLSpec):
+    """A route whose argument is a path (`cpu/usage_rate/team-a`): reverse_url keeps its
+    slashes instead of escaping them (metric and namespace names need no escaping)."""
+
+    def reverse(self, *args) -> str:
+        assert self._path is not None, "this route cannot be reversed"
+        return self._path % tuple(quote(str(a), safe="/") for a in args)
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
@@ -36,7 +47,8 @@ class KubeMonitorApp(tornado.web.Application):
         self.catalog = MetricCatalog(self.influx.list_measurements)
         self.catalog.list_namespaces = self.influx.list_namespaces
         self.users = users or UserStore(config.users_file)
-        self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry)
+        self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry,
+                                      sample_interval=config.sample_interval)
         self.login_throttle = auth.Throttle()
         # bcrypt is slow on purpose; its own small pool keeps logins from starving queries
         self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
@@ -45,7 +57,7 @@ class KubeMonitorApp(tornado.web.Application):
             static_path=static_path or resource_dir("static"),
             cookie_secret=config.cookie_secret,
             xsrf_cookies=True,
-            login_url="/web/login",
+            login_url="/web/login",  # the "login" route (settings are read before the routes exist)
             default_handler_class=NotFoundHandler,
             websocket_ping_interval=20,
             websocket_ping_timeout=60,
@@ -57,21 +69,21 @@ class KubeMonitorApp(tornado.web.Application):
     def routes(self) -> list:
         return [
             # -- operations: probes, scrapers, API description (no login)
-            (r"/healthz", ops.HealthHandler),
-            (r"/readyz", ops.ReadyHandler),
-            (r"/metrics", ops.MetricsHandler),
-            (r"/openapi.json", ops.OpenAPIHandler),
+            url(r"/healthz", ops.HealthHandler, name="healthz"),
+            url(r"/readyz", ops.ReadyHandler, name="readyz"),
+            url(r"/metrics", ops.MetricsHandler, name="metrics"),
+            url(r"/openapi.json", ops.OpenAPIHandler, name="openapi"),
             # -- the billing API: POST /api/<metric>, credentials in headers
-            (r"/api/(.+)", api.MetricHandler),
+            PathURL(r"/api/(.+)", api.MetricHandler, name="api"),
             # -- the dashboard: login, pages, the live websocket
-            (r"/web/?", pages.WebRootHandler),
-            (r"/web/login", auth.LoginHandler),
-            (r"/web/logout", auth.LogoutHandler),
-            (r"/web/stats/index", pages.OverviewHandler),
-            (r"/web/stats/(.+)", pages.StatsHandler),
-            (r"/web/go", pages.PickerHandler),
-            (r"/web/live", live.LiveHandler),
-            (r"/", pages.WebRootHandler),
+            url(r"/web/?", pages.WebRootHandler, name="web"),
+            url(r"/web/login", auth.LoginHandler, name="login"),
+            url(r"/web/logout", auth.LogoutHandler, name="logout"),
+            url(r"/web/stats/index", pages.OverviewHandler, name="overview"),
+            PathURL(r"/web/stats/(.+)", pages.StatsHandler, name="stats"),   # <metric>[/<namespace>]
+            url(r"/web/go", pages.PickerHandler, name="picker"),
+            url(r"/web/live", live.LiveHandler, name="live"),
+            url(r"/", pages.WebRootHandler, name="root"),
             # -- anything else: NotFoundHandler (default_handler_class), JSON under /api
         ]
 

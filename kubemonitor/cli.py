@@ -13,7 +13,7 @@ import sys
 import threading
 
 from . import __version__
-from .config import SETTINGS, Config, check_log_dir
+from .config import SETTINGS, Config, check_log_dir, parse_duration
 from .errors import UserError
 from .users import UserInputError, UserStore, validate_email, validate_username
 
@@ -40,15 +40,10 @@ def load_config(args: argparse.Namespace) -> Config:
 
 def duration(text: str) -> float:
     """`10s`, `5m`, `24h`, `2d` or a number of seconds (an argparse type)."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = text.strip().lower()
     try:
-        value = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 10s, 5m, 24h, 2d") from None
-    if value < 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a duration of 0 or more")
-    return value
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def read_password(from_stdin: bool, again: bool = True) -> str:

@@ -38,6 +38,28 @@ def _positive_float(text: str) -> float:
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`10s`, `5m`, `24h`, `2d` or a number of seconds; raises ValueError naming the forms."""
+    text = text.strip().lower()
+    try:
+        value = float(text[:-1]) * _UNITS[text[-1]] if text[-1:] in _UNITS else float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration; use e.g. 10s, 5m, 24h, 2d") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise ValueError(f"{text!r} must be a duration of 0 or more")
+    return value
+
+
+def _positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError("must be a duration greater than 0, e.g. 60s")
+    return value
+
+
 def _positive_int(text: str) -> int:
     if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1:
         raise ValueError("must be a whole number of at least 1, e.g. 10000")
@@ -100,6 +122,8 @@ SETTINGS: tuple[Setting, ...] = (
             "secret signing session cookies (random per process when unset)", secret=True),
     Setting("log_dir", "KUBEMONITOR_LOG_DIR", "--log-dir", _text, "/logs/kube-monitoring", "where info.log and errors.log go"),
     Setting("poll_interval", "KUBEMONITOR_POLL_INTERVAL", "--poll-interval", _positive_float, "10", "seconds between live refreshes"),
+    Setting("sample_interval", "KUBEMONITOR_SAMPLE_INTERVAL", "--sample-interval", _positive_duration, "60s",
+            "the collector's sampling interval (Heapster's --metric_resolution): each sample stands for this long"),
     Setting("max_limit", "KUBEMONITOR_MAX_LIMIT", "--max-limit", _positive_int, "10000", "largest `limit` the API accepts"),
     Setting("excluded_namespaces", "KUBEMONITOR_EXCLUDED_NAMESPACES", "--excluded-namespaces", _namespaces, "kube-system",
             "comma-separated namespaces left out of cluster-wide aggregations"),
@@ -126,6 +150,7 @@ class Config:
     cookie_secret: str | None = None
     log_dir: str = "/logs/kube-monitoring"
     poll_interval: float = 10.0
+    sample_interval: float = 60.0
     max_limit: int = 10000
     excluded_namespaces: tuple[str, ...] = ("kube-system",)
     address: str = ""

@@ -1,16 +1,18 @@
-"""The shared poller (README "The web dashboard"): one per process, one InfluxDB request per watched view
-per interval, however many people watch it.
+"""The shared poller (README "The web dashboard"): one per process, one InfluxDB
+request per watched view per interval, however many people watch it.
 
-A view is (metric, namespace) with namespace "all" for the cluster-wide view. Each
-round queries every view that has at least one subscriber (concurrently, through
-the InfluxDB gateway's executor), encodes the snapshot once, and hands the same text
-to every subscriber's `deliver`. Subscribers must not block: the websocket handler
-drops a snapshot for a client whose previous one is still being written, so a slow
-client never delays the others. Views nobody watches stop being polled at once and
-are forgotten after a short grace period (kept so that a page reload paints at once).
+A view is (metric, namespace, range), namespace "all" for the cluster-wide view.
+Each round queries every view that has at least one subscriber (concurrently,
+through the InfluxDB gateway's executor, at most `concurrency` at once), builds and
+encodes the snapshot once (in the executor), and hands the same text to every
+subscriber's `deliver`. Subscribers must not block; each connection keeps only the
+newest snapshot per view it has not sent yet (handlers/live.py). Views nobody
+watches stop being polled at once and are forgotten after a short grace period
+(kept so that a page reload paints at once).
 
-InfluxDB failing turns into a `status` message (`degraded`, with the reason) to every
-subscriber; the next successful round sends `ok`.
+InfluxDB failing turns into a `status` message (`degraded`, with the reason) to
+every subscriber as soon as one poll fails or a round runs past its interval; the
+next successful round sends `ok`.
 """
 from __future__ import annotations
 
@@ -19,90 +21,58 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric
 from .times import format_ns
-from .usage import TAG_KEYS, quote_measurement
+from .usage import WINDOWS, Window, bucket_usage, latest_rows, view_lines, view_statements
 
 log = logging.getLogger("kubemonitor.poller")
 ALL = "all"
-WINDOW = "1h"          # the chart's span
-LATEST_WINDOW = "1h"   # a container is listed while it has a point this recent (the chart's span)
-LATEST_ROWS = 500
 
 
 class Subscriber(Protocol):
-    def deliver(self, text: str) -> None: ...
+    def deliver(self, text: str, key: object = None) -> None: ...
 
 
 @dataclass(eq=False)
 class View:
     metric: Metric
     namespace: str
+    window: Window
     subscribers: set = field(default_factory=set)
     snapshot: dict | None = None
     text: str | None = None         # the snapshot, JSON-encoded once for all subscribers
     idle_since: float | None = None
     pending: asyncio.Future | None = None
 
-
-def view_statements(metric: Metric, namespace: str, excluded: tuple[str, ...]) -> tuple[str, dict]:
-    """Two statements sent as one request: 1-minute means of pod-level series, and the
-    latest point of each pod- and container-level series. Values are bind parameters."""
-    m = quote_measurement(metric)
-    params: dict[str, Any] = {"pod_type": "pod", "container_type": "pod_container"}
-    if namespace == ALL:
-        scope = ""
-        for i, name in enumerate(sorted(excluded)):
-            scope += f' AND "namespace_name" != $excluded_{i}'
-            params[f"excluded_{i}"] = name
-    else:
-        scope = ' AND "namespace_name" = $namespace'
-        params["namespace"] = namespace
-    chart = " ".join(["SELECT mean(\"value\") FROM", m, "WHERE \"type\" = $pod_type AND time > now() -", WINDOW, scope,
-                      'GROUP BY time(1m), "namespace_name", "pod_name" fill(none)'])
-    latest = " ".join(["SELECT last(\"value\") AS \"value\" FROM", m,
-                       "WHERE (\"type\" = $pod_type OR \"type\" = $container_type) AND time > now() -", LATEST_WINDOW,
-                       scope, 'GROUP BY "namespace_name", "pod_name", "container_name", "nodename", "type"'])
-    return chart + "; " + latest, params
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.metric.name, self.namespace, self.window.name)
 
 
-def build_snapshot(metric: Metric, namespace: str, chart_series: list[dict], latest_series: list[dict]) -> dict:
-    """The `snapshot` message (README "The web dashboard") from the two statements' series."""
-    lines: dict[str, dict[int, float]] = {}
-    for s in chart_series:
-        tags = s.get("tags") or {}
-        # cluster view: one line per namespace (its pods' means summed); namespace view: one per pod
-        name = tags.get("namespace_name", "") if namespace == ALL else tags.get("pod_name", "")
-        line = lines.setdefault(name, {})
-        for t, value in s.get("values", []):
-            if value is not None:
-                line[t] = line.get(t, 0.0) + value
-    series = {name: [[t // 1_000_000, round(v, 6)] for t, v in sorted(points.items())] for name, points in sorted(lines.items())}
-
-    pods: dict[tuple[str, str], list[dict]] = {}
-    for s in latest_series:
-        tags = {k: (v or None) for k, v in (s.get("tags") or {}).items()}
-        for t, value in s.get("values", []):
-            row = {"time": format_ns(t), "value": None if value is None else float(value)}
-            row.update({k: tags.get(k) for k in TAG_KEYS})
-            pods.setdefault((row["namespace_name"] or "", row["pod_name"] or ""), []).append(row)
-    latest: list[dict] = []
-    for key in sorted(pods):
-        rows = pods[key]
-        containers = [r for r in rows if r["type"] == "pod_container"]
-        # the counting rule again: a pod's container rows when it has them, else its pod row
-        latest.extend(sorted(containers, key=lambda r: r["container_name"] or "") or rows)
-    return {"type": "snapshot", "metric": metric.name, "namespace": namespace, "unit": metric.unit,
-            "polled_at": format_ns(time.time_ns() // 1_000_000 * 1_000_000), "series": series,
-            "latest": latest[:LATEST_ROWS]}
+def build_snapshot(metric: Metric, namespace: str, window: Window, results: list[list[dict]], now_ns: int,
+                   stale_ns: int) -> dict:
+    """The `snapshot` message (README "The web dashboard") from the three statements' series."""
+    pod_series, container_series, latest_series = (results + [[], [], []])[:3]
+    lines = view_lines(None if namespace == ALL else namespace, bucket_usage(pod_series, container_series))
+    series = {name: [[t // 1_000_000, round(v, 6)] for t, v in sorted(points.items())]
+              for name, points in sorted(lines.items()) if points}
+    # "Current" is the newest bucket that has ended: a bucket still filling holds only
+    # the pods that already reported in it, and would make the totals flicker.
+    current_at = now_ns // window.bucket_ns * window.bucket_ns - window.bucket_ns
+    values = {name: round(points[current_at], 6) for name, points in sorted(lines.items()) if current_at in points}
+    return {"type": "snapshot", "metric": metric.name, "namespace": namespace, "range": window.name,
+            "unit": metric.unit, "polled_at": format_ns(now_ns // 1_000_000 * 1_000_000),
+            "bucket_ms": window.bucket_ns // 1_000_000, "series": series,
+            "current": {"at": current_at // 1_000_000, "values": values, "total": round(sum(values.values()), 6)},
+            "latest": latest_rows(latest_series, now_ns - stale_ns)}
 
 
 class Poller:
     def __init__(self, influx: InfluxGateway, interval: float, excluded: tuple[str, ...] = (), telemetry=None,
-                 grace: float | None = None, concurrency: int = 4):
+                 grace: float | None = None, concurrency: int = 4, sample_interval: float = 60.0):
         self.influx = influx
         # At most this many poll queries at once, so that a slow InfluxDB cannot fill
         # the gateway's executor with polls and leave API requests waiting behind them.
@@ -110,9 +80,11 @@ class Poller:
         self._slots: asyncio.Semaphore | None = None
         self.interval = interval
         self.excluded = tuple(excluded)
+        # A pod whose newest point is older than two samples (and a poll) stopped reporting.
+        self.stale_ns = int((2 * sample_interval + interval) * 1e9)
         self.telemetry = telemetry or influx.telemetry
         self.grace = grace if grace is not None else max(3 * interval, 30.0)
-        self.views: dict[tuple[str, str], View] = {}
+        self.views: dict[tuple[str, str, str], View] = {}
         self.state = "ok"
         self.message = ""
         self.rounds = 0
@@ -120,17 +92,22 @@ class Poller:
         self._task: asyncio.Task | None = None
 
     # -- subscriptions --------------------------------------------------------------
-    def subscribe(self, metric: Metric, namespace: str, subscriber: Subscriber) -> View:
-        view = self.views.get((metric.name, namespace))
+    def view(self, metric: Metric, namespace: str, window: str) -> View:
+        key = (metric.name, namespace, window)
+        view = self.views.get(key)
         if view is None:
-            view = self.views[(metric.name, namespace)] = View(metric, namespace)
+            view = self.views[key] = View(metric, namespace, WINDOWS[window], idle_since=time.monotonic())
+        return view
+
+    def subscribe(self, metric: Metric, namespace: str, subscriber: Subscriber, window: str = "1h") -> View:
+        view = self.view(metric, namespace, window)
         view.subscribers.add(subscriber)
         view.idle_since = None
         self._update_gauge()
         self.start()  # idempotent: the first subscriber starts the rounds
         return view
 
-    def unsubscribe(self, subscriber: Subscriber, key: tuple[str, str] | None = None) -> None:
+    def unsubscribe(self, subscriber: Subscriber, key: tuple[str, str, str] | None = None) -> None:
         views = [self.views[key]] if key in self.views else ([] if key else list(self.views.values()))
         for view in views:
             view.subscribers.discard(subscriber)
@@ -147,9 +124,8 @@ class Poller:
     # -- polling --------------------------------------------------------------------
     async def fetch(self, view: View) -> dict:
         """Refresh one view now (de-duplicated: concurrent callers share one query)."""
-        if view.pending is not None and not view.pending.done():
-            return await asyncio.shield(view.pending)
-        view.pending = asyncio.ensure_future(self._query(view))
+        if view.pending is None or view.pending.done():
+            view.pending = asyncio.ensure_future(self._query(view))
         return await asyncio.shield(view.pending)
 
     async def _query(self, view: View) -> dict:
@@ -159,32 +135,35 @@ class Poller:
             return await self._query_now(view)
 
     async def _query_now(self, view: View) -> dict:
-        statements, params = view_statements(view.metric, view.namespace, self.excluded)
+        now_ns = time.time_ns()
+        namespace = None if view.namespace == ALL else view.namespace
+        statements, params = view_statements(view.metric, namespace, view.window, self.excluded, now_ns)
 
         def run(client):
             # Shaping and encoding happen here, in the executor: the event loop only hands out text.
             results = client.query(statements, bind_params=params, epoch="ns")
             results = results if isinstance(results, list) else [results]
-            chart, latest = ([r.raw.get("series", []) for r in results] + [[], []])[:2]
-            snapshot = build_snapshot(view.metric, view.namespace, chart, latest)
+            snapshot = build_snapshot(view.metric, view.namespace, view.window,
+                                      [r.raw.get("series", []) for r in results], now_ns, self.stale_ns)
             return snapshot, json.dumps(snapshot, separators=(",", ":"))
 
         self.requests += 1
-        view.snapshot, view.text = await self.influx.call(run, kind="poll")
+        try:
+            view.snapshot, view.text = await self.influx.call(run, kind="poll")
+        except InfluxError as exc:
+            self._set_state("degraded", exc.message)  # at once, not when the round ends
+            raise
         return view.snapshot
 
-    async def snapshot(self, metric: Metric, namespace: str) -> dict | None:
+    async def snapshot(self, metric: Metric, namespace: str, window: str = "1h") -> dict | None:
         """The cached snapshot of a view, or a fresh one (for a page's first paint).
         None when InfluxDB cannot be reached."""
-        view = self.views.get((metric.name, namespace))
-        if view is None:
-            view = self.views[(metric.name, namespace)] = View(metric, namespace, idle_since=time.monotonic())
+        view = self.view(metric, namespace, window)
         if view.snapshot is not None:
             return view.snapshot
         try:
             return await self.fetch(view)
-        except InfluxError as exc:
-            self._set_state("degraded", exc.message)
+        except InfluxError:
             return None
 
     async def poll_once(self) -> None:
@@ -209,7 +188,7 @@ class Poller:
             self._set_state("ok", "")
         for view, result in zip(watched, results):
             if not isinstance(result, BaseException) and view.text is not None:
-                self._broadcast(view, view.text)
+                self._broadcast(view, view.text, view.key)
         self.rounds += 1
 
     def _set_state(self, state: str, message: str) -> None:
@@ -219,25 +198,38 @@ class Poller:
             log.warning("live views %s: %s", state, message or "InfluxDB answers again")
         self.state, self.message = state, message
         text = self.status_message()
-        for view in list(self.views.values()):
-            self._broadcast(view, text)
+        subscribers = {s for view in self.views.values() for s in view.subscribers}
+        for subscriber in subscribers:
+            self._deliver(subscriber, text, "status")
 
-    def _broadcast(self, view: View, text: str) -> None:
+    def _broadcast(self, view: View, text: str, key: object) -> None:
         for subscriber in list(view.subscribers):
-            try:
-                subscriber.deliver(text)
-            except Exception:  # noqa: BLE001 - one broken client must not stop the round
-                log.exception("dropping a subscriber that failed")
-                self.unsubscribe(subscriber)
+            self._deliver(subscriber, text, key)
+
+    def _deliver(self, subscriber: Subscriber, text: str, key: object) -> None:
+        try:
+            subscriber.deliver(text, key)
+        except Exception:  # noqa: BLE001 - one broken client must not stop the round
+            log.exception("dropping a subscriber that failed")
+            self.unsubscribe(subscriber)
 
     async def run(self) -> None:
-        """Poll every `interval` seconds until cancelled; a round that overruns delays the next."""
+        """Poll every `interval` seconds until cancelled. A round that is still running
+        when the next is due says "degraded" at once (InfluxDB is late) and delays it."""
         next_round = time.monotonic()
         while True:
+            round_ = asyncio.ensure_future(self.poll_once())
             try:
-                await self.poll_once()
+                await asyncio.wait_for(asyncio.shield(round_), timeout=self.interval)
+            except TimeoutError:
+                self._set_state("degraded", f"InfluxDB has not answered the live views for {self.interval:g} s "
+                                            f"(the poll is late); the figures shown may be out of date")
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 log.exception("poll round failed")
+            try:
+                await round_
+            except Exception:  # noqa: BLE001 - already logged or reported
+                pass
             finished = time.monotonic()
             self.telemetry.poller_lag.set(max(0.0, finished - next_round))
             next_round = max(next_round + self.interval, finished)

@@ -194,3 +194,107 @@ def namespace_rows(metric: Metric, pods: dict[tuple[str, str], Usage]) -> list[d
         total.add(usage.count, usage.sum, usage.max, usage.integral)
         total.pods += 1
     return [usage.as_row(metric, namespace_name=ns, pods=usage.pods) for ns, usage in sorted(namespaces.items())]
+
+
+# ---------------------------------------------------------------- live views
+@dataclass(frozen=True)
+class Window:
+    """A chart's range and its bucket width: the bucket grows with the range, so a
+    line never carries more than about 500 points."""
+    name: str
+    span_ns: int
+    bucket: str      # InfluxQL duration literal (from this fixed table, never from a request)
+    bucket_ns: int
+
+
+MINUTE_NS = 60 * 10**9
+WINDOWS: dict[str, Window] = {w.name: w for w in (
+    Window("1h", 60 * MINUTE_NS, "1m", MINUTE_NS),
+    Window("6h", 360 * MINUTE_NS, "1m", MINUTE_NS),
+    Window("24h", 1440 * MINUTE_NS, "5m", 5 * MINUTE_NS),
+    Window("7d", 10080 * MINUTE_NS, "30m", 30 * MINUTE_NS),
+)}
+DEFAULT_WINDOW = "1h"
+LATEST_WINDOW_NS = 60 * MINUTE_NS   # a container is listed while it has a point this recent
+LATEST_ROWS = 500
+
+
+def view_statements(metric: Metric, namespace: str | None, window: Window, excluded: Iterable[str],
+                    now_ns: int) -> tuple[str, dict]:
+    """Three statements sent as one request: the bucket means of pod-level series, of
+    container-level series (per container), and the latest point of each series.
+    `namespace` None is the cluster view (excluded namespaces left out)."""
+    m = quote_measurement(metric)
+    since = (now_ns - window.span_ns) // window.bucket_ns * window.bucket_ns
+    params: dict[str, Any] = {"pod_type": "pod", "container_type": "pod_container", "since": since,
+                              "latest_since": now_ns - LATEST_WINDOW_NS}
+    if namespace is None:
+        scope_text = ""
+        for i, name in enumerate(sorted(set(excluded))):
+            scope_text += f' AND "namespace_name" != $excluded_{i}'
+            params[f"excluded_{i}"] = name
+    else:
+        scope_text = ' AND "namespace_name" = $namespace'
+        params["namespace"] = namespace
+    group = f'GROUP BY time({window.bucket}), "namespace_name", "pod_name"'
+    pods = f'SELECT mean("value") FROM {m} WHERE "type" = $pod_type AND time >= $since{scope_text} {group} fill(none)'
+    containers = (f'SELECT mean("value") FROM {m} WHERE "type" = $container_type AND time >= $since{scope_text} '
+                  f'{group}, "container_name" fill(none)')
+    latest = (f'SELECT last("value") AS "value" FROM {m} WHERE ("type" = $pod_type OR "type" = $container_type) '
+              f'AND time >= $latest_since{scope_text} '
+              'GROUP BY "namespace_name", "pod_name", "container_name", "nodename", "type"')
+    return "; ".join((pods, containers, latest)), params
+
+
+def bucket_usage(pod_series: list[dict], container_series: list[dict]) -> dict[tuple[str, str], dict[int, float]]:
+    """Each pod's value per bucket under the counting rule: its pod-level mean when it
+    has pod-level samples in that bucket, else the sum of its containers' means."""
+    pods: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for s in pod_series:
+        tags = s.get("tags") or {}
+        line = pods[(tags.get("namespace_name", ""), tags.get("pod_name", ""))]
+        for t, value in s.get("values", []):
+            if value is not None:
+                line[t] = value
+    from_containers: dict[tuple[str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for s in container_series:
+        tags = s.get("tags") or {}
+        line = from_containers[(tags.get("namespace_name", ""), tags.get("pod_name", ""))]
+        for t, value in s.get("values", []):
+            if value is not None:
+                line[t] += value
+    for key, line in from_containers.items():
+        counted = pods[key]
+        for t, value in line.items():
+            counted.setdefault(t, value)
+    return pods
+
+
+def view_lines(namespace: str | None, pods: dict[tuple[str, str], dict[int, float]]) -> dict[str, dict[int, float]]:
+    """One line per namespace (cluster view) or per pod (namespace view): its pods summed."""
+    lines: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for (ns, pod), points in pods.items():
+        line = lines[ns if namespace is None else pod]
+        for t, value in points.items():
+            line[t] += value
+    return lines
+
+
+def latest_rows(latest_series: list[dict], stale_before_ns: int) -> list[dict]:
+    """The newest point of each pod's counted series (its containers when it has
+    them, else its pod-level series), newest pods first within a namespace; a row
+    older than `stale_before_ns` is marked stale (the pod stopped reporting)."""
+    pods: dict[tuple[str, str], list[dict]] = {}
+    for s in latest_series:
+        tags = {k: (v or None) for k, v in (s.get("tags") or {}).items()}
+        for t, value in s.get("values", []):
+            row = {"time": format_ns(t), "value": None if value is None else float(value)}
+            row.update({k: tags.get(k) for k in TAG_KEYS})
+            row["stale"] = t < stale_before_ns
+            pods.setdefault((row["namespace_name"] or "", row["pod_name"] or ""), []).append(row)
+    rows: list[dict] = []
+    for key in sorted(pods):
+        candidates = pods[key]
+        containers = [r for r in candidates if r["type"] == "pod_container"]
+        rows.extend(sorted(containers, key=lambda r: r["container_name"] or "") or candidates)
+    return rows[:LATEST_ROWS]

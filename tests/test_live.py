@@ -154,7 +154,7 @@ async def test_poller_forgets_views_nobody_watches(base_url, browser, web_user, 
     conn = await websocket_connect(ws_request(base_url, await session(browser)))
     await subscribe(conn, "gpu/usage", "team-gpu")
     await next_message(conn, "snapshot")
-    key = ("gpu/usage", "team-gpu")
+    key = ("gpu/usage", "team-gpu", "1h")
     assert app.poller.views[key].subscribers
     conn.write_message(json.dumps({"unsubscribe": {"metric": "gpu/usage", "namespace": "team-gpu"}}))
     deadline = time.monotonic() + 10
@@ -166,9 +166,9 @@ async def test_poller_forgets_views_nobody_watches(base_url, browser, web_user, 
     await next_message(conn, "snapshot")
     conn.close()
     deadline = time.monotonic() + 10
-    while ("memory/usage", "team-a") in app.poller.views and time.monotonic() < deadline:
+    while ("memory/usage", "team-a", "1h") in app.poller.views and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert ("memory/usage", "team-a") not in app.poller.views
+    assert ("memory/usage", "team-a", "1h") not in app.poller.views
 
     def clients():
         return app.telemetry.registry.get_sample_value("kubemonitor_websocket_clients")

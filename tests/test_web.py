@@ -71,9 +71,9 @@ async def test_next_redirect_only_to_relative_urls(browser, web_user, target, ex
 
 
 def test_safe_next_rules():
-    assert safe_next("/web/stats/uptime?x=1") == "/web/stats/uptime?x=1"
+    assert safe_next("/web/stats/uptime?x=1", "/home") == "/web/stats/uptime?x=1"
     for bad in (None, "", "web/stats", "https://x", "//x", "/\\x", "/x\n"):
-        assert safe_next(bad) == "/web/stats/index"
+        assert safe_next(bad, "/home") == "/home"
 
 
 @pytest.mark.gen_test
@@ -144,39 +144,49 @@ async def logged_in(browser, web_user):
     return browser
 
 
+def embedded(page: str) -> list[dict]:
+    return [json.loads(text) for text in re.findall(r'<script type="application/json" data-snapshot>(.*?)</script>', page, re.S)]
+
+
 @pytest.mark.gen_test
-async def test_overview_first_paint_has_current_usage_per_namespace(browser, web_user):
+async def test_overview_first_paint_carries_each_cards_snapshot(browser, web_user):
     await browser.login(WEB_USER, WEB_PASS)
     r = await browser.fetch("/web/stats/index")
     page = r.body.decode()
     for metric in ("cpu/usage_rate", "memory/usage", "gpu/usage"):
         assert f'href="/web/stats/{metric}"' in page  # sidebar
         assert f'data-metric="{metric}"' in page      # a live card
+    cards = {snapshot["metric"]: snapshot for snapshot in embedded(page)}
+    cpu, memory, gpu = cards["cpu/usage_rate"], cards["memory/usage"], cards["gpu/usage"]
+    assert cpu["type"] == "snapshot" and cpu["namespace"] == "all" and cpu["range"] == "1h"
     # the last-hour block: team-a web-1 = 500 millicores, team-b 250, default 10; kube-system excluded
-    assert 'href="/web/stats/cpu/usage_rate/team-a">team-a</a></td><td class="num">500.0 millicores' in page
-    assert "/web/stats/cpu/usage_rate/team-b" in page and "/web/stats/cpu/usage_rate/kube-system" not in page
-    assert "760.0 millicores" in page  # cluster total 500 + 250 + 10
-    snapshots = re.findall(r'<script type="application/json" data-snapshot>(.*?)</script>', page, re.S)
-    cpu = json.loads(snapshots[0])
-    assert cpu["type"] == "snapshot" and cpu["namespace"] == "all" and set(cpu["series"]) == {"default", "team-a", "team-b"}
+    assert set(cpu["series"]) == {"default", "team-a", "team-b"}
+    assert {v for _, v in cpu["series"]["team-a"]} == {500} and {v for _, v in cpu["series"]["default"]} == {10}
+    assert set(gpu["series"]) == {"team-gpu"} and memory["series"] == {}
+    # "current" is the newest minute that has ended; the block's newest point is 6 minutes old
+    assert cpu["current"]["at"] % 60000 == 0 and cpu["current"]["values"] == {} and cpu["current"]["total"] == 0
+    assert "kube-system not counted" in page
+    # the picker starts at the first main metric, not at the catalog's first entry
+    assert re.search(r'<option value="cpu/usage_rate" selected>', page)
 
 
 @pytest.mark.gen_test
-async def test_stats_page_for_a_namespace_lists_latest_points_with_units(browser, web_user):
+async def test_stats_page_for_a_namespace_carries_its_latest_points(browser, web_user):
     await browser.login(WEB_USER, WEB_PASS)
     r = await browser.fetch("/web/stats/cpu/usage_rate/team-a")
     assert r.code == 200
     page = r.body.decode()
+    (snapshot,) = embedded(page)
     # the table: web-1's two containers (it has container rows, so not its pod row)
-    assert re.search(r"<td>team-a</td><td>web-1</td>\s*<td>nginx</td><td>node-1</td>\s*<td class=\"num\">300.0 millicores", page)
-    assert re.search(r"<td>sidecar</td><td>node-1</td>\s*<td class=\"num\">200.0 millicores", page)
+    assert [(row["pod_name"], row["container_name"], row["value"], row["stale"]) for row in snapshot["latest"]] == [
+        ("web-1", "nginx", 300.0, True), ("web-1", "sidecar", 200.0, True)]  # 6 minutes old: stopped reporting
     assert "Last updated" in page and 'id="conn-state"' in page
-    snapshot = json.loads(re.search(r"data-snapshot>(.*?)</script>", page, re.S).group(1))
     assert list(snapshot["series"]) == ["web-1"]  # one line per pod
     assert all(p[1] == 500 for p in snapshot["series"]["web-1"])
-    # the picker offers every catalog metric and the database's namespaces
+    # the picker offers every catalog metric and the database's namespaces, and starts at this page's
     assert page.count("<option value=") >= 37 + 1 + 4
     assert '<option value="accelerator/memory_used"' in page and '<option value="team-gpu"' in page
+    assert '<option value="cpu/usage_rate" selected>' in page and '<option value="team-a" selected>' in page
 
 
 @pytest.mark.gen_test
@@ -241,7 +251,7 @@ async def test_page_says_plainly_when_the_chart_asset_is_missing(app_without_cha
         page = (await b.fetch("/web/stats/cpu/usage_rate/team-a")).body.decode()
         assert "chart library (uPlot) is not installed" in page and "make vendor" in page
         assert "uPlot.iife.min.js" not in page
-        assert "<td>nginx</td>" in page  # the table is still there
+        assert '"container_name":"nginx"' in page.replace(" ", "")  # the table's data is still there
     finally:
         server.stop()
 

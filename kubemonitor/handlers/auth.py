@@ -11,7 +11,6 @@ from urllib.parse import urlparse
 from .base import BaseHandler
 
 log = logging.getLogger("kubemonitor.auth")
-DEFAULT_PAGE = "/web/stats/index"
 
 
 class Throttle:
@@ -58,28 +57,31 @@ class Throttle:
         self._failures.pop(key, None)
 
 
-def safe_next(target: str | None) -> str:
-    """Only same-site paths: '/x' yes; '//evil', 'http://evil', '/\\evil' no."""
+def safe_next(target: str | None, default: str) -> str:
+    """Only same-site paths: '/x' yes; '//evil', 'http://evil', '/\\evil' no (then `default`)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return DEFAULT_PAGE
+        return default
     parsed = urlparse(target)
     if parsed.scheme or parsed.netloc or any(ord(ch) < 32 for ch in target):
-        return DEFAULT_PAGE
+        return default
     return target
 
 
 class LoginHandler(BaseHandler):
     route_name = "login"
 
+    def next_page(self) -> str:
+        return safe_next(self.get_argument("next", None), self.reverse_url("overview"))
+
     def get(self) -> None:
         if self.current_user:
-            self.redirect(safe_next(self.get_argument("next", None)))
+            self.redirect(self.next_page())
             return
         self.render_form()
 
     def render_form(self, error: str | None = None, status: int = 200, username: str = "") -> None:
         self.set_status(status)
-        self.render("login.html", error=error, username=username, next=safe_next(self.get_argument("next", None)))
+        self.render("login.html", error=error, username=username, next=self.next_page())
 
     async def post(self) -> None:
         username = self.get_body_argument("username", "").strip()
@@ -108,7 +110,7 @@ class LoginHandler(BaseHandler):
         log.info("user %r logged in from %s", username, client)
         self.start_session(username)
         self._current_user = username
-        self.redirect(safe_next(self.get_argument("next", None)))
+        self.redirect(self.next_page())
 
 
 class LogoutHandler(BaseHandler):
@@ -116,7 +118,7 @@ class LogoutHandler(BaseHandler):
 
     def post(self) -> None:
         self.end_session()
-        self.redirect("/web/login")
+        self.redirect(self.reverse_url("login"))
 
     def get(self) -> None:
         # Logging out changes state, so it is a POST (with the XSRF token); a GET shows why.

@@ -156,7 +156,7 @@ class NotFoundHandler(BaseHandler):
         if path == "/api" or path.startswith("/api/"):
             raise ApiError(404, "no such API path; use POST /api/<metric>, e.g. /api/cpu/usage_rate "
                                 "(GET /openapi.json describes the API)")
-        raise ApiError(404, f"there is no page at {path}; start at /web/stats/index")
+        raise ApiError(404, f"there is no page at {path[:200]}; start at {self.reverse_url('overview')}")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         if self.request.path == "/api" or self.request.path.startswith("/api/"):

@@ -2,14 +2,21 @@
 
 Authentication and origin are checked before the handshake: `prepare()` answers 401
 without a valid session (an `@authenticated` on `open()` would only run after the
-upgrade), and `check_origin` accepts only this server's own origin. Snapshots come
-from the shared poller; a client still receiving its previous message skips a
-snapshot rather than queueing it, so a slow client never holds anyone up.
+upgrade), and `check_origin` accepts only this server's own origin.
+
+Sending: each connection has an outbox keyed by what a message is about (a view's
+snapshot, the status) and one writer. A newer snapshot of a view replaces the
+unsent older one of the same view, and the newest status replaces an unsent older
+status, so a slow client skips stale messages but every view on a page and every
+change of state still arrives, and the outbox never grows past one entry per
+view (plus a few error replies).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections import OrderedDict
 from urllib.parse import urlparse
 
 import tornado.web
@@ -17,12 +24,14 @@ import tornado.websocket
 
 from ..influx import InfluxError
 from ..poller import ALL
+from ..request import NAMESPACE
+from ..usage import DEFAULT_WINDOW, WINDOWS
 from .base import BaseHandler
-from .pages import NAMESPACE
 
 log = logging.getLogger("kubemonitor.live")
 MAX_SUBSCRIPTIONS = 20
 MAX_MESSAGE = 4096
+MAX_QUEUED_ERRORS = 8
 
 
 class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
@@ -30,9 +39,12 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
 
     def initialize(self, **kwargs) -> None:
         super().initialize(**kwargs)
-        self.subscriptions: set[tuple[str, str]] = set()
-        self._sending = None
-        self.dropped = 0
+        self.subscriptions: set[tuple[str, str, str]] = set()
+        self._outbox: OrderedDict[object, str] = OrderedDict()
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task | None = None
+        self._errors = 0
+        self.dropped = 0  # snapshots replaced before they were sent (a slow client)
 
     async def prepare(self) -> None:
         if not self.current_user:
@@ -54,24 +66,63 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     def open(self) -> None:
         self.app.telemetry.ws_clients.inc()
         self._opened = True
+        self._wake = asyncio.Event()
+        self._writer = asyncio.ensure_future(self._write_loop())
 
     def on_close(self) -> None:
         if getattr(self, "_opened", False):
             self._opened = False
             self.app.telemetry.ws_clients.dec()
+        if self._writer is not None:
+            self._writer.cancel()
+        self._outbox.clear()
         self.app.poller.unsubscribe(self)
 
-    # -- the protocol -------------------------------------------------------------------
-    def send_error_message(self, message: str) -> None:
-        self.deliver(json.dumps({"type": "error", "message": message}), force=True)
+    # -- sending ------------------------------------------------------------------------
+    def deliver(self, text: str, key: object = None) -> None:
+        """Queue a message (the poller calls this for every subscriber): never blocks.
+        `key` names what it is about; an unsent message with the same key is replaced."""
+        if self.ws_connection is None or self.ws_connection.is_closing() or self._wake is None:
+            self.app.poller.unsubscribe(self)
+            return
+        if key is None:  # an error reply: kept in order, but only a few
+            if self._errors >= MAX_QUEUED_ERRORS:
+                return
+            self._errors += 1
+            key = ("error", object())
+        elif key in self._outbox:
+            del self._outbox[key]  # the newer one goes to the back, in arrival order
+            self.dropped += 1
+        self._outbox[key] = text
+        self._wake.set()
 
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._outbox:
+                    key, text = self._outbox.popitem(last=False)
+                    if isinstance(key, tuple) and key and key[0] == "error":
+                        self._errors -= 1
+                    await self.write_message(text)
+        except tornado.websocket.WebSocketClosedError:
+            self.app.poller.unsubscribe(self)
+        except asyncio.CancelledError:
+            pass
+
+    def send_error_message(self, message: str) -> None:
+        self.deliver(json.dumps({"type": "error", "message": message}))
+
+    # -- the protocol -------------------------------------------------------------------
     async def on_message(self, message) -> None:
         if isinstance(message, bytes) or len(message) > MAX_MESSAGE:
             self.send_error_message("send JSON text messages under 4 KiB")
             return
         try:
             data = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.send_error_message('not JSON; send {"subscribe": {"metric": "cpu/usage_rate", "namespace": "all"}}')
             return
         if not isinstance(data, dict) or len(data) != 1 or not ({"subscribe", "unsubscribe"} & set(data)):
@@ -79,11 +130,15 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             return
         action, body = next(iter(data.items()))
         if not isinstance(body, dict) or not isinstance(body.get("metric"), str):
-            self.send_error_message(f'"{action}" needs {{"metric": "<name>", "namespace": "<name>|all"}}')
+            self.send_error_message(f'"{action}" needs {{"metric": "<name>", "namespace": "<name>|all", "range": "1h"}}')
             return
         namespace = body.get("namespace", ALL)
-        if not isinstance(namespace, str) or (namespace != ALL and not (NAMESPACE.match(namespace) and len(namespace) <= 63)):
+        if not isinstance(namespace, str) or (namespace != ALL and not NAMESPACE.matches(namespace)):
             self.send_error_message('"namespace" must be a namespace name or "all"')
+            return
+        window = body.get("range", DEFAULT_WINDOW)
+        if window not in WINDOWS:
+            self.send_error_message(f'"range" must be one of {", ".join(WINDOWS)}')
             return
         try:
             metric = await self.app.catalog.resolve(body["metric"])
@@ -93,7 +148,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         if metric is None:
             self.send_error_message(f"unknown metric {body['metric'][:100]!r}")
             return
-        key = (metric.name, namespace)
+        key = (metric.name, namespace, window)
         poller = self.app.poller
         if action == "unsubscribe":
             self.subscriptions.discard(key)
@@ -103,33 +158,13 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             self.send_error_message(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
             return
         self.subscriptions.add(key)
-        view = poller.subscribe(metric, namespace, self)
+        view = poller.subscribe(metric, namespace, self, window)
         if poller.state != "ok":
-            self.deliver(poller.status_message(), force=True)
+            self.deliver(poller.status_message(), "status")
         if view.text is None:
             try:
                 await poller.fetch(view)
-            except InfluxError as exc:
-                self.deliver(json.dumps({"type": "status", "state": "degraded", "message": exc.message}), force=True)
-                return
+            except InfluxError:
+                return  # the poller has told every subscriber (this one too) that it is degraded
         if view.text is not None and self.ws_connection is not None:
-            self.deliver(view.text, force=True)
-
-    def deliver(self, text: str, force: bool = False) -> None:
-        """Called by the poller for every subscriber: must never block or raise for one client."""
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            self.app.poller.unsubscribe(self)
-            return
-        if not force and self._sending is not None and not self._sending.done():
-            self.dropped += 1  # still writing the last one: this client is slow, skip
-            return
-        try:
-            self._sending = self.write_message(text)
-        except tornado.websocket.WebSocketClosedError:
-            self.app.poller.unsubscribe(self)
-            return
-        self._sending.add_done_callback(self._sent)
-
-    def _sent(self, future) -> None:
-        if future.exception() is not None:  # closed while writing: stop sending to it
-            self.app.poller.unsubscribe(self)
+            self.deliver(view.text, view.key)

@@ -1,44 +1,41 @@
-"""The dashboard pages (README "The web dashboard"). The first paint carries the poller's cached data;
-the page's script then keeps it live over /web/live."""
+"""The dashboard pages (README "The web dashboard").
+
+A page carries its views' first snapshots (from the poller's cache) as JSON; the
+page's script renders every figure, table row and chart from them and keeps them
+live over /web/live. So a value is formatted in one place (static/js/live.js),
+whether it arrived with the page or a second later.
+"""
 from __future__ import annotations
 
 import os
-import re
 
 import tornado.web
 
 from ..influx import InfluxError
 from ..metrics import CATALOG, MAIN_METRICS, Metric
 from ..poller import ALL
+from ..request import NAMESPACE
+from ..usage import DEFAULT_WINDOW, WINDOWS
 from .base import ApiError, BaseHandler
 
-NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 UPLOT_JS = "vendor/uplot/uPlot.iife.min.js"
 UPLOT_CSS = "vendor/uplot/uPlot.min.css"
 
 
-def format_value(value: float | None, unit: str | None) -> str:
-    """Human-readable value with its unit (the same rules as static/js/live.js)."""
-    if value is None:
-        return "–"
-    if unit == "bytes":
-        v, i = abs(value), 0
-        names = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-        while v >= 1024 and i < len(names) - 1:
-            v, i = v / 1024, i + 1
-        return f"{'-' if value < 0 else ''}{v:.{2 if i else 0}f} {names[i]}"
-    digits = 1 if abs(value) >= 100 else (2 if abs(value) >= 1 else 4)
-    return f"{value:.{digits}f}" + (f" {unit}" if unit else "")
-
-
-def current_values(snapshot: dict | None) -> dict[str, float]:
-    """Each line's newest value: a namespace's (or pod's) current usage."""
-    if not snapshot:
-        return {}
-    return {name: points[-1][1] for name, points in snapshot["series"].items() if points}
-
-
 class PageHandler(BaseHandler):
+    def stats_url(self, metric: str, namespace: str = ALL, window: str | None = None) -> str:
+        path = metric if namespace == ALL else f"{metric}/{namespace}"
+        window = window or self.window
+        return self.reverse_url("stats", path) + ("" if window == DEFAULT_WINDOW else f"?range={window}")
+
+    @property
+    def window(self) -> str:
+        """The page's range (`?range=24h`); an unknown one is a 400 naming the choices."""
+        value = self.get_argument("range", DEFAULT_WINDOW)
+        if value not in WINDOWS:
+            raise ApiError(400, f"range {value[:20]!r} is not offered; use one of {', '.join(WINDOWS)}, e.g. ?range=24h")
+        return value
+
     async def page_context(self, metric: Metric | None, namespace: str) -> dict:
         catalog = self.app.catalog
         try:
@@ -49,10 +46,12 @@ class PageHandler(BaseHandler):
         static = self.settings["static_path"]
         return dict(
             metric=metric, namespace=namespace, all_metrics=metrics, namespaces=namespaces,
+            picked=metric.name if metric is not None else MAIN_METRICS[0],
             main_metrics=[CATALOG[m] for m in MAIN_METRICS], user=self.current_user,
             uplot=os.path.exists(os.path.join(static, UPLOT_JS)), uplot_js=UPLOT_JS, uplot_css=UPLOT_CSS,
             poll_interval=self.app.config.poll_interval, live_state=self.app.poller.state,
-            live_message=self.app.poller.message, fmt=format_value,
+            live_message=self.app.poller.message, window=self.window, windows=list(WINDOWS),
+            stats_url=self.stats_url, excluded=self.app.config.excluded_namespaces,
         )
 
 
@@ -61,7 +60,7 @@ class WebRootHandler(PageHandler):
 
     @tornado.web.authenticated
     def get(self) -> None:
-        self.redirect("/web/stats/index")
+        self.redirect(self.reverse_url("overview"))
 
 
 class OverviewHandler(PageHandler):
@@ -72,10 +71,7 @@ class OverviewHandler(PageHandler):
         cards = []
         for name in MAIN_METRICS:
             metric = CATALOG[name]
-            snapshot = await self.app.poller.snapshot(metric, ALL)
-            values = current_values(snapshot)
-            cards.append({"metric": metric, "snapshot": snapshot, "values": values,
-                          "total": sum(values.values()) if snapshot else None})
+            cards.append({"metric": metric, "snapshot": await self.app.poller.snapshot(metric, ALL, self.window)})
         self.render("overview.html", cards=cards, **await self.page_context(None, ALL))
 
 
@@ -96,17 +92,16 @@ class StatsHandler(PageHandler):
             rest = segments[i:]
             if not rest:
                 return metric, ALL
-            if len(rest) == 1 and NAMESPACE.match(rest[0]) and len(rest[0]) <= 63:
+            if len(rest) == 1 and NAMESPACE.matches(rest[0]):
                 return metric, rest[0]
             break
-        raise ApiError(404, f"there is no metric at /web/stats/{path[:200]}; pick one from the sidebar or the picker")
+        raise ApiError(404, f"there is no metric at {self.request.path[:200]}; pick one from the sidebar or the picker")
 
     @tornado.web.authenticated
     async def get(self, path: str) -> None:
         metric, namespace = await self.resolve(path)
-        snapshot = await self.app.poller.snapshot(metric, namespace)
-        self.render("stats.html", snapshot=snapshot, values=current_values(snapshot),
-                    **await self.page_context(metric, namespace))
+        snapshot = await self.app.poller.snapshot(metric, namespace, self.window)
+        self.render("stats.html", snapshot=snapshot, **await self.page_context(metric, namespace))
 
 
 class PickerHandler(PageHandler):
@@ -120,6 +115,6 @@ class PickerHandler(PageHandler):
         namespace = self.get_argument("namespace", ALL)
         if self.app.catalog.resolve_cached(metric) is None:
             raise ApiError(404, f"unknown metric {metric[:100]!r}; pick one from the list")
-        if namespace != ALL and not (NAMESPACE.match(namespace) and len(namespace) <= 63):
+        if namespace != ALL and not NAMESPACE.matches(namespace):
             raise ApiError(400, "the namespace must be a namespace name or 'all'")
-        self.redirect(f"/web/stats/{metric}" + ("" if namespace == ALL else f"/{namespace}"))
+        self.redirect(self.stats_url(metric, namespace))

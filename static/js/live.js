@@ -1,52 +1,78 @@
-/* kubemonitor live views: one websocket per page, a subscription per view on the page,
- * uPlot charts when the library is present, tables always. Reconnects with backoff. */
+/* kubemonitor live views. The page embeds each view's first snapshot; this script is
+ * the one place that turns snapshots into figures, rows and charts (in the units a
+ * person reads, times in the browser's zone), then keeps them live over one websocket
+ * per page, with a subscription per view. Reconnects with backoff. */
 (function () {
   "use strict";
 
-  var views = Array.prototype.slice.call(document.querySelectorAll("[data-live-view]"));
+  var body = document.body;
+  var STATS_URL = body.getAttribute("data-stats-url") || "/web/stats/";
+  var LIVE_URL = body.getAttribute("data-live-url") || "/web/live";
+  var LOGIN_URL = body.getAttribute("data-login-url") || "/web/login";
+  var OVERVIEW_URL = body.getAttribute("data-overview-url") || "/web/stats/index";
+  var RANGE = body.getAttribute("data-range") || "1h";
   var stateEl = document.getElementById("conn-state");
   var degradedEl = document.getElementById("degraded");
   var degradedMsg = document.getElementById("degraded-message");
   var COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d",
                 "#ea580c", "#4f46e5", "#0d9488", "#b91c1c"];
 
-  // -- the picker works without JavaScript (GET /web/go); with it, no round trip
-  var picker = document.getElementById("picker");
-  if (picker) {
-    picker.addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      var metric = document.getElementById("picker-metric").value;
-      var ns = document.getElementById("picker-namespace").value;
-      window.location.href = "/web/stats/" + metric + (ns && ns !== "all" ? "/" + ns : "");
-    });
+  // -- one time zone per page: the browser's, named on the page ------------------------
+  var zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "local time";
+  var tzEl = document.getElementById("tz");
+  if (tzEl) tzEl.textContent = zone;
+  var timeFmt = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "2-digit", day: "2-digit",
+                                                     hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  var clockFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
+  function localTime(value) { return value ? timeFmt.format(new Date(value)) : ""; }
+
+  // -- units a person reads --------------------------------------------------------------
+  // scaleFor(unit, magnitude) -> {factor, label, binary}: value / factor is shown in `label`.
+  var BYTES = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  function scaleFor(unit, magnitude) {
+    var m = Math.abs(magnitude || 0), i;
+    switch (unit) {
+      case "millicores":
+        return m >= 1000 ? { factor: 1000, label: "cores" } : { factor: 1, label: "millicores" };
+      case "bytes": case "bytes/s":
+        for (i = 0; i < BYTES.length - 1 && m >= Math.pow(1024, i + 1); i++) {}
+        return { factor: Math.pow(1024, i), label: BYTES[i] + (unit === "bytes/s" ? "/s" : ""), binary: true };
+      case "megabytes":
+        return m >= 1000 ? { factor: 1000, label: "GB" } : { factor: 1, label: "MB" };
+      case "milliseconds":
+        if (m >= 86400e3) return { factor: 86400e3, label: "d" };
+        if (m >= 3600e3) return { factor: 3600e3, label: "h" };
+        if (m >= 60e3) return { factor: 60e3, label: "min" };
+        return { factor: 1e3, label: "s" };
+      case "nanoseconds":  // cumulative CPU time
+        if (m >= 3600e9) return { factor: 3600e9, label: "core-h" };
+        if (m >= 60e9) return { factor: 60e9, label: "core-min" };
+        return { factor: 1e9, label: "core-s" };
+      case "fraction":
+        return { factor: 0.01, label: "%" };
+      default:
+        return { factor: 1, label: unit || "" };
+    }
   }
 
-  function setState(text, cls) {
-    if (!stateEl) return;
-    stateEl.textContent = text;
-    stateEl.className = "state-" + cls;
+  function number(v) {
+    var a = Math.abs(v);
+    return v.toFixed(a === 0 ? 0 : a >= 100 ? 0 : a >= 10 ? 1 : 2);
   }
 
   function formatValue(value, unit) {
     if (value === null || value === undefined) return "–";
-    if (unit === "bytes") {
-      var units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"], i = 0, v = Math.abs(value);
-      while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-      return (value < 0 ? "-" : "") + v.toFixed(i ? 2 : 0) + " " + units[i];
-    }
-    var digits = Math.abs(value) >= 100 ? 1 : (Math.abs(value) >= 1 ? 2 : 4);
-    return Number(value).toFixed(digits) + (unit ? " " + unit : "");
+    var s = scaleFor(unit, value);
+    return number(value / s.factor) + (s.label ? " " + s.label : "");
   }
 
-  // Axis ticks: short, without the unit (the heading names it), except bytes.
-  function axisValue(value, unit) {
-    if (value === null || value === undefined) return "";
-    if (unit === "bytes") return formatValue(value, unit);
-    var a = Math.abs(value);
-    if (a >= 1e9) return (value / 1e9).toFixed(1) + "G";
-    if (a >= 1e6) return (value / 1e6).toFixed(1) + "M";
-    if (a >= 1e4) return (value / 1e3).toFixed(0) + "k";
-    return String(Math.round(value * 1000) / 1000);
+  // Round ticks in the chosen unit: 1, 2, 5 x 10^n of it (binary units stay binary).
+  function incrsFor(scale) {
+    var out = [];
+    for (var e = -3; e <= 9; e++) {
+      [1, 2, 5].forEach(function (k) { out.push(k * Math.pow(10, e) * scale.factor); });
+    }
+    return out;
   }
 
   function cell(text, cls) {
@@ -56,7 +82,21 @@
     return td;
   }
 
-  // -- charts ---------------------------------------------------------------------
+  function emptyRow(colspan, text) {
+    var tr = document.createElement("tr");
+    tr.className = "empty";
+    var td = cell(text);
+    td.colSpan = colspan;
+    tr.appendChild(td);
+    return tr;
+  }
+
+  function statsUrl(metric, namespace) {
+    return STATS_URL + metric + (namespace && namespace !== "all" ? "/" + namespace : "") +
+           (RANGE !== "1h" ? "?range=" + RANGE : "");
+  }
+
+  // -- charts -----------------------------------------------------------------------------
   function chartData(series) {
     var names = Object.keys(series).sort();
     var xsSet = {};
@@ -65,12 +105,19 @@
     var index = {};
     xs.forEach(function (x, i) { index[x] = i; });
     var data = [xs.map(function (x) { return x / 1000; })];
+    var top = 0;
     names.forEach(function (n) {
       var ys = new Array(xs.length).fill(null);
-      series[n].forEach(function (p) { ys[index[p[0]]] = p[1]; });
+      series[n].forEach(function (p) { ys[index[p[0]]] = p[1]; top = Math.max(top, Math.abs(p[1])); });
       data.push(ys);
     });
-    return { names: names, data: data };
+    return { names: names, data: data, top: top };
+  }
+
+  function chartWidth(holder) {
+    var style = window.getComputedStyle(holder);
+    var inner = holder.clientWidth - parseFloat(style.paddingLeft || 0) - parseFloat(style.paddingRight || 0);
+    return Math.max(200, Math.floor(inner));
   }
 
   function drawChart(view, snapshot) {
@@ -82,87 +129,91 @@
       return;
     }
     var cd = chartData(snapshot.series || {});
-    var signature = cd.names.join("\u0000");
-    var width = Math.max(300, holder.clientWidth || 600);
+    var scale = scaleFor(view.unit, cd.top);
+    var signature = cd.names.join("\u0000") + "|" + scale.label;
     if (view.chart && view.signature === signature) {
       view.chart.setData(cd.data);
       return;
     }
     if (view.chart) view.chart.destroy();
     holder.textContent = "";
+    var small = holder.classList.contains("small");
     var unit = view.unit;
     view.chart = new window.uPlot({
-      width: width,
-      height: holder.classList.contains("small") ? 180 : 320,
+      width: chartWidth(holder),
+      height: small ? 180 : 320,
+      legend: { show: !small },
       scales: { x: { time: true } },
-      series: [{}].concat(cd.names.map(function (n, i) {
+      series: [{ value: function (u, v) { return v === null ? "" : localTime(v * 1000); } }].concat(cd.names.map(function (n, i) {
         return { label: n || "(none)", stroke: COLORS[i % COLORS.length], width: 1.5,
                  value: function (u, v) { return formatValue(v, unit); } };
       })),
-      axes: [{}, { size: unit === "bytes" ? 90 : 70, values: function (u, vals) { return vals.map(function (v) { return axisValue(v, unit); }); } }],
+      axes: [{}, { label: scale.label, size: 60, incrs: incrsFor(scale),
+                   values: function (u, vals) { return vals.map(function (v) { return number(v / scale.factor); }); } }],
     }, cd.data, holder);
     view.signature = signature;
   }
 
-  // -- tables ---------------------------------------------------------------------
+  // -- tables -----------------------------------------------------------------------------
   function drawLatest(view, snapshot) {
-    var body = view.el.querySelector("[data-latest]");
-    if (!body) return;
+    var tbody = view.el.querySelector("[data-latest]");
+    if (!tbody) return;
     var rows = snapshot.latest || [];
     var frag = document.createDocumentFragment();
     rows.forEach(function (r) {
       var tr = document.createElement("tr");
-      [r.time, r.namespace_name, r.pod_name, r.container_name, r.nodename].forEach(function (t) { tr.appendChild(cell(t)); });
+      var when = cell(localTime(r.time));
+      if (r.stale) {
+        tr.className = "stale";
+        var badge = document.createElement("span");
+        badge.className = "badge";
+        badge.textContent = "stopped reporting";
+        when.appendChild(badge);
+      }
+      tr.appendChild(when);
+      [r.namespace_name, r.pod_name, r.container_name, r.nodename].forEach(function (t) { tr.appendChild(cell(t)); });
       tr.appendChild(cell(formatValue(r.value, view.unit), "num"));
       frag.appendChild(tr);
     });
-    if (!rows.length) {
-      var tr = document.createElement("tr");
-      tr.className = "empty";
-      var td = cell("No points in the last hour.");
-      td.colSpan = 6;
-      tr.appendChild(td);
-      frag.appendChild(tr);
-    }
-    body.textContent = "";
-    body.appendChild(frag);
+    if (!rows.length) frag.appendChild(emptyRow(6, "No points in the last hour."));
+    tbody.textContent = "";
+    tbody.appendChild(frag);
   }
 
   function drawOverview(view, snapshot) {
-    var body = view.el.querySelector("[data-namespaces]");
+    var tbody = view.el.querySelector("[data-namespaces]");
     var totalEl = view.el.querySelector("[data-total]");
-    var series = snapshot.series || {};
-    var total = 0;
+    var atEl = view.el.querySelector("[data-current-at]");
+    var current = snapshot.current || { values: {}, total: 0 };
     var frag = document.createDocumentFragment();
-    Object.keys(series).sort().forEach(function (ns) {
-      var pts = series[ns];
-      if (!pts.length) return;
-      var v = pts[pts.length - 1][1];
-      total += v;
+    Object.keys(current.values).sort().forEach(function (ns) {
       var tr = document.createElement("tr");
       var td = document.createElement("td");
       var a = document.createElement("a");
-      a.href = "/web/stats/" + view.metric + "/" + ns;
+      a.href = statsUrl(view.metric, ns);
       a.textContent = ns;
       td.appendChild(a);
       tr.appendChild(td);
-      tr.appendChild(cell(formatValue(v, view.unit), "num"));
+      tr.appendChild(cell(formatValue(current.values[ns], view.unit), "num"));
       frag.appendChild(tr);
     });
-    if (body) { body.textContent = ""; body.appendChild(frag); }
-    if (totalEl) totalEl.textContent = formatValue(total, view.unit);
+    if (!Object.keys(current.values).length) frag.appendChild(emptyRow(2, "No usage in the last complete minute."));
+    if (tbody) { tbody.textContent = ""; tbody.appendChild(frag); }
+    if (totalEl) totalEl.textContent = formatValue(current.total, view.unit);
+    if (atEl && current.at) atEl.textContent = "(" + clockFmt.format(new Date(current.at)) + "–" +
+                                               clockFmt.format(new Date(current.at + (snapshot.bucket_ms || 60000))) + ")";
   }
 
   function render(view, snapshot) {
     if (!snapshot) return;
     view.snapshot = snapshot;
     var when = view.el.querySelector(".last-updated");
-    if (when) when.textContent = snapshot.polled_at;
+    if (when) { when.textContent = localTime(snapshot.polled_at); when.setAttribute("datetime", snapshot.polled_at); }
     try { drawChart(view, snapshot); } catch (e) { console.error("chart", e); }
     if (view.kind === "overview") drawOverview(view, snapshot); else drawLatest(view, snapshot);
   }
 
-  views = views.map(function (el) {
+  var views = Array.prototype.slice.call(document.querySelectorAll("[data-live-view]")).map(function (el) {
     var view = { el: el, kind: el.getAttribute("data-live-view"), metric: el.getAttribute("data-metric"),
                  namespace: el.getAttribute("data-namespace"), unit: el.getAttribute("data-unit") || "" };
     var initial = el.querySelector("[data-snapshot]");
@@ -175,18 +226,48 @@
   window.addEventListener("resize", function () {
     views.forEach(function (v) {
       var holder = v.el.querySelector("[data-chart]");
-      if (v.chart && holder) v.chart.setSize({ width: Math.max(300, holder.clientWidth), height: v.chart.height });
+      if (v.chart && holder) v.chart.setSize({ width: chartWidth(holder), height: v.chart.height });
     });
   });
 
-  // -- the websocket --------------------------------------------------------------
+  // -- the sidebar folds away on narrow screens ---------------------------------------
+  var toggle = document.querySelector(".menu-toggle");
+  var sidebar = document.getElementById("sidebar");
+  if (toggle && sidebar) {
+    toggle.hidden = false;
+    sidebar.classList.add("folded");
+    toggle.addEventListener("click", function () {
+      var open = sidebar.classList.toggle("folded") === false;
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+
+  // -- the picker works without JavaScript (GET /web/go); with it, no round trip ------
+  var picker = document.getElementById("picker");
+  if (picker) {
+    picker.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      window.location.href = statsUrl(document.getElementById("picker-metric").value,
+                                      document.getElementById("picker-namespace").value);
+    });
+  }
+
+  // -- the websocket --------------------------------------------------------------------
+  function setState(text, cls) {
+    if (!stateEl) return;
+    stateEl.textContent = text;
+    stateEl.className = "state-" + cls;
+  }
+
   var backoff = 1000, MAX_BACKOFF = 30000, socket = null, everOpened = false;
 
   function onMessage(ev) {
     var msg;
     try { msg = JSON.parse(ev.data); } catch (e) { return; }
     if (msg.type === "snapshot") {
-      views.forEach(function (v) { if (v.metric === msg.metric && v.namespace === msg.namespace) render(v, msg); });
+      views.forEach(function (v) {
+        if (v.metric === msg.metric && v.namespace === msg.namespace && (msg.range || "1h") === RANGE) render(v, msg);
+      });
     } else if (msg.type === "status") {
       if (degradedEl) degradedEl.hidden = msg.state === "ok";
       if (degradedMsg) degradedMsg.textContent = msg.message || "";
@@ -200,13 +281,13 @@
     if (!views.length) { setState("nothing to watch", "idle"); return; }
     setState(everOpened ? "reconnecting…" : "connecting…", "connecting");
     var opened = false;
-    socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/web/live");
+    socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + LIVE_URL);
     socket.onopen = function () {
       opened = everOpened = true;
       backoff = 1000;
       setState("live", "live");
       views.forEach(function (v) {
-        socket.send(JSON.stringify({ subscribe: { metric: v.metric, namespace: v.namespace } }));
+        socket.send(JSON.stringify({ subscribe: { metric: v.metric, namespace: v.namespace, range: RANGE } }));
       });
     };
     socket.onmessage = onMessage;
@@ -216,9 +297,9 @@
       setState("offline, retrying in " + Math.round(wait / 1000) + " s", "offline");
       if (!opened) {
         // The handshake was refused: if the session ended, go to the login page.
-        fetch("/web/stats/index", { redirect: "manual", credentials: "same-origin" }).then(function (r) {
+        fetch(OVERVIEW_URL, { redirect: "manual", credentials: "same-origin" }).then(function (r) {
           if (r.type === "opaqueredirect" || r.status === 302) {
-            window.location.href = "/web/login?next=" + encodeURIComponent(location.pathname);
+            window.location.href = LOGIN_URL + "?next=" + encodeURIComponent(location.pathname + location.search);
           }
         }).catch(function () {});
       }
@@ -226,5 +307,6 @@
     };
   }
   connect();
-  window.kubemonitorLive = { views: views, socket: function () { return socket; } };
+  window.kubemonitorLive = { views: views, socket: function () { return socket; }, formatValue: formatValue,
+                             scaleFor: scaleFor };
 })();
