@@ -87,6 +87,15 @@ def _namespaces(text: str) -> tuple[str, ...]:
     return names
 
 
+def _cookie_secret(text: str) -> str | None:
+    if text == "":
+        return None
+    if len(text) < 32:
+        # The secret signs session cookies: a short one can be guessed and sessions forged.
+        raise ValueError(f"is {len(text)} characters; use at least 32 random ones, e.g. KUBEMONITOR_COOKIE_SECRET=$(openssl rand -hex 32)")
+    return text
+
+
 def _text(text: str) -> str:
     return text
 
@@ -118,7 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api_username", "API_USERNAME", "--api-username", _optional, None, "API user (unset = the API refuses all requests)"),
     Setting("api_password", "API_PASSWORD", "--api-password", _optional, None, "API password", secret=True),
     Setting("users_file", "KUBEMONITOR_USERS_FILE", "--users-file", _text, "conf/users.yaml", "web users file"),
-    Setting("cookie_secret", "KUBEMONITOR_COOKIE_SECRET", "--cookie-secret", _optional, None,
+    Setting("cookie_secret", "KUBEMONITOR_COOKIE_SECRET", "--cookie-secret", _cookie_secret, None,
             "secret signing session cookies (random per process when unset)", secret=True),
     Setting("log_dir", "KUBEMONITOR_LOG_DIR", "--log-dir", _text, "/logs/kube-monitoring", "where info.log and errors.log go"),
     Setting("poll_interval", "KUBEMONITOR_POLL_INTERVAL", "--poll-interval", _positive_float, "10", "seconds between live refreshes"),

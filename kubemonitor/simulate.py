@@ -10,7 +10,8 @@ restarts; each `_rate` metric is the counter's increase over the last tick.
 
 Batch and GPU jobs run on a 24 h schedule: a job's pod exists only while it runs,
 with a new pod name per run, so pods come and go over the day. Load follows the time
-of day (busiest mid-afternoon UTC).
+of day (busiest mid-afternoon UTC): services follow a daily curve and jobs start
+in working hours.
 """
 from __future__ import annotations
 
@@ -189,9 +190,14 @@ class Cluster:
                 side, simage = rng.choice(SIDECARS)
                 cont.append(Container(side, simage, rng.uniform(5, 60), 50, 200, rng.uniform(30, 120) * MIB,
                                       64 * MIB, 256 * MIB))
+        # Jobs are submitted during the working day (06:00-14:00 UTC) and run 2-10 h, so the
+        # cluster is busiest in the afternoon. The first GPU job is a long training run
+        # that never stops (a new run each day), so GPU usage is always there to see.
         pod = Pod(namespace, name, node.name, kind, cont, f"app:{name.rsplit('-', 1)[0]},group:{namespace}",
-                  start_offset=rng.randint(0, DAY - 1), duration=rng.randint(2 * 3600, 10 * 3600),
+                  start_offset=rng.randint(6 * 3600, 14 * 3600), duration=rng.randint(2 * 3600, 10 * 3600),
                   net_rx_base=rng.uniform(1e3, 5e6), net_tx_base=rng.uniform(1e3, 2e6))
+        if kind == "gpu" and not any(p.kind == "gpu" for p in self.pods):
+            pod.duration = DAY
         return pod
 
     # -- values ---------------------------------------------------------------------

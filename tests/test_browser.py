@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,3 +142,109 @@ def test_overview_shows_namespaces_and_logout(server, page, running_influxd, scr
     page.goto(server.url + "/web/stats/index")
     assert "/web/login" in page.url
     assert page.errors == []
+
+
+def log_in(page, server, path):
+    page.goto(server.url + "/web/login?next=" + path)
+    page.fill("input[name=username]", WEB_USER)
+    page.fill("input[name=password]", WEB_PASS)
+    page.click("button[type=submit]")
+    page.wait_for_url("**" + path)
+
+
+def minutes_of(influxd, db, namespace, pod, containers, minutes=20, metric="cpu/usage_rate", with_pod=True):
+    now = time.time_ns()
+    lines = []
+    for k in range(minutes):
+        t = now - k * 60 * 10**9
+        for c, v in containers.items():
+            lines.append(f"{metric},namespace_name={namespace},pod_name={pod},container_name={c},nodename=node-7,"
+                         f"type=pod_container value={v} {t}")
+        if with_pod:
+            lines.append(f"{metric},namespace_name={namespace},pod_name={pod},nodename=node-7,type=pod "
+                         f"value={sum(containers.values())} {t}")
+    influxd.write(db, lines)
+
+
+def test_range_selector_and_a_container_only_pod_in_the_chart(server, page, running_influxd, scratch_db):
+    minutes_of(running_influxd, scratch_db, "team-a", "web-1", {"nginx": 1500.0, "sidecar": 700.0})
+    minutes_of(running_influxd, scratch_db, "team-a", "only-containers-1", {"main": 400.0, "side": 100.0}, with_pod=False)
+    log_in(page, server, "/web/stats/cpu/usage_rate/team-a")
+    page.wait_for_selector(".uplot canvas", timeout=10_000)
+    legend = page.locator(".u-legend").inner_text()
+    assert "only-containers-1" in legend and "web-1" in legend  # drawn, as the API counts it
+    # the axis carries its unit: 2.2 cores at the top, so the axis is in cores, with round ticks
+    axis = page.evaluate("(() => { const u = window.kubemonitorLive.views[0].chart; "
+                         "return {label: u.axes[1].label, values: u.axes[1]._values}; })()")
+    assert axis["label"] == "cores", axis
+    assert axis["values"] and all(re.fullmatch(r"\d+(\.\d)?", v) for v in axis["values"]), axis
+    assert "Times in" in page.inner_text(".live-bar") and page.inner_text("#tz")  # one zone, named
+    page.click(".ranges a:has-text('24h')")
+    page.wait_for_url("**/web/stats/cpu/usage_rate/team-a?range=24h")
+    page.wait_for_selector(".uplot canvas", timeout=10_000)
+    page.wait_for_function("document.getElementById('conn-state').textContent === 'live'", timeout=10_000)
+    assert page.evaluate("window.kubemonitorLive.views[0].snapshot.range") == "24h"
+    assert page.locator(".ranges a.active").inner_text() == "24h"
+    # a new point still arrives live in the 24 h view
+    write_pod(running_influxd, scratch_db, "team-a", "late-pod-1", {"app": 33.0}, time.time_ns())
+    page.wait_for_selector("table.latest td:has-text('late-pod-1')", timeout=10_000)
+    assert page.errors == []
+
+
+def test_bytes_axis_has_binary_units_and_round_ticks(server, page, running_influxd, scratch_db):
+    gib = 1024**3
+    minutes_of(running_influxd, scratch_db, "team-m", "db-1", {"db": int(5.6 * gib)}, metric="memory/usage")
+    minutes_of(running_influxd, scratch_db, "team-m", "db-2", {"db": int(9.3 * gib)}, metric="memory/usage")
+    log_in(page, server, "/web/stats/memory/usage/team-m")
+    page.wait_for_selector(".uplot canvas", timeout=10_000)
+    axis = page.evaluate("(() => { const u = window.kubemonitorLive.views[0].chart; "
+                         "return {label: u.axes[1].label, values: u.axes[1]._values, splits: u.axes[1]._splits}; })()")
+    assert axis["label"] == "GiB", axis
+    assert all(float(v).is_integer() for v in axis["values"]), axis  # 2, 4, 6 GiB, not 5.59 / 7.45 GiB
+    assert all(split % gib == 0 for split in axis["splits"]), axis
+    assert "5.60 GiB" in page.inner_text("table.latest")
+
+
+@pytest.mark.parametrize("path", ["/web/stats/index", "/web/stats/cpu/usage_rate/team-a"])
+def test_a_phone_360_px_wide_scrolls_nothing_sideways(server, running_influxd, scratch_db, path):
+    from playwright.sync_api import sync_playwright
+    for t in (time.time_ns() - 60 * 10**9, time.time_ns()):
+        write_pod(running_influxd, scratch_db, "team-a", "a-rather-long-pod-name-for-a-narrow-screen-1",
+                  {"a-long-container-name": 300.0}, t)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        phone = browser.new_page(viewport={"width": 360, "height": 740})
+        errors = []
+        phone.on("pageerror", lambda exc: errors.append(str(exc)))
+        log_in(phone, server, path)
+        phone.wait_for_function("document.getElementById('conn-state').textContent === 'live'", timeout=10_000)
+        widths = phone.evaluate("[document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
+        assert max(widths[:2]) <= widths[2] == 360, widths
+        assert not phone.locator("#sidebar").is_visible()  # folded away
+        phone.click(".menu-toggle")
+        assert phone.locator("#sidebar").is_visible()
+        assert phone.get_attribute(".menu-toggle", "aria-expanded") == "true"
+        # every table and chart stays inside its box (tables scroll within it)
+        overflow = phone.evaluate("""Array.from(document.querySelectorAll('.card, .chart, .table-wrap')).filter(el => {
+            const r = el.getBoundingClientRect(); return r.right > window.innerWidth + 0.5; }).length""")
+        assert overflow == 0
+        assert errors == []
+        browser.close()
+
+
+def test_chart_legend_stays_inside_its_box(server, page, running_influxd, scratch_db):
+    for ns in ("team-a", "team-b", "team-c", "team-d"):
+        for t in (time.time_ns() - 60 * 10**9, time.time_ns()):
+            write_pod(running_influxd, scratch_db, ns, "web-1", {"nginx": 300.0}, t)
+    log_in(page, server, "/web/stats/cpu/usage_rate")
+    page.wait_for_selector(".u-legend", timeout=10_000)
+    box = page.locator(".chart").bounding_box()
+    legend = page.locator(".u-legend").bounding_box()
+    assert legend["x"] >= box["x"] and legend["x"] + legend["width"] <= box["x"] + box["width"] + 0.5
+    page.goto(server.url + "/web/stats/index")
+    page.wait_for_selector(".card .uplot", timeout=10_000)
+    for i in range(page.locator(".card").count()):
+        card = page.locator(".card").nth(i).bounding_box()
+        for inner in page.locator(".card").nth(i).locator(".uplot, table").all():
+            b = inner.bounding_box()
+            assert b["x"] + b["width"] <= card["x"] + card["width"] + 0.5

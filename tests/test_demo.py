@@ -31,11 +31,23 @@ def test_demo_runs_serves_and_cleans_up(tmp_path):
         root = re.search(r"in (/\S+kubemonitor-demo-\S+)", text).group(1)
         assert os.path.isdir(root)
         login = re.search(r"login:\s+(\S+) / (\S+)", text)
-        api_password = re.search(r"X-PASSWORD: ([^']+)'", text).group(1)
+        api_password = re.search(r"API_PASSWORD=(\S+)", text).group(1)
         url = f"http://localhost:{port}"
         assert f"{url}/web" in text
 
-        # the printed curl command works as printed
+        # the printed curl commands work as printed, and so does every API example in README
+        exports = dict(pair.split("=", 1) for pair in re.search(r"export (.+)", text).group(1).split())
+        assert exports["KUBEMONITOR_URL"] == url and exports["API_USERNAME"] == "billing"
+        printed = re.findall(r"^\s+(curl -X POST .+)$", text, re.M)
+        assert len(printed) == 4 and all("'X-PASSWORD: " + api_password + "'" in c for c in printed)
+        readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+        examples = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "$KUBEMONITOR_URL/api/" in b]
+        assert len(examples) >= 4
+        for command in printed + examples:
+            out = subprocess.run(["bash", "-c", command], env={**os.environ, **exports}, capture_output=True, text=True,
+                                 timeout=30)
+            rows = json.loads(out.stdout)
+            assert isinstance(rows, list) and rows, (command, out.stdout[:300])
         r = requests.post(f"{url}/api/cpu/usage_rate", headers={"X-USERNAME": "billing", "X-PASSWORD": api_password},
                           data='{"agg": "all-namespace"}', timeout=10)
         assert r.status_code == 200
@@ -76,6 +88,7 @@ def test_demo_refuses_a_busy_port():
         r = subprocess.run([sys.executable, "-m", "kubemonitor", "demo", "--port", str(port)], capture_output=True,
                            text=True, timeout=30)
     assert r.returncode == 2 and "in use" in r.stderr and "PORT=" in r.stderr and "Traceback" not in r.stderr
+    assert "starting a private InfluxDB" not in r.stdout  # refused before anything slow started
 
 
 def test_demo_says_clearly_when_influxd_does_not_start():

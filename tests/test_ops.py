@@ -102,9 +102,20 @@ def test_bad_config_values_name_the_setting(env, words):
 
 
 def test_bad_secret_values_are_not_echoed():
+    secret = "hunter2-too-short"
+    for env, flags, named in (({"KUBEMONITOR_COOKIE_SECRET": secret}, {}, "KUBEMONITOR_COOKIE_SECRET"),
+                              ({}, {"cookie_secret": secret}, "--cookie-secret")):
+        with pytest.raises(ConfigError) as info:
+            Config.load(env, flags)
+        message = str(info.value)
+        assert named in message and "***" in message and "at least 32" in message
+        assert secret not in message and "hunter2" not in message
+    r = _serve(env={"KUBEMONITOR_COOKIE_SECRET": secret})
+    assert r.returncode == 2 and "KUBEMONITOR_COOKIE_SECRET=***" in r.stderr and "hunter2" not in r.stderr + r.stdout
+    # a non-secret setting is echoed, so a person sees what was wrong
     with pytest.raises(ConfigError) as info:
-        Config.load({"INFLUXDB_PORT": "x"}, {"influxdb_port": "hunter2"})
-    assert "--influxdb-port" in str(info.value)
+        Config.load({}, {"influxdb_port": "eighty"})
+    assert "--influxdb-port='eighty'" in str(info.value)
 
 
 def test_log_dir_must_exist_and_be_writable(tmp_path):

@@ -111,12 +111,26 @@ def test_pods_come_and_go_and_restarts_happen(day):
     assert resets > 0
 
 
-def test_load_follows_the_time_of_day(day):
-    cluster = {t: v for tick in day for m, tags, v, t in tick if m == "cpu/usage_rate" and tags["type"] == "cluster"}
-    afternoon = [v for t, v in cluster.items() if 13 <= (t % DAY) / 3600 <= 17]
-    night = [v for t, v in cluster.items() if 1 <= (t % DAY) / 3600 <= 5]
+def _cluster_cpu(cluster: Cluster) -> dict[int, float]:
+    return {t: v for i in range(144) for m, tags, v, t in parse(cluster.tick(START + i * 600))
+            if m == "cpu/usage_rate" and tags["type"] == "cluster"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 7, 11])
+def test_the_cluster_is_busier_in_the_afternoon_than_at_night(seed):
+    cpu = _cluster_cpu(Cluster(seed=seed, start=START))
+    afternoon = [v for t, v in cpu.items() if 13 <= (t % DAY) / 3600 <= 17]
+    night = [v for t, v in cpu.items() if 1 <= (t % DAY) / 3600 <= 5]
+    assert len(afternoon) == len(night) == 25
+    assert sum(afternoon) / 25 > 2 * sum(night) / 25  # README: busiest mid-afternoon UTC
     assert Cluster.diurnal(START + 15 * 3600) > Cluster.diurnal(START + 3 * 3600)
-    assert afternoon and night
+
+
+def test_a_gpu_job_is_always_running():
+    for seed in (1, 2, 3):
+        cluster = Cluster(seed=seed, start=START)
+        for i in range(0, 144, 6):
+            assert any(m == "gpu/usage" and tags["type"] == "pod" for m, tags, _, _ in parse(cluster.tick(START + i * 600)))
 
 
 def test_same_seed_same_cluster():

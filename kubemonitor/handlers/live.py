@@ -52,7 +52,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         self.error_headers(status_code, kwargs.get("exc_info", (None, None, None))[1])
-        self.write_json({"code": status_code, "message": "log in at /web/login first" if status_code == 401
+        self.write_json({"code": status_code, "message": f"log in at {self.reverse_url('login')} first" if status_code == 401
                          else "refused"}, status_code)
 
     def check_origin(self, origin: str) -> bool:

@@ -75,6 +75,13 @@
     return out;
   }
 
+  // Tick labels with as many decimals as the step needs (0.5, 1.0, 1.5 cores; 2, 4, 6 GiB).
+  function tickLabels(vals, incr, scale) {
+    var step = (incr || 1) / scale.factor;
+    var digits = Math.max(0, Math.min(6, -Math.floor(Math.log10(step) + 1e-9)));
+    return vals.map(function (v) { return v === null ? "" : (v / scale.factor).toFixed(digits); });
+  }
+
   function cell(text, cls) {
     var td = document.createElement("td");
     td.textContent = text === null || text === undefined ? "" : text;
@@ -129,6 +136,8 @@
       return;
     }
     var cd = chartData(snapshot.series || {});
+    view.colors = {};
+    cd.names.forEach(function (n, i) { view.colors[n] = COLORS[i % COLORS.length]; });
     var scale = scaleFor(view.unit, cd.top);
     var signature = cd.names.join("\u0000") + "|" + scale.label;
     if (view.chart && view.signature === signature) {
@@ -149,7 +158,7 @@
                  value: function (u, v) { return formatValue(v, unit); } };
       })),
       axes: [{}, { label: scale.label, size: 60, incrs: incrsFor(scale),
-                   values: function (u, vals) { return vals.map(function (v) { return number(v / scale.factor); }); } }],
+                   values: function (u, vals, axis, space, incr) { return tickLabels(vals, incr, scale); } }],
     }, cd.data, holder);
     view.signature = signature;
   }
@@ -192,6 +201,11 @@
       var a = document.createElement("a");
       a.href = statsUrl(view.metric, ns);
       a.textContent = ns;
+      var swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.setAttribute("aria-hidden", "true");
+      swatch.style.background = (view.colors && view.colors[ns]) || "transparent";
+      td.appendChild(swatch);
       td.appendChild(a);
       tr.appendChild(td);
       tr.appendChild(cell(formatValue(current.values[ns], view.unit), "num"));
