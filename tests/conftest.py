@@ -151,6 +151,12 @@ def scratch_db(running_influxd, request):
         running_influxd.query(f'DROP DATABASE "{name}"')
 
 
+@pytest.fixture
+def scratch_app(make_app, scratch_db):
+    """The app on a database of its own (see scratch_db)."""
+    return make_app(influxdb_db=scratch_db)
+
+
 async def serve_app(application):
     """Serve an extra application on a free port; returns (base_url, server)."""
     from tornado.httpserver import HTTPServer

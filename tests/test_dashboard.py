@@ -41,11 +41,6 @@ def counted_pods(influxd, db, minutes=5):
     return now
 
 
-@pytest.fixture
-def scratch_app(make_app, scratch_db):
-    return make_app(influxdb_db=scratch_db)
-
-
 @pytest.mark.gen_test(timeout=30)
 async def test_overview_totals_equal_the_api_and_count_a_container_only_pod(scratch_app, scratch_db, running_influxd,
                                                                            http_client, web_user):

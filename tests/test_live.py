@@ -98,11 +98,6 @@ async def test_bad_messages_get_an_error_and_the_connection_lives_on(base_url, b
     conn.close()
 
 
-@pytest.fixture
-def scratch_app(make_app, scratch_db):
-    return make_app(influxdb_db=scratch_db)
-
-
 @pytest.mark.gen_test(timeout=30)
 async def test_a_new_point_reaches_the_subscriber_within_one_poll_interval(scratch_app, scratch_db, http_client,
                                                                           web_user, running_influxd):
