@@ -58,12 +58,12 @@ def test_the_version_is_defined_once():
 
 @pytest.mark.slow
 def test_a_wheel_from_a_clean_checkout_serves_charts_without_npm(tmp_path):
-    # A clean checkout: only the files git knows (no node_modules, no build leftovers).
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+    # A clean checkout: only the files git tracks (no venv, no node_modules, no build leftovers).
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached"], cwd=ROOT,
                             capture_output=True, check=True).stdout.decode().split("\0")
     src = tmp_path / "src"
     for rel in filter(None, listed):
-        if os.path.exists(os.path.join(ROOT, rel)):
+        if os.path.isfile(os.path.join(ROOT, rel)):
             os.makedirs(src / os.path.dirname(rel), exist_ok=True)
             shutil.copy2(os.path.join(ROOT, rel), src / rel)
     dist = tmp_path / "dist"
