@@ -49,6 +49,7 @@ class KubeMonitorApp(tornado.web.Application):
         self.users = users or UserStore(config.users_file)
         self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry,
                                       sample_interval=config.sample_interval)
+        self.rollups = None  # hourly rollups in InfluxDB (kubemonitor/rollups.py), when available
         self.login_throttle = auth.Throttle()
         # bcrypt is slow on purpose; its own small pool keeps logins from starving queries
         self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")

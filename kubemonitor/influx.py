@@ -92,6 +92,9 @@ class InfluxGateway:
         self.config = config
         self.telemetry = telemetry or Telemetry()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="influx")
+        # Shaping and encoding answers is CPU work: its own small pool, so it never waits
+        # behind (or holds up) calls to InfluxDB.
+        self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compute")
         self._local = threading.local()
 
     # -- blocking side (executor threads) ---------------------------------------------
@@ -149,6 +152,10 @@ class InfluxGateway:
     async def query(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "query") -> list[dict]:
         return await self.call(lambda client: self.select(client, influxql, params), kind)
 
+    async def compute(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU work (combining, encoding) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
+
     async def ping(self) -> str:
         """InfluxDB's version; raises InfluxError when it is not reachable."""
         return await self.call(lambda client: client.ping(), "ping")
@@ -163,3 +170,4 @@ class InfluxGateway:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._cpu.shutdown(wait=False, cancel_futures=True)

@@ -10,6 +10,7 @@ influxql, params)` function (times in the answer are integer nanoseconds) and is
 """
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 from .metrics import METRIC_NAME, Metric
 from .request import ApiQuery
-from .times import HOUR_NS, format_ns
+from .times import HOUR_NS, NS, format_ns
 
 TAG_KEYS = ("namespace_name", "pod_name", "container_name", "nodename", "type")
 # How many container-only pods one fallback query names (keeps the URL and the OR short).
@@ -52,60 +53,8 @@ def raw_statement(metric: Metric, q: ApiQuery) -> tuple[str, dict]:
     return statement('"value", *::tag', metric, conditions, "ORDER BY time DESC LIMIT $limit"), params
 
 
-def scope(q: ApiQuery, excluded: Iterable[str]) -> tuple[list[str], dict]:
-    """Time range and namespace conditions of an aggregation."""
-    conditions = ["time >= $begin", "time <= $end"]
-    params: dict[str, Any] = {"begin": q.begin_ns, "end": q.end_ns}
-    if q.agg == "pod-by-namespace":
-        conditions.append('"namespace_name" = $namespace')
-        params["namespace"] = q.namespace
-    else:
-        for i, name in enumerate(sorted(set(excluded))):
-            conditions.append(f'"namespace_name" != $excluded_{i}')
-            params[f"excluded_{i}"] = name
-    return conditions, params
-
-
-# ---------------------------------------------------------------- execution (blocking)
-@dataclass
-class Usage:
-    """A pod's (or namespace's) samples under the counting rule."""
-    count: int = 0
-    sum: float = 0.0
-    max: float | None = None
-    integral: float = 0.0
-    pods: int = 0
-    series_type: str = "pod"
-
-    def add(self, count: int, total: float, top: float | None, integral: float) -> None:
-        self.count += count
-        self.sum += total
-        self.integral += integral
-        if top is not None and (self.max is None or top > self.max):
-            self.max = top
-
-    def as_row(self, metric: Metric, **keys: Any) -> dict:
-        return {**keys, "count": self.count, "sum": self.sum,
-                "mean": self.sum / self.count if self.count else None, "max": self.max,
-                "integral": self.integral, "unit": metric.unit, "integral_unit": metric.integral_unit}
-
-
-def _tag(value: Any) -> Any:
-    return None if value in (None, "") else value
-
-
-def run(client, select, metric: Metric, q: ApiQuery, excluded: Iterable[str]) -> list[dict]:
-    """Execute `q` (blocking). `select(client, influxql, params)` returns series."""
-    if q.agg is None:
-        return raw_points(client, select, metric, q)
-    pods = {key: usage for key, usage in pod_usage(client, select, metric, q, excluded).items() if usage.count}
-    if q.agg == "all-namespace":
-        return namespace_rows(metric, pods)
-    return [usage.as_row(metric, namespace_name=ns, pod_name=pod, series_type=usage.series_type)
-            for (ns, pod), usage in sorted(pods.items())]
-
-
-def raw_points(client, select, metric: Metric, q: ApiQuery) -> list[dict]:
+def raw_points(select, client, metric: Metric, q: ApiQuery) -> list[dict]:
+    """Up to `limit` points, newest first (no aggregation). Blocking: for the executor."""
     influxql, params = raw_statement(metric, q)
     rows = []
     for series in select(client, influxql, params):
@@ -120,80 +69,223 @@ def raw_points(client, select, metric: Metric, q: ApiQuery) -> list[dict]:
     return rows
 
 
+def _tag(value: Any) -> Any:
+    return None if value in (None, "") else value
+
+
 def _number(value: Any) -> Any:
     return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def pod_usage(client, select, metric: Metric, q: ApiQuery, excluded: Iterable[str]) -> dict[tuple[str, str], Usage]:
-    """Each pod's usage, counted once (README "Aggregations").
+# ---------------------------------------------------------------- the usage rule
+# A pod instance: (namespace, pod, pod_id); pod_id is "" when the series carry none.
+PodKey = tuple[str, str, str]
 
-    1. Pod-level series (`type = 'pod'`): InfluxDB computes count/sum/max/integral per
-       series (GROUP BY *: a pod restarted on another node is two series); they add up.
-    2. Pods that have container-level series but no pod-level series in the range are
-       counted from the per-timestamp sum of their containers, computed here from the
-       raw points of just those pods (rare: Heapster writes pod-level series).
+
+@dataclass(frozen=True)
+class Scope:
+    """Which namespaces an aggregation covers: one (`namespace`), or all but `excluded`."""
+    namespace: str | None = None
+    excluded: tuple[str, ...] = ()
+
+    def conditions(self) -> tuple[list[str], dict]:
+        if self.namespace is not None:
+            return ['"namespace_name" = $namespace'], {"namespace": self.namespace}
+        names = sorted(set(self.excluded))
+        return ([f'"namespace_name" != $excluded_{i}' for i in range(len(names))],
+                {f"excluded_{i}": name for i, name in enumerate(names)})
+
+    def covers(self, namespace: str) -> bool:
+        return namespace == self.namespace if self.namespace is not None else namespace not in self.excluded
+
+
+@dataclass
+class Counted:
+    """The counted samples of one pod instance (over an hour, or summed over hours)."""
+    count: int = 0
+    sum: float = 0.0
+    max: float | None = None
+    sources: frozenset[str] = frozenset()   # "pod" and/or "pod_container": which series were counted
+
+    def add(self, other: Counted) -> None:
+        self.count += other.count
+        self.sum += other.sum
+        if other.max is not None and (self.max is None or other.max > self.max):
+            self.max = other.max
+        self.sources = self.sources | other.sources
+
+
+def hour_of(t_ns: int) -> int:
+    return t_ns - t_ns % HOUR_NS
+
+
+def _key(tags: dict | None) -> PodKey:
+    tags = tags or {}
+    return (tags.get("namespace_name", ""), tags.get("pod_name", ""), tags.get("pod_id", ""))
+
+
+class RawPlan:
+    """The usage rule over raw points of one metric, for [begin, end] (inclusive).
+
+    Within each clock hour a pod instance is counted from its pod-level samples when
+    it has any in that hour (looking at the whole hour, even where the range covers
+    only part of it, so that any split of a range adds up), else from its
+    container-level samples, bucketed per sample interval. Three steps:
+
+    1. `first()`: two independent statements, run concurrently — per pod instance
+       and hour, the count of pod- and container-level samples over the whole hours
+       the range touches (which hours need the fallback), and the count, sum and max
+       of its pod-level samples inside the range;
+    2. `fallback()`: for the pod instances that have hours without pod-level samples,
+       the sum of their container samples per sample interval (in chunks of pods);
+    3. `combine()`: {(pod instance, hour): Counted}.
+
     ns, node, cluster and sys_container series are never read.
     """
-    conditions, params = scope(q, excluded)
-    pods: dict[tuple[str, str], Usage] = defaultdict(Usage)
-    influxql = statement('count("value") AS "count", sum("value") AS "sum", max("value") AS "max", '
-                         'integral("value", 1h) AS "integral"', metric,
-                         ['"type" = $pod_type', *conditions], "GROUP BY *")
-    for series in select(client, influxql, {**params, "pod_type": "pod"}):
-        tags = series.get("tags") or {}
-        key = (tags.get("namespace_name", ""), tags.get("pod_name", ""))
-        # InfluxDB 1.x may return INTEGRAL in a row of its own (time 0) beside the row of
-        # the other aggregates, so merge by column name and treat null as "not in this row".
-        for values in series.get("values", []):
-            row = dict(zip(series["columns"], values))
-            top = row.get("max")
-            pods[key].add(row.get("count") or 0, float(row.get("sum") or 0.0),
-                          None if top is None else float(top), float(row.get("integral") or 0.0))
 
-    influxql = statement('count("value") AS "count"', metric, ['"type" = $container_type', *conditions],
-                         'GROUP BY "namespace_name", "pod_name"')
-    container_only = sorted(
-        key for series in select(client, influxql, {**params, "container_type": "pod_container"})
-        if (key := ((series.get("tags") or {}).get("namespace_name", ""),
-                    (series.get("tags") or {}).get("pod_name", ""))) not in pods)
-    for start in range(0, len(container_only), FALLBACK_CHUNK):
-        chunk = container_only[start:start + FALLBACK_CHUNK]
-        pod_params: dict[str, Any] = {}
-        alternatives = []
-        for i, (ns, pod) in enumerate(chunk):
-            alternatives.append(f'("namespace_name" = $ns_{i} AND "pod_name" = $pod_{i})')
-            pod_params[f"ns_{i}"], pod_params[f"pod_{i}"] = ns, pod
-        influxql = statement('"value"', metric,
-                             ['"type" = $container_type', *conditions, "(" + " OR ".join(alternatives) + ")"],
-                             'GROUP BY "namespace_name", "pod_name"')
-        for series in select(client, influxql, {**params, **pod_params, "container_type": "pod_container"}):
-            tags = series.get("tags") or {}
-            by_time: dict[int, float] = defaultdict(float)
-            for t, value in series.get("values", []):
-                if value is not None:
-                    by_time[t] += value
-            usage = pods[(tags.get("namespace_name", ""), tags.get("pod_name", ""))]
-            usage.series_type = "pod_container"
-            usage.add(*summarize(sorted(by_time.items())))
+    def __init__(self, metric: Metric, begin_ns: int, end_ns: int, scope: Scope, interval_ns: int):
+        self.metric, self.begin, self.end, self.scope, self.interval_ns = metric, begin_ns, end_ns, scope, interval_ns
+        self.first_hour = hour_of(begin_ns)
+        self.after_last_hour = hour_of(end_ns) + HOUR_NS
+        self.interval = f"{interval_ns // NS}s"
+        self.needs: dict[PodKey, set[int]] = {}
+
+    def _common(self) -> tuple[list[str], dict]:
+        conditions, params = self.scope.conditions()
+        return conditions, {**params, "pod_type": "pod", "container_type": "pod_container"}
+
+    def first(self) -> list[tuple[str, dict]]:
+        conditions, params = self._common()
+        group = 'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id"'
+        decide = statement('count("value") AS "count"', self.metric,
+                           ['("type" = $pod_type OR "type" = $container_type)', "time >= $hours_begin",
+                            "time < $hours_end", *conditions], group + ', "type" fill(none)')
+        pods = statement('count("value") AS "count", sum("value") AS "sum", max("value") AS "max"', self.metric,
+                         ['"type" = $pod_type', "time >= $begin", "time <= $end", *conditions], group + " fill(none)")
+        return [(decide, {**params, "hours_begin": self.first_hour, "hours_end": self.after_last_hour}),
+                (pods, {**params, "begin": self.begin, "end": self.end})]
+
+    def fallback(self, first: list[list[dict]]) -> list[tuple[str, dict]]:
+        """The container statements for pod-hours without pod-level samples (none when every
+        pod has pod-level series, as Heapster writes them)."""
+        seen: dict[PodKey, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for series in first[0]:
+            kind = (series.get("tags") or {}).get("type", "")
+            hours = seen[_key(series.get("tags"))]
+            for t, count in series.get("values", []):
+                if count:
+                    hours[t].add(kind)
+        self.needs = {key: {h for h, kinds in hours.items() if "pod" not in kinds}
+                      for key, hours in seen.items()}
+        self.needs = {key: hours for key, hours in self.needs.items() if hours}
+        conditions, params = self._common()
+        out = []
+        pods = sorted(self.needs)
+        for start in range(0, len(pods), FALLBACK_CHUNK):
+            chunk_params: dict[str, Any] = {}
+            alternatives = []
+            for i, (ns, pod, pod_id) in enumerate(pods[start:start + FALLBACK_CHUNK]):
+                alternatives.append(f'("namespace_name" = $ns_{i} AND "pod_name" = $pod_{i} AND "pod_id" = $id_{i})')
+                chunk_params.update({f"ns_{i}": ns, f"pod_{i}": pod, f"id_{i}": pod_id})
+            text = statement('sum("value") AS "sum"', self.metric,
+                             ['"type" = $container_type', "time >= $begin", "time <= $end", *conditions,
+                              "(" + " OR ".join(alternatives) + ")"],
+                             f'GROUP BY time({self.interval}), "namespace_name", "pod_name", "pod_id" fill(none)')
+            out.append((text, {**params, **chunk_params, "begin": self.begin, "end": self.end}))
+        return out
+
+    def combine(self, first: list[list[dict]], fallback: list[list[dict]]) -> dict[tuple[PodKey, int], Counted]:
+        hours: dict[tuple[PodKey, int], Counted] = {}
+        for series in first[1]:
+            key = _key(series.get("tags"))
+            for values in series.get("values", []):
+                row = dict(zip(series["columns"], values))
+                if row.get("count"):
+                    top = row.get("max")
+                    hours[(key, row["time"])] = Counted(row["count"], float(row.get("sum") or 0.0),
+                                                        None if top is None else float(top), frozenset({"pod"}))
+        for result in fallback:
+            for series in result:
+                key = _key(series.get("tags"))
+                wanted = self.needs.get(key, set())
+                for t, total in series.get("values", []):
+                    hour = hour_of(t)
+                    if total is None or hour not in wanted:
+                        continue
+                    counted = hours.setdefault((key, hour), Counted(sources=frozenset({"pod_container"})))
+                    counted.add(Counted(1, float(total), float(total)))
+        return hours
+
+
+def sample_interval_ns(metric: Metric, config) -> int:
+    """How long each sample of `metric` stands for (the collector's interval)."""
+    return int(round(config.sample_interval * NS))
+
+
+def integral(total: float, interval_ns: int) -> float:
+    """The usage rule: each counted sample stands for one sample interval (unit x hours)."""
+    return total * interval_ns / HOUR_NS
+
+
+def pod_rows(metric: Metric, pods: dict[PodKey, Counted], interval_ns: int) -> list[dict]:
+    """One row per (namespace, pod): its instances summed, sorted by namespace, then pod."""
+    by_name: dict[tuple[str, str], Counted] = defaultdict(Counted)
+    for (ns, pod, _pod_id), counted in pods.items():
+        by_name[(ns, pod)].add(counted)
+    return [_row(metric, counted, interval_ns, namespace_name=ns, pod_name=pod, series_type=_series_type(counted))
+            for (ns, pod), counted in sorted(by_name.items()) if counted.count]
+
+
+def namespace_rows(metric: Metric, pods: dict[PodKey, Counted], interval_ns: int) -> list[dict]:
+    """One row per namespace: the sum of its pods' rows (max: the largest sample)."""
+    totals: dict[str, Counted] = defaultdict(Counted)
+    names: dict[str, set[str]] = defaultdict(set)
+    for (ns, pod, _pod_id), counted in pods.items():
+        if counted.count:
+            totals[ns].add(counted)
+            names[ns].add(pod)
+    return [_row(metric, counted, interval_ns, namespace_name=ns, pods=len(names[ns])) for ns, counted in sorted(totals.items())]
+
+
+def _series_type(counted: Counted) -> str:
+    return next(iter(counted.sources)) if len(counted.sources) == 1 else "mixed"
+
+
+def _row(metric: Metric, counted: Counted, interval_ns: int, **keys: Any) -> dict:
+    return {**keys, "count": counted.count, "sum": counted.sum,
+            "mean": counted.sum / counted.count if counted.count else None, "max": counted.max,
+            "integral": integral(counted.sum, interval_ns), "unit": metric.unit, "integral_unit": metric.integral_unit}
+
+
+def per_pod(hours: dict[tuple[PodKey, int], Counted]) -> dict[PodKey, Counted]:
+    pods: dict[PodKey, Counted] = defaultdict(Counted)
+    for (key, _hour), counted in hours.items():
+        pods[key].add(counted)
     return pods
 
 
-def summarize(points: list[tuple[int, float]]) -> tuple[int, float, float | None, float]:
-    """count, sum, max and trapezoidal integral (value x hours) of time-sorted (ns, value) points."""
-    integral = 0.0
-    for (t0, v0), (t1, v1) in zip(points, points[1:]):
-        integral += (t1 - t0) * (v0 + v1) / 2 / HOUR_NS
-    values = [v for _, v in points]
-    return len(values), float(sum(values)), (float(max(values)) if values else None), integral
+async def raw_hours(influx, metric: Metric, begin_ns: int, end_ns: int, scope: Scope,
+                    interval_ns: int) -> dict[tuple[PodKey, int], Counted]:
+    """The usage rule over raw points: {(pod instance, hour): Counted} for [begin, end]."""
+    plan = RawPlan(metric, begin_ns, end_ns, scope, interval_ns)
+    first = list(await asyncio.gather(*(influx.query(text, params, kind="usage") for text, params in plan.first())))
+    statements = await influx.compute(plan.fallback, first)
+    fallback = list(await asyncio.gather(*(influx.query(text, params, kind="usage") for text, params in statements)))
+    return await influx.compute(plan.combine, first, fallback)
 
 
-def namespace_rows(metric: Metric, pods: dict[tuple[str, str], Usage]) -> list[dict]:
-    namespaces: dict[str, Usage] = defaultdict(Usage)
-    for (ns, _pod), usage in pods.items():
-        total = namespaces[ns]
-        total.add(usage.count, usage.sum, usage.max, usage.integral)
-        total.pods += 1
-    return [usage.as_row(metric, namespace_name=ns, pods=usage.pods) for ns, usage in sorted(namespaces.items())]
+async def aggregate(influx, metric: Metric, q: ApiQuery, excluded: Iterable[str], interval_ns: int,
+                    rollups=None) -> list[dict]:
+    """The rows of an aggregation (README "Aggregations"): from hourly rollups for the
+    whole hours they cover, from raw points for the rest."""
+    scope = Scope(q.namespace if q.agg == "pod-by-namespace" else None, tuple(excluded))
+    if rollups is not None:
+        pods = await rollups.usage(metric, q.begin_ns, q.end_ns, scope, interval_ns)
+    else:
+        pods = await influx.compute(per_pod, await raw_hours(influx, metric, q.begin_ns, q.end_ns, scope, interval_ns))
+    if q.agg == "all-namespace":
+        return await influx.compute(namespace_rows, metric, pods, interval_ns)
+    return await influx.compute(pod_rows, metric, pods, interval_ns)
 
 
 # ---------------------------------------------------------------- live views

@@ -18,6 +18,17 @@ December 2017 block, 60 points one minute apart from T0 = 2017-12-01T10:00:00Z
   memory/usage:   team-a/web-1 pod 1073741824 (integers, as Heapster writes them),
                   containers 805306368 + 268435456.
 
+Usage-rule block, 5-6 March 2018 (day D = 2018-03-05, one sample a minute unless said;
+cpu/usage_rate), one namespace per case the audit measured:
+
+  case-skew/skew-1         containers only: a = 100 at each minute, b = 200 two seconds later
+  case-recreate/job-1      containers only, 600: pod_id a from 00:00 to 10:59, then gone for two
+                           hours, pod_id b from 13:00 to 23:59
+  case-partial/mixed-1     container 400 all day; a pod-level series (400) only 22:00-23:59
+  case-labels/web-1        pod-level 500 (containers 300 + 200) all day; the `labels` tag changes
+                           from app:v1 to app:v2 at 12:00
+  case-twoday/long-1       pod-level 250 (container 250) on D and D+1
+
 Last-hour block: ten points one minute apart starting 15 minutes before the
 fixture was written (`Anchors.recent[0]`), so the default window (now - 60 min ..
 now) holds all ten for 45 minutes:
@@ -109,6 +120,29 @@ def month_lines() -> list[str]:
     return out
 
 
+D = at("2018-03-05T00:00:00")
+DAY_SAMPLES = 1440
+
+
+def usage_rule_lines() -> list[str]:
+    cpu = "cpu/usage_rate"
+    out: list[str] = []
+    for i in range(DAY_SAMPLES):
+        t = D + i * MINUTE
+        hour = i // 60
+        out.append(line(cpu, pod_tags("case-skew", "skew-1", "n1", "pod_container", "a"), 100.0, t))
+        out.append(line(cpu, pod_tags("case-skew", "skew-1", "n1", "pod_container", "b"), 200.0, t + 2 * NS))
+        if hour <= 10 or hour >= 13:
+            pod_id = "a" if hour <= 10 else "b"
+            out.append(line(cpu, pod_tags("case-recreate", "job-1", "n2", "pod_container", "main", pod_id=pod_id), 600.0, t))
+        out += _pod(cpu, "case-partial", "mixed-1", "n1", {"main": 400}, t, with_pod=hour >= 22)
+        out += _pod(cpu, "case-labels", "web-1", "n2", {"nginx": 300, "sidecar": 200}, t,
+                    labels="app:v1" if hour < 12 else "app:v2")
+    for i in range(2 * DAY_SAMPLES):
+        out += _pod(cpu, "case-twoday", "long-1", "n1", {"main": 250}, D + i * MINUTE)
+    return out
+
+
 def recent_lines(start: int) -> list[str]:
     out: list[str] = []
     cpu = "cpu/usage_rate"
@@ -128,5 +162,5 @@ def load(influxd, db: str) -> Anchors:
     influxd.query(f'CREATE DATABASE "{db}"')
     now = time.time_ns()
     start = (now // MINUTE) * MINUTE - 15 * MINUTE
-    influxd.write(db, month_lines() + recent_lines(start))
+    influxd.write(db, month_lines() + usage_rule_lines() + recent_lines(start))
     return Anchors(written_ns=now, recent=tuple(start + k * MINUTE for k in range(10)))

@@ -312,7 +312,7 @@ async def test_internal_error_is_500_with_request_id_and_logged(api, monkeypatch
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("simulated bug")
-    monkeypatch.setattr(usage, "run", broken)
+    monkeypatch.setattr(usage, "raw_points", broken)
     status, body, resp = await api("cpu/usage_rate", {})
     rid = resp.headers["X-Request-ID"]
     assert_error(status, body, 500, "internal error", rid)

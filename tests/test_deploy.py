@@ -78,7 +78,7 @@ def test_grafana_is_provisioned_with_influxdb_and_a_dashboard_per_main_metric():
 
 def grafana_to_influxql(query, begin, end):
     return (query.replace("$timeFilter", f"time >= '{begin}' AND time <= '{end}'")
-                 .replace("$__interval", "1m").replace("/^$namespace$/", "/^(team-a|team-b)$/"))
+                 .replace("$__interval", "1m").replace("$sample_interval", "60").replace("/^$namespace$/", "/^(team-a|team-b)$/"))
 
 
 @pytest.mark.gen_test
@@ -94,7 +94,8 @@ async def test_dashboard_queries_run_on_influxdb_and_agree_with_the_api(running_
     # by namespace: team-a's pods (web-1 500 + web-2 100..690; batch-1 has no pod series) at 10:00
     team_a = next(s for s in results[1] if s["tags"]["namespace_name"] == "team-a")
     assert team_a["values"][0][1] == 500 + 100
-    # the range table: integrals equal the API's pod-level rows
+    # the range table: usage (samples x the sample interval) equals the API's integral, for every pod
+    # with pod-level series (Grafana's panel reads those only)
     table = {(s["tags"]["namespace_name"], s["tags"]["pod_name"]): s["values"][0][1] for s in results[3]}
     status, rows, _ = await api("cpu/usage_rate", {"agg": "all-pod", "timeBeginInterval": begin, "timeEndInterval": end})
     assert status == 200

@@ -33,16 +33,24 @@ def test_hostile_values_never_enter_the_statement_and_match_nothing(client, runn
     """Bypass validation on purpose: even then the values only travel as parameters."""
     for q in (request.ApiQuery(namespace=payload, begin_ns=BEGIN, end_ns=END),
               request.ApiQuery(namespace="team-a", pod=payload, begin_ns=BEGIN, end_ns=END),
-              request.ApiQuery(namespace="team-a", type=payload, begin_ns=BEGIN, end_ns=END),
-              request.ApiQuery(namespace=payload, agg="pod-by-namespace", begin_ns=BEGIN, end_ns=END)):
+              request.ApiQuery(namespace="team-a", type=payload, begin_ns=BEGIN, end_ns=END)):
         influxql, params = usage.raw_statement(CPU, q)
         benign = request.ApiQuery(namespace="x", pod=q.pod and "x", type=q.type and "x", begin_ns=BEGIN, end_ns=END)
         assert influxql == usage.raw_statement(CPU, benign)[0]  # the text never depends on a value
         assert payload in params.values()
-        assert usage.run(client, InfluxGateway.select, CPU, q, ()) == []
-    rows = usage.run(client, InfluxGateway.select, CPU,
-                     request.ApiQuery(agg="all-namespace", begin_ns=BEGIN, end_ns=END), [payload])
-    assert {r["namespace_name"] for r in rows} >= {"team-a", "team-b", "kube-system"}
+        assert usage.raw_points(InfluxGateway.select, client, CPU, q) == []
+    for scope in (usage.Scope(namespace=payload), usage.Scope(excluded=(payload,))):
+        plan = usage.RawPlan(CPU, BEGIN, END, scope, 60 * 10**9)
+        benign = usage.RawPlan(CPU, BEGIN, END, usage.Scope(namespace="x") if scope.namespace else usage.Scope(excluded=("x",)),
+                               60 * 10**9)
+        assert [text for text, _ in plan.first()] == [text for text, _ in benign.first()]
+        first = [InfluxGateway.select(client, text, params) for text, params in plan.first()]
+        fallback = [InfluxGateway.select(client, text, params) for text, params in plan.fallback(first)]
+        pods = usage.per_pod(plan.combine(first, fallback))
+        if scope.namespace:
+            assert pods == {}
+        else:
+            assert {ns for ns, _pod, _id in pods} >= {"team-a", "team-b", "kube-system"}
     assert [DB] in running_influxd.query("SHOW DATABASES")["results"][0]["series"][0]["values"]
 
 
@@ -52,8 +60,8 @@ def test_format_ns_round_trips_rfc3339():
     assert request.parse_time("t", format_ns(END), end_of_day=True) == END
 
 
-def test_summarize_trapezoid_matches_closed_form():
-    hour = HOUR_NS
-    pts = [(0, 0.0), (hour, 10.0), (3 * hour, 10.0)]
-    assert usage.summarize(pts) == (3, 20.0, 10.0, 5.0 + 20.0)
-    assert usage.summarize([]) == (0, 0.0, None, 0.0)
+def test_the_usage_rule_is_samples_times_the_interval():
+    assert usage.integral(20.0, 60 * 10**9) == 20 / 60           # 20 millicores for one minute
+    assert usage.integral(20.0, 10 * 10**9) == 20 * 10 / 3600     # Telegraf's 10 s
+    assert usage.integral(0.0, 60 * 10**9) == 0.0
+    assert usage.hour_of(HOUR_NS * 5 + 1) == HOUR_NS * 5 and usage.hour_of(-1) == -HOUR_NS

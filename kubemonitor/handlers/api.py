@@ -78,12 +78,17 @@ class MetricHandler(APIHandler):
         if request.ignored_agg is not None:
             self.set_header("Warning", f'299 kubemonitor "agg is not one of {", ".join(api_request.AGGREGATIONS)}; '
                                        'returning points without aggregation"')
-        excluded = self.app.config.excluded_namespaces
+        config = self.app.config
         influx = self.app.influx
         try:
-            # Rows are encoded in the executor too: a 10,000-row answer is megabytes of JSON.
-            body = await influx.call(lambda client: encode_json(usage.run(client, influx.select, metric, request, excluded)),
-                                     kind="api")
+            if request.agg is None:
+                # Rows are encoded in the executor too: a 10,000-row answer is megabytes of JSON.
+                body = await influx.call(lambda client: encode_json(usage.raw_points(influx.select, client, metric, request)),
+                                         kind="api")
+            else:
+                rows = await usage.aggregate(influx, metric, request, config.excluded_namespaces,
+                                             usage.sample_interval_ns(metric, config), self.app.rollups)
+                body = await influx.compute(encode_json, rows)
         except InfluxError as exc:
             raise ApiError(exc.status, exc.message) from None
         self.set_header("Content-Type", "application/json; charset=UTF-8")
