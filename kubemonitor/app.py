@@ -15,7 +15,9 @@ from .influx import InfluxError, InfluxGateway
 from .metrics import MetricCatalog
 from .poller import Poller
 from .resources import resource_dir
+from .rollups import Rollups
 from .telemetry import Telemetry
+from .usage import sample_interval_ns
 from .users import UserStore
 
 access_log = logging.getLogger("kubemonitor.access")
@@ -40,7 +42,8 @@ class KubeMonitorApp(tornado.web.Application):
 
     def __init__(self, config: Config, *, influx: InfluxGateway | None = None,
                  telemetry: Telemetry | None = None, users: UserStore | None = None,
-                 poller: Poller | None = None, static_path: str | None = None, debug: bool = False):
+                 poller: Poller | None = None, rollups: Rollups | None = None, static_path: str | None = None,
+                 debug: bool = False, rollup_every: float = 60.0):
         self.config = config
         self.telemetry = telemetry or (influx.telemetry if influx else Telemetry())
         self.influx = influx or InfluxGateway(config, self.telemetry)
@@ -49,7 +52,10 @@ class KubeMonitorApp(tornado.web.Application):
         self.users = users or UserStore(config.users_file)
         self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry,
                                       sample_interval=config.sample_interval)
-        self.rollups = None  # hourly rollups in InfluxDB (kubemonitor/rollups.py), when available
+        self.rollups = rollups or Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics,
+                                          settle=config.rollup_settle,
+                                          interval_ns=lambda metric: sample_interval_ns(metric, config))
+        self.rollup_every = rollup_every
         self.login_throttle = auth.Throttle()
         # bcrypt is slow on purpose; its own small pool keeps logins from starving queries
         self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
@@ -104,8 +110,9 @@ class KubeMonitorApp(tornado.web.Application):
                        request.path[:300], status, seconds * 1000)
 
     async def start(self) -> None:
-        """Warm caches and start the poller; InfluxDB being down is not fatal here."""
+        """Warm caches, start the poller and the rollup task; InfluxDB being down is not fatal here."""
         self.poller.start()
+        self.rollups.start(self.rollup_every)  # it prepares the retention policy itself, and retries
         try:
             await self.catalog.measurements(refresh=True)
         except InfluxError as exc:
@@ -113,5 +120,6 @@ class KubeMonitorApp(tornado.web.Application):
 
     async def shutdown(self) -> None:
         await self.poller.stop()
+        await self.rollups.stop()
         self.influx.close()
         self.auth_executor.shutdown(wait=False)

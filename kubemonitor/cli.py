@@ -138,6 +138,85 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def rollup_range(text_from: str, text_to: str | None, now_ns: int) -> tuple[int, int]:
+    """The hours [first, end) that `--from`/`--to` name (inclusive days or times, UTC)."""
+    from .request import BadRequest, parse_time
+    from .times import HOUR_NS
+    try:
+        begin = parse_time("--from", text_from, end_of_day=False)
+        end = parse_time("--to", text_to, end_of_day=True) if text_to else now_ns
+    except BadRequest as exc:
+        raise UsageError(str(exc).replace("'--from'", "--from").replace("'--to'", "--to")) from None
+    if begin is None:
+        raise UsageError("--from needs a date, e.g. --from 2026-11-01")
+    if begin > end:
+        raise UsageError("--from is after --to; swap them")
+    first, after = begin - begin % HOUR_NS, end - end % HOUR_NS + HOUR_NS
+    if after - first > 366 * 24 * HOUR_NS:
+        raise UsageError("that is more than 366 days; roll up a year at a time (one --from/--to per run)")
+    return first, after
+
+
+def cmd_rollup(args: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    from .rollups import Rollups
+    config = load_config(args)
+    logging.getLogger("kubemonitor.influx").setLevel(logging.ERROR)  # the one-line error says it all
+
+    async def run() -> int:
+        from .influx import InfluxError, InfluxGateway
+        from .metrics import MetricCatalog
+        from .times import HOUR_NS, format_ns
+        from .usage import sample_interval_ns
+        influx = InfluxGateway(config)
+        catalog = MetricCatalog(influx.list_measurements)
+        rollups = Rollups(influx, catalog, rp=config.rollup_rp, metrics=config.rollup_metrics, settle=config.rollup_settle,
+                          interval_ns=lambda metric: sample_interval_ns(metric, config))
+        try:
+            first, after = rollup_range(args.from_, args.to, time.time_ns())
+            settled = rollups.settled_end()
+            if after > settled:
+                print(f"kubemonitor: hours from {format_ns(max(first, settled))} on have not settled yet "
+                      f"(KUBEMONITOR_ROLLUP_SETTLE); they are left to the server's task", file=sys.stderr)
+                after = max(first, settled)
+            await rollups.prepare()
+            if rollups.state != "on":
+                raise UserError(f"cannot keep rollups: {rollups.reason}")
+            metrics = [await catalog.resolve(name) for name in config.rollup_metrics]
+            hours = list(range(first, after, HOUR_NS))
+            total, done, started = len(hours) * len(metrics), 0, time.monotonic()
+            for metric in metrics:
+                if metric is None:
+                    continue
+                for hour in hours:
+                    await rollups.roll_up(metric, hour, rebuild=args.rebuild)
+                    done += 1
+                    progress(done, total, started)
+            print(f"{'rebuilt' if args.rebuild else 'rolled up'} {len(hours)} hour(s) x {len(metrics)} metric(s) "
+                  f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
+            return 0
+        except InfluxError as exc:
+            raise UserError(exc.message) from None
+        finally:
+            influx.close()
+    return asyncio.run(run())
+
+
+def progress(done: int, total: int, started: float) -> None:
+    """A one-line progress bar on a terminal; a line per tenth elsewhere."""
+    import time
+    frac = done / total if total else 1.0
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r[{'#' * int(frac * 30):<30}] {frac:4.0%} {done}/{total} hours, {time.monotonic() - started:.1f} s")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    elif done == total or done % max(1, total // 10) == 0:
+        print(f"rollup {frac:4.0%} ({done}/{total} hours)", file=sys.stderr, flush=True)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoOptions, run_demo
     run_demo(DemoOptions(port=args.port, address=args.address, backfill=args.backfill, interval=args.interval,
@@ -196,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of the cluster's shape and noise, default 1")
     add_setting_flags(p)
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("rollup", help="compute (or rebuild) hourly rollups for a range of days",
+                       description="Roll up the hours from --from to --to (inclusive days or times, UTC) for every "
+                                   "metric of KUBEMONITOR_ROLLUP_METRICS. Hours already rolled up are computed again "
+                                   "and come out the same; --rebuild first deletes what was kept (late points).")
+    p.add_argument("--from", dest="from_", required=True, metavar="DATE", help="first day (or time), e.g. 2026-11-01")
+    p.add_argument("--to", default=None, metavar="DATE", help="last day (or time), inclusive (default: now)")
+    p.add_argument("--rebuild", action="store_true", help="delete the kept hours first, then compute them again")
+    add_setting_flags(p)
+    p.set_defaults(func=cmd_rollup)
 
     p = sub.add_parser("demo", help="run a complete demo: private InfluxDB, simulated cluster, server")
     p.add_argument("--port", type=int, default=8000, help="port of the web server (default 8000)")

@@ -60,6 +60,14 @@ def _positive_duration(text: str) -> float:
     return value
 
 
+def _sample_interval(text: str) -> float:
+    value = _positive_duration(text)
+    # Samples are bucketed per interval within clock hours: an interval must divide an hour.
+    if value != int(value) or 3600 % int(value):
+        raise ValueError("must be a whole number of seconds that divides an hour, e.g. 10s, 30s, 60s")
+    return value
+
+
 def _positive_int(text: str) -> int:
     if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1:
         raise ValueError("must be a whole number of at least 1, e.g. 10000")
@@ -94,6 +102,20 @@ def _cookie_secret(text: str) -> str | None:
         # The secret signs session cookies: a short one can be guessed and sessions forged.
         raise ValueError(f"is {len(text)} characters; use at least 32 random ones, e.g. KUBEMONITOR_COOKIE_SECRET=$(openssl rand -hex 32)")
     return text
+
+
+def _identifier(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", text):
+        raise ValueError("must be a plain InfluxDB name (letters, digits and _), e.g. kubemonitor")
+    return text
+
+
+def _metrics(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9_]+(/[a-z0-9_]+)*", name):
+            raise ValueError(f"{name!r} is not a metric name; give a comma-separated list such as cpu/usage_rate,memory/usage")
+    return names
 
 
 def _text(text: str) -> str:
@@ -131,8 +153,14 @@ SETTINGS: tuple[Setting, ...] = (
             "secret signing session cookies (random per process when unset)", secret=True),
     Setting("log_dir", "KUBEMONITOR_LOG_DIR", "--log-dir", _text, "/logs/kube-monitoring", "where info.log and errors.log go"),
     Setting("poll_interval", "KUBEMONITOR_POLL_INTERVAL", "--poll-interval", _positive_float, "10", "seconds between live refreshes"),
-    Setting("sample_interval", "KUBEMONITOR_SAMPLE_INTERVAL", "--sample-interval", _positive_duration, "60s",
+    Setting("sample_interval", "KUBEMONITOR_SAMPLE_INTERVAL", "--sample-interval", _sample_interval, "60s",
             "the collector's sampling interval (Heapster's --metric_resolution): each sample stands for this long"),
+    Setting("rollup_rp", "KUBEMONITOR_ROLLUP_RP", "--rollup-rp", _identifier, "kubemonitor",
+            "InfluxDB retention policy (infinite) kubemonitor creates for its hourly rollups"),
+    Setting("rollup_metrics", "KUBEMONITOR_ROLLUP_METRICS", "--rollup-metrics", _metrics,
+            "cpu/usage_rate,memory/usage,gpu/usage", "comma-separated metrics kept as hourly rollups (empty: none)"),
+    Setting("rollup_settle", "KUBEMONITOR_ROLLUP_SETTLE", "--rollup-settle", _positive_duration, "10m",
+            "how long after an hour ends it is rolled up (room for late points)"),
     Setting("max_limit", "KUBEMONITOR_MAX_LIMIT", "--max-limit", _positive_int, "10000", "largest `limit` the API accepts"),
     Setting("excluded_namespaces", "KUBEMONITOR_EXCLUDED_NAMESPACES", "--excluded-namespaces", _namespaces, "kube-system",
             "comma-separated namespaces left out of cluster-wide aggregations"),
@@ -160,6 +188,9 @@ class Config:
     log_dir: str = "/logs/kube-monitoring"
     poll_interval: float = 10.0
     sample_interval: float = 60.0
+    rollup_rp: str = "kubemonitor"
+    rollup_metrics: tuple[str, ...] = ("cpu/usage_rate", "memory/usage", "gpu/usage")
+    rollup_settle: float = 600.0
     max_limit: int = 10000
     excluded_namespaces: tuple[str, ...] = ("kube-system",)
     address: str = ""

@@ -152,6 +152,16 @@ class InfluxGateway:
     async def query(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "query") -> list[dict]:
         return await self.call(lambda client: self.select(client, influxql, params), kind)
 
+    async def execute(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "execute") -> None:
+        """A statement that changes something (CREATE, DELETE): InfluxDB wants those as POST."""
+        await self.call(lambda client: client.query(influxql, bind_params=params or None, method="POST"), kind)
+
+    async def write(self, points: list[dict], retention_policy: str | None = None, kind: str = "write") -> None:
+        """Write points (times in integer nanoseconds), in batches, to a retention policy."""
+        if points:
+            await self.call(lambda client: client.write_points(points, time_precision="n", retention_policy=retention_policy,
+                                                               batch_size=5000), kind)
+
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU work (combining, encoding) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)

@@ -41,7 +41,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
-  auth-enabled = false
+  auth-enabled = {auth}
   log-enabled = false
   write-tracing = false
   max-body-size = 0
@@ -88,7 +88,8 @@ def find_influxd() -> str | None:
 
 
 class Influxd:
-    def __init__(self, root: str | None = None, http_port: int | None = None, binary: str | None = None):
+    def __init__(self, root: str | None = None, http_port: int | None = None, binary: str | None = None,
+                 auth: bool = False):
         self.binary = binary or find_influxd()
         if not self.binary:
             raise InfluxdError("influxd is not installed; install Debian's package: sudo apt-get install -y influxdb")
@@ -100,7 +101,8 @@ class Influxd:
         self.config_path = os.path.join(self.root, "influxdb.conf")
         self.log_path = os.path.join(self.root, "influxd.log")
         with open(self.config_path, "w", encoding="utf-8") as fh:
-            fh.write(CONFIG.format(root=self.root, http_port=self.http_port, rpc_port=self.rpc_port))
+            fh.write(CONFIG.format(root=self.root, http_port=self.http_port, rpc_port=self.rpc_port,
+                                   auth="true" if auth else "false"))
 
     @property
     def url(self) -> str:
@@ -170,16 +172,18 @@ class Influxd:
         self.cleanup()
 
     # -- plain HTTP helpers (no client library): set-up and writes ----------------
-    def query(self, q: str, db: str | None = None) -> dict:
+    def query(self, q: str, db: str | None = None, user: tuple[str, str] | None = None) -> dict:
         import json
         import urllib.parse
+        credentials = "?" + urllib.parse.urlencode({"u": user[0], "p": user[1]}) if user else ""  # InfluxDB reads them from the URL
         data = urllib.parse.urlencode({"q": q, **({"db": db} if db else {})}).encode()
-        with urllib.request.urlopen(self.url + "/query", data=data, timeout=30) as r:
+        with urllib.request.urlopen(self.url + "/query" + credentials, data=data, timeout=30) as r:
             return json.loads(r.read())
 
-    def write(self, db: str, lines: list[str] | str, precision: str = "ns") -> None:
+    def write(self, db: str, lines: list[str] | str, precision: str = "ns", rp: str | None = None) -> None:
         body = lines if isinstance(lines, str) else "\n".join(lines)
-        req = urllib.request.Request(f"{self.url}/write?db={db}&precision={precision}", data=body.encode(),
+        req = urllib.request.Request(f"{self.url}/write?db={db}&precision={precision}" + (f"&rp={rp}" if rp else ""),
+                                     data=body.encode(),
                                      method="POST")
         with urllib.request.urlopen(req, timeout=60) as r:
             if r.status != 204:

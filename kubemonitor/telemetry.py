@@ -26,4 +26,8 @@ class Telemetry:
         self.poll_seconds = Histogram("kubemonitor_poller_round_duration_seconds", "Duration of a poll round",
                                       buckets=_LATENCY_BUCKETS, registry=r)
         self.ws_clients = Gauge("kubemonitor_websocket_clients", "Open live-view websocket connections", registry=r)
+        self.rollup_hours = Counter("kubemonitor_rollup_hours", "Hours rolled up (or rebuilt), by metric", ["metric"], registry=r)
+        self.late_points = Counter("kubemonitor_rollup_late_points",
+                                   "Points that arrived after their hour was rolled up (kept out until a rebuild)",
+                                   ["metric"], registry=r)
         self.logins = Counter("kubemonitor_logins", "Login attempts by outcome", ["outcome"], registry=r)

@@ -29,7 +29,7 @@ class ReadyHandler(OpsHandler):
         except InfluxError as exc:
             self.write_json({"status": "unavailable", "code": 503, "message": exc.message}, 503)
             return
-        self.write_json({"status": "ready", "influxdb": version})
+        self.write_json({"status": "ready", "influxdb": version, "rollups": self.app.rollups.status()})
 
 
 class MetricsHandler(OpsHandler):

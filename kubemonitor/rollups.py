@@ -1,0 +1,285 @@
+"""Hourly rollups in InfluxDB (README "Rollups"): the usage rule, computed once per
+pod instance, clock hour and metric, and kept beside the raw points.
+
+They live in a retention policy of kubemonitor's own (`KUBEMONITOR_ROLLUP_RP`,
+infinite), so replicas share them and nothing lives on a pod's disk:
+
+* `kubemonitor_usage_hourly` — tags metric, namespace_name, pod_name, pod_id, source
+  (pod | pod_container); fields count, sum, max; time = the hour.
+* `kubemonitor_rollup_hours` — one point per (metric, hour) that is complete: tag
+  metric; fields pods, raw_points (samples seen, to notice late points); written
+  after the hour's usage points, so a half-written hour is never taken as done.
+
+An hour is rolled up once it ended more than `KUBEMONITOR_ROLLUP_SETTLE` ago. Doing
+it again writes the same points (idempotent; two replicas may do it at once); a
+SIGKILL in the middle leaves no marker, so the next run does the hour again.
+`rebuild` deletes the hour first (late points, corrections).
+
+An aggregation takes the whole hours that have a marker from the rollups and the
+rest (the partial hours at a range's ends, hours not rolled up yet) from raw
+points: the same rule, so the same numbers.
+
+If kubemonitor may not create the retention policy or write to it (a read-only
+account), rollups are off: it says so once, in the log and in /readyz, and every
+answer comes from raw points.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from .influx import InfluxError, InfluxGateway
+from .metrics import Metric, MetricCatalog
+from .times import HOUR_NS
+from .usage import Counted, PodKey, Scope, hour_of, per_pod, quote_measurement, raw_hours
+
+log = logging.getLogger("kubemonitor.rollups")
+USAGE = "kubemonitor_usage_hourly"
+HOURS = "kubemonitor_rollup_hours"
+BATCH_HOURS = 24          # hours one background pass rolls up per metric, at most
+LATE_WINDOW_HOURS = 6     # how far back the task looks for points that arrived after their hour was rolled up
+
+
+class RollupError(Exception):
+    """Rollups cannot be kept (permissions, no such database)."""
+
+
+class Rollups:
+    def __init__(self, influx: InfluxGateway, catalog: MetricCatalog, *, rp: str, metrics: tuple[str, ...],
+                 settle: float, interval_ns: Callable[[Metric], int], telemetry=None):
+        self.influx, self.catalog = influx, catalog
+        self.rp, self.metric_names, self.settle_ns = rp, tuple(metrics), int(settle * 1e9)
+        self.interval_ns = interval_ns
+        self.telemetry = telemetry or influx.telemetry
+        self.state = "starting"        # starting | on | off
+        self.reason = ""
+        self._late_seen: dict[tuple[str, int], int] = {}
+        self._task: asyncio.Task | None = None
+
+    # -- InfluxQL pieces: the identifiers come from the configuration, checked by config.py
+    @property
+    def _usage(self) -> str:
+        return f'"{self.rp}"."{USAGE}"'
+
+    @property
+    def _hours(self) -> str:
+        return f'"{self.rp}"."{HOURS}"'
+
+    def covers(self, metric: Metric) -> bool:
+        return self.state == "on" and metric.name in self.metric_names
+
+    def status(self) -> dict:
+        return {"state": self.state, "retention_policy": self.rp, "metrics": list(self.metric_names),
+                **({"reason": self.reason} if self.reason else {})}
+
+    def turn_off(self, reason: str) -> None:
+        if self.state != "off":
+            log.warning("hourly rollups are off: %s; every answer comes from raw points", reason)
+        self.state, self.reason = "off", reason
+
+    # -- set-up ---------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Create the retention policy if needed; rollups are off when we may not."""
+        if not self.metric_names:
+            self.state, self.reason = "off", "KUBEMONITOR_ROLLUP_METRICS is empty"
+            return
+        db = self.influx.config.influxdb_db
+        try:
+            series = await self.influx.query(f'SHOW RETENTION POLICIES ON "{db}"', kind="rollup")
+            names = {row[0] for s in series for row in s.get("values", [])}
+            if self.rp not in names:
+                await self.influx.execute(f'CREATE RETENTION POLICY "{self.rp}" ON "{db}" DURATION INF REPLICATION 1',
+                                          kind="rollup")
+        except InfluxError as exc:
+            if exc.status in (503, 504):
+                self.state, self.reason = "starting", exc.message  # try again later
+                return
+            self.turn_off(f"cannot create the retention policy {self.rp!r} (a read-only InfluxDB account?): {exc.message}")
+            return
+        self.state, self.reason = "on", ""
+
+    # -- reading ------------------------------------------------------------------------
+    async def covered_hours(self, metric: Metric, first: int, end: int) -> list[int]:
+        """The hours in [first, end) that are rolled up, in order."""
+        series = await self.influx.query(f'SELECT "pods" FROM {self._hours} WHERE "metric" = $metric AND time >= $first '
+                                         "AND time < $end", {"metric": metric.name, "first": first, "end": end},
+                                         kind="rollup")
+        return sorted({t for s in series for t, _ in s.get("values", [])})
+
+    async def _rolled(self, metric: Metric, first: int, end: int, scope: Scope) -> dict[PodKey, Counted]:
+        conditions, params = scope.conditions()
+        where = " AND ".join(['"metric" = $metric', "time >= $first", "time < $end", *conditions])
+        series = await self.influx.query(
+            f'SELECT sum("count") AS "count", sum("sum") AS "sum", max("max") AS "max" FROM {self._usage} WHERE {where} '
+            'GROUP BY "namespace_name", "pod_name", "pod_id", "source"',
+            {**params, "metric": metric.name, "first": first, "end": end}, kind="usage")
+
+        def shape() -> dict[PodKey, Counted]:
+            pods: dict[PodKey, Counted] = defaultdict(Counted)
+            for s in series:
+                tags = s.get("tags") or {}
+                key = (tags.get("namespace_name", ""), tags.get("pod_name", ""), tags.get("pod_id", ""))
+                for values in s.get("values", []):
+                    row = dict(zip(s["columns"], values))
+                    top = row.get("max")
+                    pods[key].add(Counted(int(row.get("count") or 0), float(row.get("sum") or 0.0),
+                                          None if top is None else float(top), frozenset({tags.get("source", "pod")})))
+            return pods
+        return await self.influx.compute(shape)
+
+    async def usage(self, metric: Metric, begin: int, end: int, scope: Scope, interval_ns: int) -> dict[PodKey, Counted]:
+        """{pod instance: Counted} for [begin, end]: rollups for the whole hours that have
+        them, raw points for everything else."""
+        whole_first = -(-begin // HOUR_NS) * HOUR_NS
+        whole_end = hour_of(end + 1)
+        covered: list[int] = []
+        if self.covers(metric) and whole_first < whole_end:
+            try:
+                covered = await self.covered_hours(metric, whole_first, whole_end)
+            except InfluxError as exc:
+                if exc.status != 502:
+                    raise
+                # e.g. the retention policy was dropped: answer from raw points, set up again later
+                log.warning("rollups unreadable, answering from raw points: %s", exc.message)
+                self.state, self.reason = "starting", exc.message
+        rolled, raw = [], []
+        cursor = begin
+        for hour in covered:
+            if rolled and rolled[-1][1] == hour:
+                rolled[-1] = (rolled[-1][0], hour + HOUR_NS)
+            else:
+                rolled.append((hour, hour + HOUR_NS))
+            if hour > cursor:
+                raw.append((cursor, hour - 1))
+            cursor = hour + HOUR_NS
+        if cursor <= end:
+            raw.append((cursor, end))
+        parts = await asyncio.gather(*(self._rolled(metric, a, b, scope) for a, b in rolled),
+                                     *(raw_hours(self.influx, metric, a, b, scope, interval_ns) for a, b in raw))
+
+        def merge() -> dict[PodKey, Counted]:
+            pods: dict[PodKey, Counted] = defaultdict(Counted)
+            for part in parts[:len(rolled)]:
+                for key, counted in part.items():
+                    pods[key].add(counted)
+            for part in parts[len(rolled):]:
+                for key, counted in per_pod(part).items():
+                    pods[key].add(counted)
+            return pods
+        return await self.influx.compute(merge)
+
+    # -- writing ------------------------------------------------------------------------
+    async def roll_up(self, metric: Metric, hour: int, rebuild: bool = False) -> int:
+        """Compute and keep one hour of one metric; returns the pod instances written."""
+        hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric))
+        raw_points = await self._raw_points(metric, hour, hour + HOUR_NS)
+        points = [{"measurement": USAGE, "time": hour,
+                   "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
+                            "source": next(iter(c.sources))},
+                   "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
+                  for ((ns, pod, pod_id), _h), c in sorted(hours.items()) if c.count]
+        marker = [{"measurement": HOURS, "time": hour, "tags": {"metric": metric.name},
+                   "fields": {"pods": len(points), "raw_points": int(raw_points)}}]
+        if rebuild:
+            params = {"metric": metric.name, "first": hour, "end": hour + HOUR_NS}
+            for measurement in (HOURS, USAGE):  # the marker first: a reader never sees a half-deleted hour as done
+                await self.influx.execute(f'DELETE FROM "{measurement}" WHERE "metric" = $metric AND time >= $first '
+                                          "AND time < $end", params, kind="rollup")
+        try:
+            await self.influx.write(points, self.rp)
+            await self.influx.write(marker, self.rp)  # after the usage points: only a complete hour is marked
+        except InfluxError as exc:
+            if exc.status == 502:
+                self.turn_off(f"InfluxDB refused the rollup write (a read-only account?): {exc.message}")
+            raise
+        self.telemetry.rollup_hours.labels(metric.name).inc()
+        return len(points)
+
+    async def _raw_points(self, metric: Metric, first: int, end: int) -> int:
+        series = await self.influx.query(
+            f'SELECT count("value") FROM {quote_measurement(metric)} WHERE ("type" = $pod_type OR "type" = $container_type) '
+            "AND time >= $first AND time < $end",
+            {"pod_type": "pod", "container_type": "pod_container", "first": first, "end": end}, kind="rollup")
+        return sum(v or 0 for s in series for _, v in s.get("values", []))
+
+    async def last_hour(self, metric: Metric) -> int | None:
+        series = await self.influx.query(f'SELECT last("pods") FROM {self._hours} WHERE "metric" = $metric',
+                                         {"metric": metric.name}, kind="rollup")
+        return next((t for s in series for t, _ in s.get("values", [])), None)
+
+    async def first_data_hour(self, metric: Metric) -> int | None:
+        series = await self.influx.query(f'SELECT first("value") FROM {quote_measurement(metric)} WHERE '
+                                         '("type" = $pod_type OR "type" = $container_type)',
+                                         {"pod_type": "pod", "container_type": "pod_container"}, kind="rollup")
+        first = next((t for s in series for t, _ in s.get("values", [])), None)
+        return None if first is None else hour_of(first)
+
+    def settled_end(self, now_ns: int | None = None) -> int:
+        """Hours before this one have settled (ended more than the settle delay ago)."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        return hour_of(now_ns - self.settle_ns)
+
+    # -- the background task --------------------------------------------------------------
+    async def catch_up(self, metric: Metric, limit: int = BATCH_HOURS) -> int:
+        """Roll up the next settled hours after the last rolled-up one; returns how many."""
+        last = await self.last_hour(metric)
+        start = last + HOUR_NS if last is not None else await self.first_data_hour(metric)
+        if start is None:
+            return 0
+        done = 0
+        for hour in range(start, self.settled_end(), HOUR_NS):
+            if done >= limit:
+                break
+            await self.roll_up(metric, hour)
+            done += 1
+        return done
+
+    async def count_late_points(self, metric: Metric) -> int:
+        """Points that arrived after their hour was rolled up (left alone until a rebuild)."""
+        end = self.settled_end()
+        first = end - LATE_WINDOW_HOURS * HOUR_NS
+        series = await self.influx.query(f'SELECT "raw_points" FROM {self._hours} WHERE "metric" = $metric AND '
+                                         "time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
+                                         kind="rollup")
+        marked = {t: v for s in series for t, v in s.get("values", [])}
+        new = 0
+        for hour, kept in marked.items():
+            now = await self._raw_points(metric, hour, hour + HOUR_NS)
+            late = max(0, now - int(kept or 0))
+            seen = self._late_seen.get((metric.name, hour), 0)
+            if late > seen:
+                self.telemetry.late_points.labels(metric.name).inc(late - seen)
+                new += late - seen
+                self._late_seen[(metric.name, hour)] = late
+        return new
+
+    async def run(self, every: float = 60.0) -> None:
+        """Keep the rollups up to date until cancelled; InfluxDB failing only delays it."""
+        while True:
+            try:
+                if self.state == "starting":
+                    await self.prepare()
+                if self.state == "on":
+                    for name in self.metric_names:
+                        metric = await self.catalog.resolve(name)
+                        if metric is not None:
+                            await self.catch_up(metric)
+                            await self.count_late_points(metric)
+            except InfluxError as exc:
+                log.warning("rollup pass failed, trying again in %g s: %s", every, exc.message)
+            except Exception:  # noqa: BLE001 - the task must survive anything
+                log.exception("rollup pass failed")
+            await asyncio.sleep(every)
+
+    def start(self, every: float = 60.0) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self.run(every))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -1,0 +1,242 @@
+"""Hourly rollups in the test's real influxd (a retention policy of their own): answers
+from rollups equal answers from raw points, replicas and restarts and kills cannot
+corrupt them, late points are counted and left alone until a rebuild, and a
+read-only account turns them off without changing any answer."""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import API_PASS, API_USER, DB
+from dataset import T0, D
+
+from kubemonitor.influx import InfluxError
+from kubemonitor.influxd import Influxd
+from kubemonitor.metrics import CATALOG
+from kubemonitor.request import ApiQuery
+from kubemonitor.rollups import HOURS, USAGE
+from kubemonitor.times import HOUR_NS, NS
+from kubemonitor.usage import aggregate
+
+CPU = CATALOG["cpu/usage_rate"]
+INTERVAL = 60 * NS
+
+
+@pytest.fixture
+def rp():
+    return "t_" + secrets.token_hex(4)  # each test its own retention policy in the shared database
+
+
+@pytest.fixture
+def rollup_app(make_app, rp):
+    return make_app(rollup_rp=rp)
+
+
+async def roll(app, first, hours, metric=CPU):
+    await app.rollups.prepare()
+    assert app.rollups.state == "on", app.rollups.reason
+    for hour in range(first, first + hours * HOUR_NS, HOUR_NS):
+        await app.rollups.roll_up(metric, hour)
+
+
+async def both(app, metric, agg, begin, end, namespace="default"):
+    q = ApiQuery(namespace=namespace, agg=agg, begin_ns=begin, end_ns=end)
+    excluded = app.config.excluded_namespaces
+    from_rollups = await aggregate(app.influx, metric, q, excluded, INTERVAL, app.rollups)
+    from_raw = await aggregate(app.influx, metric, q, excluded, INTERVAL, None)
+    return from_rollups, from_raw
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_rollups_answer_exactly_what_raw_points_answer(rollup_app):
+    await roll(rollup_app, D, 30)  # day D and the first 6 hours of D+1
+    assert len(await rollup_app.rollups.covered_hours(CPU, D, D + 30 * HOUR_NS)) == 30
+    ranges = [(D, D + 24 * HOUR_NS - 1), (D + 30 * 60 * NS, D + 23 * HOUR_NS + 15 * 60 * NS),
+              (D + 5 * HOUR_NS, D + 5 * HOUR_NS), (D, D + 48 * HOUR_NS - 1), (D - 3 * HOUR_NS, D + 2 * HOUR_NS + 7),
+              (T0, T0 + HOUR_NS)]  # the last is not rolled up at all
+    for begin, end in ranges:
+        for agg, namespace in (("all-pod", "x"), ("all-namespace", "x"), ("pod-by-namespace", "case-partial")):
+            from_rollups, from_raw = await both(rollup_app, CPU, agg, begin, end, namespace)
+            assert from_rollups == from_raw, (agg, begin - D, end - D)
+            assert from_raw or (agg == "pod-by-namespace" and begin == T0)  # never an empty comparison by accident
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_whole_hours_come_from_the_rollups(rollup_app, running_influxd, rp):
+    """A kept hour is read from the rollups, not recomputed: a point planted in the rollups shows."""
+    await roll(rollup_app, D, 2)
+    running_influxd.write(DB, f"{USAGE},metric=cpu/usage_rate,namespace_name=case-planted,pod_name=p,source=pod "
+                              f"count=3i,sum=30.0,max=10.0 {D}", rp=rp)
+    rows, raw = await both(rollup_app, CPU, "all-namespace", D, D + 2 * HOUR_NS - 1)
+    planted = {r["namespace_name"]: r for r in rows}["case-planted"]
+    assert (planted["count"], planted["sum"], planted["max"]) == (3, 30.0, 10.0)
+    assert "case-planted" not in {r["namespace_name"] for r in raw}
+    # but a range that only touches part of that hour reads raw points for it
+    rows, _ = await both(rollup_app, CPU, "all-namespace", D + 1, D + 2 * HOUR_NS - 1)
+    assert "case-planted" not in {r["namespace_name"] for r in rows}
+
+
+def kept(influxd, rp):
+    usage = influxd.query(f'SELECT * FROM "{rp}"."{USAGE}"', DB)["results"][0].get("series", [])
+    hours = influxd.query(f'SELECT * FROM "{rp}"."{HOURS}"', DB)["results"][0].get("series", [])
+    return [sorted(map(tuple, s["values"])) for s in usage + hours]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_two_replicas_at_once_and_again_write_the_same(make_app, running_influxd, rp):
+    a, b = make_app(rollup_rp=rp), make_app(rollup_rp=rp)
+    await asyncio.gather(roll(a, D, 6), roll(b, D, 6))
+    first = kept(running_influxd, rp)
+    await roll(a, D, 6)  # idempotent: the same hours again
+    assert kept(running_influxd, rp) == first
+    assert sum(len(s) for s in first) > 6
+
+
+def sample_lines(namespace, t, value=10.0):
+    return [f"cpu/usage_rate,namespace_name={namespace},pod_name=p-1,container_name=c,type=pod_container value={value} {t}",
+            f"cpu/usage_rate,namespace_name={namespace},pod_name=p-1,type=pod value={value} {t}"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_late_points_within_the_settle_delay_count_after_it_wait_for_a_rebuild(make_app, scratch_db, running_influxd, rp):
+    app = make_app(influxdb_db=scratch_db, rollup_rp=rp)
+    rollups = app.rollups
+    last = (time.time_ns() // HOUR_NS - 1) * HOUR_NS  # the hour that ended last
+    running_influxd.write(scratch_db, [line for m in range(0, 60, 10) for line in sample_lines("late", last - 3 * HOUR_NS + m * 60 * NS)])
+    running_influxd.write(scratch_db, [line for m in range(0, 60, 10) for line in sample_lines("late", last + m * 60 * NS)])
+    await rollups.prepare()
+    rollups.settle_ns = time.time_ns() - (last + HOUR_NS) + 60 * NS  # the last hour has not settled yet
+    assert await rollups.catch_up(CPU) == 3 and await rollups.last_hour(CPU) == last - HOUR_NS
+    running_influxd.write(scratch_db, sample_lines("late", last + 59 * 60 * NS, 1000.0))  # late, but within the delay
+    rollups.settle_ns = 0
+    assert await rollups.catch_up(CPU) == 1
+    q = ApiQuery(agg="all-namespace", begin_ns=last, end_ns=last + HOUR_NS - 1)
+    (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
+    assert row["sum"] == 6 * 10 + 1000 and row["count"] == 7
+    running_influxd.write(scratch_db, sample_lines("late", last + 58 * 60 * NS, 500.0))  # after the hour was kept
+    assert await rollups.count_late_points(CPU) == 2  # its pod and container samples
+    assert await rollups.count_late_points(CPU) == 0  # counted once
+    assert app.telemetry.registry.get_sample_value("kubemonitor_rollup_late_points_total", {"metric": CPU.name}) == 2
+    (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
+    assert row["sum"] == 1060  # left alone ...
+    await rollups.roll_up(CPU, last, rebuild=True)
+    (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
+    assert row["sum"] == 1560 and row["count"] == 8  # ... until a rebuild
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_influxdb_frozen_while_rolling_up_marks_nothing_and_the_next_pass_completes(make_app, running_influxd, rp):
+    app = make_app(rollup_rp=rp, influxdb_timeout=1.0)
+    await app.rollups.prepare()
+    os.kill(running_influxd.process.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(InfluxError) as info:
+            await app.rollups.roll_up(CPU, D)
+        assert info.value.status == 504
+    finally:
+        os.kill(running_influxd.process.pid, signal.SIGCONT)
+    assert await app.rollups.covered_hours(CPU, D, D + HOUR_NS) == []  # not marked as done
+    await app.rollups.roll_up(CPU, D)
+    assert await app.rollups.covered_hours(CPU, D, D + HOUR_NS) == [D]
+
+
+def rollup_cli(running_influxd, rp, *args, db=DB):
+    return [sys.executable, "-m", "kubemonitor", "rollup", *args, "--influxdb-host", "127.0.0.1",
+            "--influxdb-port", str(running_influxd.http_port), "--influxdb-db", db, "--rollup-rp", rp,
+            "--rollup-metrics", "cpu/usage_rate"]
+
+
+@pytest.mark.slow
+def test_a_rollup_killed_with_sigkill_is_completed_by_the_next_run(running_influxd, anchors, rp):
+    proc = subprocess.Popen(rollup_cli(running_influxd, rp, "--from", "2018-03-01", "--to", "2018-03-09"),
+                            stderr=subprocess.PIPE, text=True)
+    while "rollup" not in (line := proc.stderr.readline()):  # the first tenth is done
+        assert line, "the rollup command ended early"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    marked = running_influxd.query(f'SELECT count("pods") FROM "{rp}"."{HOURS}"', DB)["results"][0]["series"][0]["values"][0][1]
+    assert 0 < marked < 9 * 24
+    r = subprocess.run(rollup_cli(running_influxd, rp, "--from", "2018-03-01", "--to", "2018-03-09"), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    marked = running_influxd.query(f'SELECT count("pods") FROM "{rp}"."{HOURS}"', DB)["results"][0]["series"][0]["values"][0][1]
+    assert marked == 9 * 24
+    clean = "t_" + secrets.token_hex(4)
+    subprocess.run(rollup_cli(running_influxd, clean, "--from", "2018-03-01", "--to", "2018-03-09"), check=True,
+                   capture_output=True, timeout=120)
+    assert kept(running_influxd, rp) == kept(running_influxd, clean)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--from", "2018-03-02", "--to", "2018-03-01"], ["--from is after --to"]),
+    (["--from", "2018-02-30"], ["--from", "not a real date"]),
+    (["--from", "yesterday"], ["--from", "is not a time"]),
+    (["--from", "2000-01-01", "--to", "2020-01-01"], ["more than 366 days"]),
+])
+def test_rollup_command_refuses_bad_ranges_in_one_line(running_influxd, rp, args, words):
+    r = subprocess.run(rollup_cli(running_influxd, rp, *args), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("kubemonitor: ")]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), r.stderr
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_serve_task_rolls_up_settled_hours_and_resumes_after_a_restart(make_app, scratch_db, running_influxd, rp):
+    now_hour = time.time_ns() // HOUR_NS * HOUR_NS
+    running_influxd.write(scratch_db, [line for h in range(5, 0, -1) for line in sample_lines("task", now_hour - h * HOUR_NS)])
+    app = make_app(influxdb_db=scratch_db, rollup_rp=rp, rollup_settle=1.0)
+    app.rollup_every = 0.2
+    await app.start()
+    deadline = time.monotonic() + 30
+    while app.rollups.state != "on" or len(await app.rollups.covered_hours(CPU, now_hour - 5 * HOUR_NS, now_hour)) < 5:
+        assert time.monotonic() < deadline, app.rollups.status()
+        await asyncio.sleep(0.2)
+    await app.shutdown()
+    before = app.telemetry.registry.get_sample_value("kubemonitor_rollup_hours_total", {"metric": CPU.name})
+    assert before >= 5
+    # a new process resumes where the rollups end: nothing is done twice
+    again = make_app(influxdb_db=scratch_db, rollup_rp=rp, rollup_settle=1.0)
+    await again.rollups.prepare()
+    assert await again.rollups.catch_up(CPU) == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_read_only_account_turns_rollups_off_and_answers_from_raw(make_app, tmp_path, http_client):
+    import dataset
+    (tmp_path / "ro").mkdir()
+    server = Influxd(root=str(tmp_path / "ro"), auth=True).start()
+    try:
+        admin = ("admin", "admin-pw-1")
+        server.query("CREATE USER admin WITH PASSWORD 'admin-pw-1' WITH ALL PRIVILEGES")
+        server.query('CREATE DATABASE "k8s_ro"', user=admin)
+        server.query("CREATE USER reader WITH PASSWORD 'reader-pw-1'", user=admin)
+        server.query('GRANT READ ON "k8s_ro" TO "reader"', user=admin)
+        import urllib.request
+        req = urllib.request.Request(f"{server.url}/write?db=k8s_ro&u=admin&p=admin-pw-1", method="POST",
+                                     data="\n".join(dataset.usage_rule_lines()).encode())
+        urllib.request.urlopen(req, timeout=60)
+        app = make_app(influxdb_port=server.http_port, influxdb_db="k8s_ro", influxdb_user="reader", influxdb_pass="reader-pw-1")
+        await app.rollups.prepare()
+        assert app.rollups.state == "off" and "read-only" in app.rollups.reason
+        from conftest import serve_app
+        base, http = await serve_app(app)
+        try:
+            r = await http_client.fetch(base + "/readyz")
+            import json
+            assert json.loads(r.body)["rollups"]["state"] == "off"
+            r = await http_client.fetch(base + "/api/cpu/usage_rate", method="POST",
+                                        headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS},
+                                        body=json.dumps({"agg": "pod-by-namespace", "namespace": "case-skew",
+                                                         "timeBeginInterval": "2018-03-05", "timeEndInterval": "2018-03-05"}))
+            (row,) = json.loads(r.body)
+            assert row["count"] == 1440 and row["integral"] == 1440 * 300 / 60
+        finally:
+            http.stop()
+    finally:
+        server.cleanup()
