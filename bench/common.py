@@ -35,7 +35,7 @@ def seeded_influxd(hours: float, pods: int, namespaces: int, db: str = "k8s") ->
 class Server:
     """`kubemonitor serve` on a free port against `influxd`."""
 
-    def __init__(self, influxd: Influxd, db: str = "k8s", poll_interval: float = 10.0):
+    def __init__(self, influxd: Influxd, db: str = "k8s", poll_interval: float = 10.0, env: dict | None = None):
         self.dir = tempfile.mkdtemp(prefix="kubemonitor-bench-")
         users = os.path.join(self.dir, "users.yaml")
         UserStore(users, rounds=4).add(WEB_USER, "bench@example.org", WEB_PASS)
@@ -44,7 +44,7 @@ class Server:
                "API_USERNAME": API_USER, "API_PASSWORD": API_PASS, "KUBEMONITOR_USERS_FILE": users,
                "KUBEMONITOR_LOG_DIR": self.dir, "KUBEMONITOR_POLL_INTERVAL": str(poll_interval),
                "KUBEMONITOR_COOKIE_SECRET": "bench-" + "x" * 40, "KUBEMONITOR_ADDRESS": "127.0.0.1",
-               "INFLUXDB_TIMEOUT": "60"}
+               "INFLUXDB_TIMEOUT": "120", **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "serve", str(self.port)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -60,6 +60,14 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=15)
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def median_ms(samples: list[float]) -> float:

@@ -220,6 +220,7 @@ def progress(done: int, total: int, started: float) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoOptions, run_demo
     run_demo(DemoOptions(port=args.port, address=args.address, backfill=args.backfill, interval=args.interval,
+                         sample_interval=args.sample_interval,
                          namespaces=args.namespaces, pods=args.pods, seed=args.seed, password=args.password,
                          influxd=args.influxd, verbose=args.verbose))
     return 0
@@ -292,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill", type=duration, default=86400.0, metavar="DURATION",
                    help="history to simulate first (default 24h)")
     p.add_argument("--interval", type=duration, default=10.0, metavar="DURATION",
-                   help="live sample and refresh interval (default 10s)")
+                   help="how often the pages refresh (default 10s)")
+    p.add_argument("--sample-interval", type=duration, default=60.0, metavar="DURATION",
+                   help="how often the simulated collector samples, backfill and live (default 60s, Heapster's)")
     p.add_argument("--namespaces", type=int, default=5)
     p.add_argument("--pods", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)

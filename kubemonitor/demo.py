@@ -33,7 +33,8 @@ class DemoOptions:
     port: int = 8000
     address: str = "127.0.0.1"
     backfill: float = 86400.0
-    interval: float = 10.0
+    interval: float = 10.0         # how often the pages refresh
+    sample_interval: float = 60.0  # how often the simulated collector samples (backfill and live alike)
     namespaces: int = 5
     pods: int = 30
     seed: int = 1
@@ -111,6 +112,7 @@ def run_demo(options: DemoOptions) -> None:
             api_username=API_USER, api_password=api_password,
             users_file=os.path.join(root, "users.yaml"), cookie_secret=secrets.token_hex(32),
             log_dir=os.path.join(root, "logs"), poll_interval=options.interval, address=options.address,
+            sample_interval=options.sample_interval,
         )
         client = client_for(config)
         client.create_database("k8s")
@@ -118,8 +120,10 @@ def run_demo(options: DemoOptions) -> None:
         if options.backfill:
             _say(f"simulating the last {options.backfill / 3600:g} h of a cluster ({options.namespaces} namespaces, "
                  f"{options.pods} pods)…")
-            backfill(cluster, client, options.backfill, 60.0)
-        writer = threading.Thread(target=live, args=(cluster, client_for(config), options.interval, stop_live),
+            backfill(cluster, client, options.backfill, options.sample_interval)
+        # Live samples come at the same interval as the backfill: each sample stands for one
+        # interval (the usage rule), so the two must agree.
+        writer = threading.Thread(target=live, args=(cluster, client_for(config), options.sample_interval, stop_live),
                                   kwargs={"on_error": lambda exc: None}, name="simulate-live", daemon=True)
         writer.start()
         UserStore(config.users_file).add(DEMO_USER, "demo@example.org", web_password)

@@ -128,16 +128,17 @@ class RawPlan:
     """The usage rule over raw points of one metric, for [begin, end] (inclusive).
 
     Within each clock hour a pod instance is counted from its pod-level samples when
-    it has any in that hour (looking at the whole hour, even where the range covers
-    only part of it, so that any split of a range adds up), else from its
-    container-level samples, bucketed per sample interval. Three steps:
+    it has any in that hour — in the whole hour, even where the range covers only part
+    of it, so that any split of a range adds up — else from its container-level
+    samples, bucketed per sample interval. Steps:
 
-    1. `first()`: two independent statements, run concurrently — per pod instance
-       and hour, the count of pod- and container-level samples over the whole hours
-       the range touches (which hours need the fallback), and the count, sum and max
-       of its pod-level samples inside the range;
-    2. `fallback()`: for the pod instances that have hours without pod-level samples,
-       the sum of their container samples per sample interval (in chunks of pods);
+    1. `first()`: two independent statements, run concurrently: per pod instance and
+       hour, the count, sum and max of its pod-level samples, and the count of its
+       container-level samples (count() is InfluxDB's cheap path);
+    2. `second()`: only for the pod-hours with container samples and no pod-level ones
+       (none when every pod has pod-level series, as Heapster writes them): the sums
+       of their containers per sample interval, and — for an hour the range covers
+       only partly — whether the rest of that hour has pod-level samples;
     3. `combine()`: {(pod instance, hour): Counted}.
 
     ns, node, cluster and sys_container series are never read.
@@ -145,58 +146,59 @@ class RawPlan:
 
     def __init__(self, metric: Metric, begin_ns: int, end_ns: int, scope: Scope, interval_ns: int):
         self.metric, self.begin, self.end, self.scope, self.interval_ns = metric, begin_ns, end_ns, scope, interval_ns
-        self.first_hour = hour_of(begin_ns)
-        self.after_last_hour = hour_of(end_ns) + HOUR_NS
         self.interval = f"{interval_ns // NS}s"
+        # the hours the range covers only partly
+        self.edges = {h for h, covered in ((hour_of(begin_ns), begin_ns % HOUR_NS == 0),
+                                            (hour_of(end_ns), (end_ns + 1) % HOUR_NS == 0)) if not covered}
         self.needs: dict[PodKey, set[int]] = {}
+        self.checked_edges = False
 
     def _common(self) -> tuple[list[str], dict]:
         conditions, params = self.scope.conditions()
-        return conditions, {**params, "pod_type": "pod", "container_type": "pod_container"}
+        return ["time >= $begin", "time <= $end", *conditions], {**params, "begin": self.begin, "end": self.end,
+                                                                  "pod_type": "pod", "container_type": "pod_container"}
 
     def first(self) -> list[tuple[str, dict]]:
         conditions, params = self._common()
-        group = 'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id"'
-        decide = statement('count("value") AS "count"', self.metric,
-                           ['("type" = $pod_type OR "type" = $container_type)', "time >= $hours_begin",
-                            "time < $hours_end", *conditions], group + ', "type" fill(none)')
+        group = 'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id" fill(none)'
         pods = statement('count("value") AS "count", sum("value") AS "sum", max("value") AS "max"', self.metric,
-                         ['"type" = $pod_type', "time >= $begin", "time <= $end", *conditions], group + " fill(none)")
-        return [(decide, {**params, "hours_begin": self.first_hour, "hours_end": self.after_last_hour}),
-                (pods, {**params, "begin": self.begin, "end": self.end})]
+                         ['"type" = $pod_type', *conditions], group)
+        containers = statement('count("value") AS "count"', self.metric, ['"type" = $container_type', *conditions], group)
+        return [(pods, params), (containers, params)]
 
-    def fallback(self, first: list[list[dict]]) -> list[tuple[str, dict]]:
-        """The container statements for pod-hours without pod-level samples (none when every
-        pod has pod-level series, as Heapster writes them)."""
-        seen: dict[PodKey, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
-        for series in first[0]:
-            kind = (series.get("tags") or {}).get("type", "")
-            hours = seen[_key(series.get("tags"))]
-            for t, count in series.get("values", []):
-                if count:
-                    hours[t].add(kind)
-        self.needs = {key: {h for h, kinds in hours.items() if "pod" not in kinds}
-                      for key, hours in seen.items()}
-        self.needs = {key: hours for key, hours in self.needs.items() if hours}
+    def second(self, first: list[list[dict]]) -> list[tuple[str, dict]]:
+        """The container sums (and edge-hour checks) for pod-hours without pod-level samples."""
+        counted = {(_key(s.get("tags")), t) for s in first[0] for t, *rest in s.get("values", []) if rest and rest[0]}
+        needs: dict[PodKey, set[int]] = defaultdict(set)
+        for s in first[1]:
+            key = _key(s.get("tags"))
+            for t, count in s.get("values", []):
+                if count and (key, t) not in counted:
+                    needs[key].add(t)
+        self.needs = dict(needs)
         conditions, params = self._common()
         out = []
         pods = sorted(self.needs)
         for start in range(0, len(pods), FALLBACK_CHUNK):
-            chunk_params: dict[str, Any] = {}
-            alternatives = []
-            for i, (ns, pod, pod_id) in enumerate(pods[start:start + FALLBACK_CHUNK]):
-                alternatives.append(f'("namespace_name" = $ns_{i} AND "pod_name" = $pod_{i} AND "pod_id" = $id_{i})')
-                chunk_params.update({f"ns_{i}": ns, f"pod_{i}": pod, f"id_{i}": pod_id})
-            text = statement('sum("value") AS "sum"', self.metric,
-                             ['"type" = $container_type', "time >= $begin", "time <= $end", *conditions,
-                              "(" + " OR ".join(alternatives) + ")"],
-                             f'GROUP BY time({self.interval}), "namespace_name", "pod_name", "pod_id" fill(none)')
-            out.append((text, {**params, **chunk_params, "begin": self.begin, "end": self.end}))
+            which, chunk_params = _pods_condition(pods[start:start + FALLBACK_CHUNK])
+            out.append((statement('sum("value") AS "sum"', self.metric, ['"type" = $container_type', *conditions, which],
+                                  f'GROUP BY time({self.interval}), "namespace_name", "pod_name", "pod_id" fill(none)'),
+                        {**params, **chunk_params}))
+        at_edges = sorted(key for key, hours in self.needs.items() if hours & self.edges)
+        self.checked_edges = bool(at_edges)
+        if at_edges:
+            scope_conditions, scope_params = self.scope.conditions()
+            which, chunk_params = _pods_condition(at_edges)
+            out.append((statement('count("value") AS "count"', self.metric,
+                                  ['"type" = $pod_type', "time >= $hours_begin", "time < $hours_end", *scope_conditions, which],
+                                  'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id" fill(none)'),
+                        {**scope_params, **chunk_params, "pod_type": "pod", "hours_begin": min(self.edges),
+                         "hours_end": max(self.edges) + HOUR_NS}))
         return out
 
-    def combine(self, first: list[list[dict]], fallback: list[list[dict]]) -> dict[tuple[PodKey, int], Counted]:
+    def combine(self, first: list[list[dict]], second: list[list[dict]]) -> dict[tuple[PodKey, int], Counted]:
         hours: dict[tuple[PodKey, int], Counted] = {}
-        for series in first[1]:
+        for series in first[0]:
             key = _key(series.get("tags"))
             for values in series.get("values", []):
                 row = dict(zip(series["columns"], values))
@@ -204,7 +206,14 @@ class RawPlan:
                     top = row.get("max")
                     hours[(key, row["time"])] = Counted(row["count"], float(row.get("sum") or 0.0),
                                                         None if top is None else float(top), frozenset({"pod"}))
-        for result in fallback:
+        sums = second[:-1] if self.checked_edges else second
+        if self.checked_edges:  # pod-level samples elsewhere in an edge hour: that hour is the pod's, not its containers'
+            for series in second[-1]:
+                key = _key(series.get("tags"))
+                for t, count in series.get("values", []):
+                    if count and key in self.needs:
+                        self.needs[key].discard(t)
+        for result in sums:
             for series in result:
                 key = _key(series.get("tags"))
                 wanted = self.needs.get(key, set())
@@ -215,6 +224,16 @@ class RawPlan:
                     counted = hours.setdefault((key, hour), Counted(sources=frozenset({"pod_container"})))
                     counted.add(Counted(1, float(total), float(total)))
         return hours
+
+
+def _pods_condition(pods: list[PodKey]) -> tuple[str, dict]:
+    """`(namespace = .. AND pod = .. AND pod_id = ..) OR ...` for a chunk of pod instances, as bind parameters."""
+    params: dict[str, Any] = {}
+    alternatives = []
+    for i, (ns, pod, pod_id) in enumerate(pods):
+        alternatives.append(f'("namespace_name" = $ns_{i} AND "pod_name" = $pod_{i} AND "pod_id" = $id_{i})')
+        params.update({f"ns_{i}": ns, f"pod_{i}": pod, f"id_{i}": pod_id})
+    return "(" + " OR ".join(alternatives) + ")", params
 
 
 def sample_interval_ns(metric: Metric, config) -> int:
@@ -269,9 +288,9 @@ async def raw_hours(influx, metric: Metric, begin_ns: int, end_ns: int, scope: S
     """The usage rule over raw points: {(pod instance, hour): Counted} for [begin, end]."""
     plan = RawPlan(metric, begin_ns, end_ns, scope, interval_ns)
     first = list(await asyncio.gather(*(influx.query(text, params, kind="usage") for text, params in plan.first())))
-    statements = await influx.compute(plan.fallback, first)
-    fallback = list(await asyncio.gather(*(influx.query(text, params, kind="usage") for text, params in statements)))
-    return await influx.compute(plan.combine, first, fallback)
+    statements = await influx.compute(plan.second, first)
+    second = list(await asyncio.gather(*(influx.query(text, params, kind="usage") for text, params in statements)))
+    return await influx.compute(plan.combine, first, second)
 
 
 async def aggregate(influx, metric: Metric, q: ApiQuery, excluded: Iterable[str], interval_ns: int,

@@ -28,6 +28,8 @@ cpu/usage_rate), one namespace per case the audit measured:
   case-labels/web-1        pod-level 500 (containers 300 + 200) all day; the `labels` tag changes
                            from app:v1 to app:v2 at 12:00
   case-twoday/long-1       pod-level 250 (container 250) on D and D+1
+  case-midhour/late-1      container 100 all day; a pod-level series (100) from 12:30 on, so the
+                           clock hour 12 belongs to the pod-level series (30 samples)
 
 Last-hour block: ten points one minute apart starting 15 minutes before the
 fixture was written (`Anchors.recent[0]`), so the default window (now - 60 min ..
@@ -138,6 +140,7 @@ def usage_rule_lines() -> list[str]:
         out += _pod(cpu, "case-partial", "mixed-1", "n1", {"main": 400}, t, with_pod=hour >= 22)
         out += _pod(cpu, "case-labels", "web-1", "n2", {"nginx": 300, "sidecar": 200}, t,
                     labels="app:v1" if hour < 12 else "app:v2")
+        out += _pod(cpu, "case-midhour", "late-1", "n1", {"main": 100}, t, with_pod=i >= 12 * 60 + 30)
     for i in range(2 * DAY_SAMPLES):
         out += _pod(cpu, "case-twoday", "long-1", "n1", {"main": 250}, D + i * MINUTE)
     return out

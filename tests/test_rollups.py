@@ -240,3 +240,27 @@ async def test_a_read_only_account_turns_rollups_off_and_answers_from_raw(make_a
             http.stop()
     finally:
         server.cleanup()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_rollups_equal_raw_points_on_the_simulated_cluster(make_app, scratch_db, rp):
+    from kubemonitor.simulate import Cluster, backfill, client_for
+    end = time.time() // 3600 * 3600 - 120  # the last three hours before the current one, and then some
+    app = make_app(influxdb_db=scratch_db, rollup_rp=rp)
+    await asyncio.get_running_loop().run_in_executor(
+        None, lambda: backfill(Cluster(seed=3, namespaces=3, pods=12), client_for(app.config), 3.5 * 3600, 60.0, end=end,
+                               progress=False))
+    first = int(end // 3600 - 3) * HOUR_NS
+    for name in ("cpu/usage_rate", "memory/usage", "gpu/usage"):
+        await roll(app, first, 3, CATALOG[name])
+        for begin, stop in ((first, first + 3 * HOUR_NS - 1), (first - 20 * 60 * NS, int(end * NS)),
+                            (first + 17 * 60 * NS, first + 2 * HOUR_NS + 3 * NS)):
+            for agg in ("all-pod", "all-namespace"):
+                from_rollups, from_raw = await both(app, CATALOG[name], agg, begin, stop)
+                assert from_raw and [r.keys() for r in from_rollups] == [r.keys() for r in from_raw]
+                for a, b in zip(from_rollups, from_raw):
+                    assert {k: v for k, v in a.items() if not isinstance(v, float)} == \
+                           {k: v for k, v in b.items() if not isinstance(v, float)}
+                    for k, v in a.items():
+                        if isinstance(v, float):
+                            assert v == pytest.approx(b[k], rel=1e-12), (name, agg, k)

@@ -56,6 +56,17 @@ async def test_a_range_ending_on_a_single_pod_level_point(api):
 
 
 @pytest.mark.gen_test
+async def test_the_clock_hour_decides_even_when_a_range_covers_part_of_it(api):
+    """Hour 12 has pod-level samples from 12:30: the whole hour is the pod-level series', so a
+    range ending at 12:15 counts none of that hour's container samples."""
+    check(await pod(api, "case-midhour"), 12 * 60 + 30 + 11 * 60, (12 * 60 + 30 + 11 * 60) * 100, 100)
+    morning = await pod(api, "case-midhour", {"timeBeginInterval": "2018-03-05", "timeEndInterval": "2018-03-05T12:14:59.999999999Z"})
+    check(morning, 12 * 60, 12 * 60 * 100, 100)
+    rest = await pod(api, "case-midhour", {"timeBeginInterval": "2018-03-05T12:15:00Z", "timeEndInterval": "2018-03-05"})
+    check(rest, 30 + 11 * 60, (30 + 11 * 60) * 100, 100)
+
+
+@pytest.mark.gen_test
 async def test_a_changed_labels_tag_is_still_one_pod(api):
     status, rows, _ = await api("cpu/usage_rate", {"agg": "all-pod", **WHOLE_DAY})
     assert [r["pod_name"] for r in rows if r["namespace_name"] == "case-labels"] == ["web-1"]
@@ -90,7 +101,7 @@ async def test_24_hourly_queries_add_up_to_the_daily_one(api):
     day = await all_pods(api, D, D + DAY_NS - 1)
     hours = [await all_pods(api, D + h * HOUR_NS, D + (h + 1) * HOUR_NS - 1) for h in range(24)]
     assert added(hours) == {key: {"count": r["count"], "sum": r["sum"], "integral": r["integral"]} for key, r in day.items()}
-    assert len(day) == 5
+    assert len(day) == 6
 
 
 @pytest.mark.gen_test
@@ -102,7 +113,8 @@ async def test_day_one_plus_day_two_is_the_two_day_query(api):
 
 
 @pytest.mark.gen_test
-@pytest.mark.parametrize("split", [13 * HOUR_NS + 37 * 60 * NS + NS // 2, 22 * HOUR_NS + 30 * 60 * NS, 1, 10 * HOUR_NS + 2 * NS])
+@pytest.mark.parametrize("split", [13 * HOUR_NS + 37 * 60 * NS + NS // 2, 22 * HOUR_NS + 30 * 60 * NS, 1, 10 * HOUR_NS + 2 * NS,
+                                   12 * HOUR_NS + 15 * 60 * NS])
 async def test_a_split_at_any_instant_adds_up(api, split):
     whole = await all_pods(api, D, D + DAY_NS - 1)
     parts = [await all_pods(api, D, D + split - 1), await all_pods(api, D + split, D + DAY_NS - 1)]
