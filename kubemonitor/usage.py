@@ -23,6 +23,8 @@ from .times import HOUR_NS, NS, format_ns
 TAG_KEYS = ("namespace_name", "pod_name", "container_name", "nodename", "type")
 # How many container-only pods one fallback query names (keeps the URL and the OR short).
 FALLBACK_CHUNK = 100
+# A raw range at most this long is read with one statement (see RawPlan).
+SHORT_RANGE_NS = 2 * HOUR_NS
 
 
 # ---------------------------------------------------------------- InfluxQL
@@ -132,14 +134,20 @@ class RawPlan:
     of it, so that any split of a range adds up — else from its container-level
     samples, bucketed per sample interval. Steps:
 
-    1. `first()`: two independent statements, run concurrently: per pod instance and
-       hour, the count, sum and max of its pod-level samples, and the count of its
-       container-level samples (count() is InfluxDB's cheap path);
-    2. `second()`: only for the pod-hours with container samples and no pod-level ones
-       (none when every pod has pod-level series, as Heapster writes them): the sums
-       of their containers per sample interval, and — for an hour the range covers
-       only partly — whether the rest of that hour has pod-level samples;
-    3. `combine()`: {(pod instance, hour): Counted}.
+    1. `first()`: four independent statements, run concurrently — per pod instance,
+       the count, sum and max of its pod-level samples; the hours that have pod-level
+       samples (count() is InfluxDB's cheap path); the first and the last container
+       sample (cheap too: they read block headers). A range of two hours or less
+       (the ends of a range answered from rollups) costs InfluxDB little per point but
+       a lot per statement, so it uses one: per hour and series type, count, sum, max;
+    2. `second()`: only for the pod instances whose containers reported in an hour
+       without pod-level samples (none when every pod has pod-level series all along,
+       as Heapster writes them): the sums of their containers per sample interval,
+       and — for an hour the range covers only partly — whether the rest of that hour
+       has pod-level samples;
+    3. `combine()`: {(pod instance, hour): Counted}. Pod-level samples are keyed by the
+       range's first hour (exact for a range within one hour, as rollups use it);
+       container-counted samples by their own hour.
 
     ns, node, cluster and sys_container series are never read.
     """
@@ -152,6 +160,7 @@ class RawPlan:
                                             (hour_of(end_ns), (end_ns + 1) % HOUR_NS == 0)) if not covered}
         self.needs: dict[PodKey, set[int]] = {}
         self.checked_edges = False
+        self.compact = end_ns - begin_ns < SHORT_RANGE_NS
 
     def _common(self) -> tuple[list[str], dict]:
         conditions, params = self.scope.conditions()
@@ -160,22 +169,42 @@ class RawPlan:
 
     def first(self) -> list[tuple[str, dict]]:
         conditions, params = self._common()
-        group = 'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id" fill(none)'
-        pods = statement('count("value") AS "count", sum("value") AS "sum", max("value") AS "max"', self.metric,
-                         ['"type" = $pod_type', *conditions], group)
-        containers = statement('count("value") AS "count"', self.metric, ['"type" = $container_type', *conditions], group)
-        return [(pods, params), (containers, params)]
+        if self.compact:
+            return [(statement('count("value") AS "count", sum("value") AS "sum", max("value") AS "max"', self.metric,
+                               ['("type" = $pod_type OR "type" = $container_type)', *conditions],
+                               'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id", "type" fill(none)'), params)]
+        by_pod = 'GROUP BY "namespace_name", "pod_name", "pod_id"'
+        pod, container = ['"type" = $pod_type', *conditions], ['"type" = $container_type', *conditions]
+        return [(statement('count("value") AS "count", sum("value") AS "sum", max("value") AS "max"', self.metric, pod, by_pod), params),
+                (statement('count("value") AS "count"', self.metric, pod,
+                           'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id" fill(none)'), params),
+                (statement('first("value")', self.metric, container, by_pod), params),
+                (statement('last("value")', self.metric, container, by_pod), params)]
 
     def second(self, first: list[list[dict]]) -> list[tuple[str, dict]]:
-        """The container sums (and edge-hour checks) for pod-hours without pod-level samples."""
-        counted = {(_key(s.get("tags")), t) for s in first[0] for t, *rest in s.get("values", []) if rest and rest[0]}
-        needs: dict[PodKey, set[int]] = defaultdict(set)
-        for s in first[1]:
-            key = _key(s.get("tags"))
-            for t, count in s.get("values", []):
-                if count and (key, t) not in counted:
-                    needs[key].add(t)
-        self.needs = dict(needs)
+        """The container sums (and edge-hour checks) for pod instances whose containers
+        reported in an hour without pod-level samples."""
+        pod_hours: dict[PodKey, set[int]] = defaultdict(set)
+        container_hours: dict[PodKey, set[int]] = defaultdict(set)
+        if self.compact:
+            for s in first[0]:
+                kind = (s.get("tags") or {}).get("type")
+                hours = pod_hours if kind == "pod" else container_hours
+                hours[_key(s.get("tags"))].update(t for t, count, *_ in s.get("values", []) if count)
+        else:
+            for s in first[1]:
+                pod_hours[_key(s.get("tags"))].update(t for t, count in s.get("values", []) if count)
+            extent: dict[PodKey, list[int]] = {}
+            for s in first[2] + first[3]:
+                for t, _value in s.get("values", []):
+                    extent.setdefault(_key(s.get("tags")), []).append(t)
+            for key, times in extent.items():
+                container_hours[key] = set(range(hour_of(min(times)), hour_of(max(times)) + HOUR_NS, HOUR_NS))
+        self.needs = {}
+        for key, hours in container_hours.items():
+            missing = hours - pod_hours.get(key, set())
+            if missing:
+                self.needs[key] = missing
         conditions, params = self._common()
         out = []
         pods = sorted(self.needs)
@@ -199,13 +228,16 @@ class RawPlan:
     def combine(self, first: list[list[dict]], second: list[list[dict]]) -> dict[tuple[PodKey, int], Counted]:
         hours: dict[tuple[PodKey, int], Counted] = {}
         for series in first[0]:
+            if (series.get("tags") or {}).get("type", "pod") != "pod":
+                continue  # compact: the container rows only told which hours need them
             key = _key(series.get("tags"))
             for values in series.get("values", []):
                 row = dict(zip(series["columns"], values))
                 if row.get("count"):
                     top = row.get("max")
-                    hours[(key, row["time"])] = Counted(row["count"], float(row.get("sum") or 0.0),
-                                                        None if top is None else float(top), frozenset({"pod"}))
+                    hour = hour_of(row["time"]) if self.compact else hour_of(self.begin)
+                    hours[(key, hour)] = Counted(row["count"], float(row.get("sum") or 0.0),
+                                                 None if top is None else float(top), frozenset({"pod"}))
         sums = second[:-1] if self.checked_edges else second
         if self.checked_edges:  # pod-level samples elsewhere in an edge hour: that hour is the pod's, not its containers'
             for series in second[-1]:
@@ -221,8 +253,10 @@ class RawPlan:
                     hour = hour_of(t)
                     if total is None or hour not in wanted:
                         continue
-                    counted = hours.setdefault((key, hour), Counted(sources=frozenset({"pod_container"})))
-                    counted.add(Counted(1, float(total), float(total)))
+                    counted = hours.get((key, hour))
+                    if counted is None:
+                        counted = hours[(key, hour)] = Counted()
+                    counted.add(Counted(1, float(total), float(total), frozenset({"pod_container"})))
         return hours
 
 
