@@ -8,8 +8,10 @@ from urllib.parse import quote
 import tornado.web
 from tornado.web import url
 
+from . import ratecard
+from .billing import Billing
 from .config import Config
-from .handlers import api, auth, live, ops, pages
+from .handlers import api, auth, billing, billing_pages, live, ops, pages
 from .handlers.base import NotFoundHandler
 from .influx import InfluxError, InfluxGateway
 from .metrics import MetricCatalog
@@ -55,6 +57,8 @@ class KubeMonitorApp(tornado.web.Application):
         self.rollups = rollups or Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics,
                                           settle=config.rollup_settle,
                                           interval_ns=lambda metric: sample_interval_ns(metric, config))
+        self.billing = Billing(self.influx, self.catalog, ratecard.load(config.billing_file), self.rollups,
+                               config.excluded_namespaces, lambda metric: sample_interval_ns(metric, config))
         self.rollup_every = rollup_every
         self.login_throttle = auth.Throttle()
         # bcrypt is slow on purpose; its own small pool keeps logins from starving queries
@@ -81,6 +85,7 @@ class KubeMonitorApp(tornado.web.Application):
             url(r"/metrics", ops.MetricsHandler, name="metrics"),
             url(r"/openapi.json", ops.OpenAPIHandler, name="openapi"),
             # -- the billing API: POST /api/<metric>, credentials in headers
+            url(r"/api/billing/statement", billing.StatementHandler, name="statement"),
             PathURL(r"/api/(.+)", api.MetricHandler, name="api"),
             # -- the dashboard: login, pages, the live websocket
             url(r"/web/?", pages.WebRootHandler, name="web"),
@@ -90,6 +95,10 @@ class KubeMonitorApp(tornado.web.Application):
             PathURL(r"/web/stats/(.+)", pages.StatsHandler, name="stats"),   # <metric>[/<namespace>]
             url(r"/web/go", pages.PickerHandler, name="picker"),
             url(r"/web/live", live.LiveHandler, name="live"),
+            url(r"/web/billing", billing_pages.BillingPageHandler, name="billing"),
+            url(r"/web/billing/go", billing_pages.BillingPickerHandler, name="billing_picker"),
+            url(r"/web/billing/([0-9-]+)\.csv", billing_pages.BillingCSVHandler, name="billing_csv"),
+            url(r"/web/billing/([0-9-]+)", billing_pages.BillingPageHandler, name="billing_period"),
             url(r"/", pages.WebRootHandler, name="root"),
             # -- anything else: NotFoundHandler (default_handler_class), JSON under /api
         ]

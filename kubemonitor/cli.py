@@ -196,6 +196,11 @@ def cmd_rollup(args: argparse.Namespace) -> int:
                     progress(done, total, started)
             print(f"{'rebuilt' if args.rebuild else 'rolled up'} {len(hours)} hour(s) x {len(metrics)} metric(s) "
                   f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
+            if args.rebuild:
+                from .billing import Kept
+                labels = await Kept(influx, config.rollup_rp).invalidate(first, after)
+                if labels:
+                    print(f"kept statements of {', '.join(labels)} will be computed again, as a new revision", file=sys.stderr)
             return 0
         except InfluxError as exc:
             raise UserError(exc.message) from None
@@ -215,6 +220,51 @@ def progress(done: int, total: int, started: float) -> None:
         sys.stderr.flush()
     elif done == total or done % max(1, total // 10) == 0:
         print(f"rollup {frac:4.0%} ({done}/{total} hours)", file=sys.stderr, flush=True)
+
+
+def cmd_statement(args: argparse.Namespace) -> int:
+    """Print a period's statement (JSON, or CSV with --csv): for cron jobs that mail it."""
+    import json
+    import logging
+    import time
+
+    config = load_config(args)
+    logging.getLogger("kubemonitor.influx").setLevel(logging.ERROR)
+
+    async def run() -> int:
+        from . import ratecard
+        from .billing import Billing, statement_request, to_csv
+        from .influx import InfluxError, InfluxGateway
+        from .metrics import MetricCatalog
+        from .request import BadRequest
+        from .rollups import Rollups
+        from .usage import sample_interval_ns
+        card = ratecard.load(config.billing_file)
+        influx = InfluxGateway(config)
+        catalog = MetricCatalog(influx.list_measurements)
+        interval = lambda metric: sample_interval_ns(metric, config)  # noqa: E731
+        rollups = Rollups(influx, catalog, rp=config.rollup_rp, metrics=config.rollup_metrics, settle=config.rollup_settle,
+                          interval_ns=interval)
+        try:
+            body = {"period": args.period} if args.period else {"from": args.from_, "to": args.to}
+            try:
+                period, by, _ = statement_request({**body, "by": args.by}, card.timezone, time.time_ns())
+            except BadRequest as exc:
+                raise UsageError(str(exc).replace("'period'", "--period").replace("'from'", "--from")
+                                 .replace("'to'", "--to").replace("'by'", "--by")) from None
+            await rollups.prepare()
+            billing = Billing(influx, catalog, card, rollups, config.excluded_namespaces, interval)
+            text = await billing.statement(period, by)
+            sys.stdout.write(to_csv(json.loads(text), by) if args.csv else text + "\n")
+            return 0
+        except InfluxError as exc:
+            raise UserError(exc.message) from None
+        finally:
+            influx.close()
+    return asyncio.run(run())
+
+
+BY_CHOICES = ("group", "namespace", "pod")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -286,6 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="delete the kept hours first, then compute them again")
     add_setting_flags(p)
     p.set_defaults(func=cmd_rollup)
+
+    p = sub.add_parser("statement", help="print a billing statement (JSON, or CSV with --csv)",
+                       description="Print the statement of a month (--period 2026-11), a day (--period 2026-11-27) or "
+                                   "of inclusive days (--from/--to), in the rate card's time zone.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--period", metavar="PERIOD", help="a month (2026-11) or a day (2026-11-27)")
+    which.add_argument("--from", dest="from_", metavar="DAY", help="first day, with --to")
+    p.add_argument("--to", metavar="DAY", help="last day, inclusive (with --from)")
+    p.add_argument("--by", choices=BY_CHOICES, default="group", help="one row per group (default), namespace or pod")
+    p.add_argument("--csv", action="store_true", help="CSV (RFC 4180) instead of JSON")
+    add_setting_flags(p)
+    p.set_defaults(func=cmd_statement)
 
     p = sub.add_parser("demo", help="run a complete demo: private InfluxDB, simulated cluster, server")
     p.add_argument("--port", type=int, default=8000, help="port of the web server (default 8000)")

@@ -161,6 +161,8 @@ SETTINGS: tuple[Setting, ...] = (
             "cpu/usage_rate,memory/usage,gpu/usage", "comma-separated metrics kept as hourly rollups (empty: none)"),
     Setting("rollup_settle", "KUBEMONITOR_ROLLUP_SETTLE", "--rollup-settle", _positive_duration, "10m",
             "how long after an hour ends it is rolled up (room for late points)"),
+    Setting("billing_file", "KUBEMONITOR_BILLING_FILE", "--billing-file", _text, "conf/billing.yaml",
+            "rate card: currency, time zone, prices, groups (without the file: usage only)"),
     Setting("max_limit", "KUBEMONITOR_MAX_LIMIT", "--max-limit", _positive_int, "10000", "largest `limit` the API accepts"),
     Setting("excluded_namespaces", "KUBEMONITOR_EXCLUDED_NAMESPACES", "--excluded-namespaces", _namespaces, "kube-system",
             "comma-separated namespaces left out of cluster-wide aggregations"),
@@ -191,6 +193,7 @@ class Config:
     rollup_rp: str = "kubemonitor"
     rollup_metrics: tuple[str, ...] = ("cpu/usage_rate", "memory/usage", "gpu/usage")
     rollup_settle: float = 600.0
+    billing_file: str = "conf/billing.yaml"
     max_limit: int = 10000
     excluded_namespaces: tuple[str, ...] = ("kube-system",)
     address: str = ""

@@ -26,6 +26,19 @@ from .users import UserStore
 
 DEMO_USER = "demo"
 API_USER = "billing"
+# The demo's rate card: prices, and two groups of the simulated namespaces.
+RATE_CARD = """\
+currency: CHF
+timezone: Europe/Zurich
+close_after: 6h
+resources:
+  cpu:    {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.020}
+  memory: {metric: memory/usage, unit: GiB-hours, divide_by: 1073741824, price: 0.004}
+  gpu:    {metric: gpu/usage, unit: GB-hours, divide_by: 1000, price: 0.050}
+groups:
+  physics: {name: Physics and Climate, account: CC-4711, namespaces: [astro-lab, climate]}
+  life:    {name: Life Sciences, account: CC-2210, namespaces: [bio-sim]}
+"""
 
 
 @dataclass(frozen=True)
@@ -112,8 +125,10 @@ def run_demo(options: DemoOptions) -> None:
             api_username=API_USER, api_password=api_password,
             users_file=os.path.join(root, "users.yaml"), cookie_secret=secrets.token_hex(32),
             log_dir=os.path.join(root, "logs"), poll_interval=options.interval, address=options.address,
-            sample_interval=options.sample_interval,
+            sample_interval=options.sample_interval, billing_file=os.path.join(root, "billing.yaml"),
         )
+        with open(config.billing_file, "w", encoding="utf-8") as fh:
+            fh.write(RATE_CARD)
         client = client_for(config)
         client.create_database("k8s")
         cluster = Cluster(seed=options.seed, namespaces=options.namespaces, pods=options.pods)
@@ -130,6 +145,9 @@ def run_demo(options: DemoOptions) -> None:
         setup_logging(config.log_dir, console=options.verbose)
 
         host = "localhost" if options.address in ("127.0.0.1", "", "0.0.0.0") else options.address
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+        month = datetime.now(ZoneInfo("Europe/Zurich")).strftime("%Y-%m")
         url = f"http://{host}:{options.port}"
 
         async def main() -> None:
@@ -149,6 +167,10 @@ def run_demo(options: DemoOptions) -> None:
             for what, metric, body in examples(cluster):
                 _say(f"  # {what}")
                 _say(f"    {curl(url, metric, body, api_password)}")
+            _say("  # this month's statement, priced by the demo's rate card (add \"format\": \"csv\" for CSV)")
+            _say(f"    curl -X POST {url}/api/billing/statement -H 'X-USERNAME: {API_USER}' -H 'X-PASSWORD: {api_password}' "
+                 f"-d '{{\"period\": \"{month}\"}}'")
+            _say(f"  billing:  {url}/web/billing")
             _say("Ctrl-C stops everything and removes the temporary directory.")
             await server
 

@@ -157,6 +157,13 @@ def scratch_app(make_app, scratch_db):
     return make_app(influxdb_db=scratch_db)
 
 
+@pytest.fixture(scope="session")
+def month_db(influxd):
+    """February 2026 for the billing tests (tests/billing_data.py), written once."""
+    import billing_data
+    return billing_data.load_month(influxd)
+
+
 async def serve_app(application):
     """Serve an extra application on a free port; returns (base_url, server)."""
     from tornado.httpserver import HTTPServer

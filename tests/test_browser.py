@@ -248,3 +248,44 @@ def test_chart_legend_stays_inside_its_box(server, page, running_influxd, scratc
         for inner in page.locator(".card").nth(i).locator(".uplot, table").all():
             b = inner.bounding_box()
             assert b["x"] + b["width"] <= card["x"] + card["width"] + 0.5
+
+
+def test_the_billing_page_shows_table_chart_and_the_apis_csv(running_influxd, month_db, tmp_path, page):
+    from billing_data import CARD
+    from conftest import API_PASS, API_USER
+    card = tmp_path / "billing.yaml"
+    card.write_text(CARD)
+    users = tmp_path / "users.yaml"
+    UserStore(str(users), rounds=4).add(WEB_USER, "alice@example.org", WEB_PASS)
+    env = {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(running_influxd.http_port), "INFLUXDB_DB": month_db,
+           "KUBEMONITOR_USERS_FILE": str(users), "KUBEMONITOR_LOG_DIR": str(tmp_path), "KUBEMONITOR_BILLING_FILE": str(card),
+           "KUBEMONITOR_COOKIE_SECRET": "browser-test-" + "s" * 40, "KUBEMONITOR_ADDRESS": "127.0.0.1",
+           "API_USERNAME": API_USER, "API_PASSWORD": API_PASS, "KUBEMONITOR_ROLLUP_RP": "browser_rollups"}
+    served = Served(free_port(), env)
+    try:
+        # roll the month up first, as the server's task would, so the daily chart has data
+        subprocess.run([sys.executable, "-m", "kubemonitor", "rollup", "--from", "2026-02-01", "--to", "2026-02-28",
+                        "--rollup-metrics", "cpu/usage_rate"], env=env, check=True, capture_output=True, timeout=300)
+        log_in(page, served, "/web/billing/2026-02")
+        table = page.inner_text("table.statement")
+        assert "Astrophysics Lab" in table and "CC-4711" in table and "kube-system" not in table
+        assert page.inner_text("#statement-total") != "" and "Closed · revision 1" in page.inner_text("#statement-state")
+        assert page.locator("#coverage-banner").count() == 0  # 671 of 672 hours: above 99 %
+        page.wait_for_selector("[data-billing-chart] canvas", timeout=10_000)
+        page.goto(served.url + "/web/billing/2026-02-10")  # the day with the missing hour: 23 of 24
+        assert "coverage cpu 95.83 %" in page.inner_text("#coverage-banner")
+        assert "2026-02-10T02:00:00Z" in page.inner_text("#coverage-banner")
+        page.goto(served.url + "/web/billing/2026-02")
+        page.click("table.statement a:has-text('Astrophysics Lab')")  # drill down: the group's namespaces
+        page.wait_for_url("**by=namespace**")
+        assert {"astro-lab", "astro-dev"} <= set(page.inner_text("table.statement").split())
+        href = page.get_attribute("a.download", "href")
+        downloaded = page.request.get(served.url + href).body()
+        import urllib.request
+        api = urllib.request.urlopen(urllib.request.Request(
+            served.url + "/api/billing/statement", method="POST", headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS},
+            data=b'{"period": "2026-02", "by": "namespace", "format": "csv"}'), timeout=30).read()
+        assert downloaded == api and downloaded.startswith(b"period,from,to,group")
+        assert page.errors == []
+    finally:
+        served.stop()

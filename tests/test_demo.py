@@ -39,15 +39,24 @@ def test_demo_runs_serves_and_cleans_up(tmp_path):
         exports = dict(pair.split("=", 1) for pair in re.search(r"export (.+)", text).group(1).split())
         assert exports["KUBEMONITOR_URL"] == url and exports["API_USERNAME"] == "billing"
         printed = re.findall(r"^\s+(curl -X POST .+)$", text, re.M)
-        assert len(printed) == 4 and all("'X-PASSWORD: " + api_password + "'" in c for c in printed)
+        assert len(printed) == 5 and all("'X-PASSWORD: " + api_password + "'" in c for c in printed)
         readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
         examples = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "$KUBEMONITOR_URL/api/" in b]
         assert len(examples) >= 4
         for command in printed + examples:
             out = subprocess.run(["bash", "-c", command], env={**os.environ, **exports}, capture_output=True, text=True,
-                                 timeout=30)
-            rows = json.loads(out.stdout)
-            assert isinstance(rows, list) and rows, (command, out.stdout[:300])
+                                 timeout=30, cwd=tmp_path)
+            if " -o statement.csv" in command:  # the CSV example writes a file
+                import csv
+                rows = list(csv.DictReader(open(tmp_path / "statement.csv", encoding="utf-8")))
+                assert rows and "cpu_core-hours" in rows[0] and rows[0]["currency"] == "CHF"
+                continue
+            answer = json.loads(out.stdout)
+            if "/api/billing/statement" in command:  # a priced statement of the demo's groups
+                assert answer["currency"] == "CHF" and answer["totals"]["total"] > 0, (command, out.stdout[:300])
+                assert {"physics", "life"} <= {row["group"] for row in answer["rows"]}
+            else:
+                assert isinstance(answer, list) and answer, (command, out.stdout[:300])
         r = requests.post(f"{url}/api/cpu/usage_rate", headers={"X-USERNAME": "billing", "X-PASSWORD": api_password},
                           data='{"agg": "all-namespace"}', timeout=10)
         assert r.status_code == 200
@@ -63,6 +72,8 @@ def test_demo_runs_serves_and_cleans_up(tmp_path):
         assert r.status_code == 302
         overview = s.get(f"{url}/web/stats/index", timeout=10)
         assert overview.status_code == 200 and "astro-lab" in overview.text
+        billing = s.get(f"{url}/web/billing", timeout=30)
+        assert billing.status_code == 200 and "Physics and Climate" in billing.text and "Download CSV" in billing.text
         ready = json.loads(urllib.request.urlopen(f"{url}/readyz", timeout=5).read())
         assert ready["status"] == "ready"
     finally:

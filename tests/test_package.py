@@ -84,10 +84,13 @@ def test_a_wheel_from_a_clean_checkout_serves_charts_without_npm(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "KUBEMONITOR_LOG_DIR": str(tmp_path), "KUBEMONITOR_ADDRESS": "127.0.0.1",
            "KUBEMONITOR_USERS_FILE": str(tmp_path / "users.yaml"), "INFLUXDB_PORT": "1"}
     proc = subprocess.Popen([str(venv / "bin" / "kubemonitor"), "serve", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.err", "w"))
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for_http(url + "/healthz", proc)
+        try:
+            wait_for_http(url + "/healthz", proc)
+        except Exception:
+            raise AssertionError((tmp_path / "serve.err").read_text()[-2000:]) from None
         import urllib.request
         asset = urllib.request.urlopen(url + "/static/vendor/uplot/uPlot.iife.min.js", timeout=5).read()
         assert asset == open(os.path.join(ROOT, "static", "vendor", "uplot", "uPlot.iife.min.js"), "rb").read()

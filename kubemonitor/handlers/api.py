@@ -20,10 +20,9 @@ def _same(given: str, expected: str) -> bool:
 
 
 @tornado.web.stream_request_body
-class MetricHandler(APIHandler):
-    """Streams the body so an oversized one is refused (413) without being buffered."""
-
-    route_name = "api"
+class PostAPIHandler(APIHandler):
+    """An API endpoint: POST only, credentials in headers, a JSON body of at most 64 KiB
+    (streamed, so an oversized one is refused (413) without being buffered)."""
 
     async def prepare(self) -> None:
         self._body = bytearray()
@@ -60,12 +59,35 @@ class MetricHandler(APIHandler):
             return
         self._body.extend(chunk)
 
-    async def post(self, name: str) -> None:
+    def body_object(self) -> dict:
+        """The body as a JSON object, or a 400/413 that says why."""
         if self._too_large:
             raise ApiError(413, f"the body is over {MAX_BODY} bytes (64 KiB); send a smaller JSON object")
         try:
-            request = api_request.validate(api_request.parse_body(bytes(self._body)), now_ns=time.time_ns(),
-                                     max_limit=self.app.config.max_limit)
+            return api_request.parse_body(bytes(self._body))
+        except api_request.BadRequest as exc:
+            raise ApiError(400, str(exc)) from None
+
+    def allowed_methods(self) -> tuple[str, ...]:
+        return ("POST",)
+
+    async def post(self, *args: str) -> None:
+        raise NotImplementedError
+
+    # Every other method gets the 405 from prepare(); Tornado needs them defined to reach it.
+    def get(self, *args: str) -> None:
+        raise ApiError(405, "POST only")
+
+    head = put = patch = delete = options = get
+
+
+class MetricHandler(PostAPIHandler):
+    route_name = "api"
+
+    async def post(self, name: str) -> None:
+        data = self.body_object()
+        try:
+            request = api_request.validate(data, now_ns=time.time_ns(), max_limit=self.app.config.max_limit)
         except api_request.BadRequest as exc:
             raise ApiError(400, str(exc)) from None
         try:
@@ -94,8 +116,3 @@ class MetricHandler(APIHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(body)
 
-    def allowed_methods(self) -> tuple[str, ...]:
-        return ("POST",)
-
-    # Every other method gets the 405 from prepare(); Tornado needs them defined to reach it.
-    get = head = put = patch = delete = options = post

@@ -1,0 +1,337 @@
+"""Billing statements (README "Billing"): for one period, one row per group (or
+namespace, or pod), each resource's usage in its billing unit, its price and cost,
+the totals, and how complete the data was.
+
+* Usage is the usage rule (kubemonitor/usage.py: each counted sample x the sample
+  interval) divided by the resource's `divide_by`; cost = usage x price, rounded
+  half-up to cents per line; totals are sums of the rounded lines, so a spreadsheet
+  adds the CSV up to the same total. Excluded namespaces are not billed.
+* A period is open until `close_after` after its end, then closed: a closed
+  period's statement is computed once, kept in InfluxDB beside the rollups (one
+  point per row plus one for the header: a string field holds at most 64 KB) and
+  served unchanged from then on, byte for byte. Rebuilding rollups of a closed
+  period (`kubemonitor rollup --rebuild`) drops the kept statements and raises the
+  period's revision.
+* Coverage: per resource, the share of the period's sample intervals in which the
+  collector wrote anything at cluster or node level, and the largest gaps.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from .influx import InfluxError, InfluxGateway
+from .metrics import Metric, MetricCatalog
+from .ratecard import Period, PeriodError, RateCard, period_from
+from .request import BadRequest, reject_unknown
+from .times import NS, format_ns
+from .usage import Counted, PodKey, Scope, quote_measurement, raw_hours
+
+STATEMENT = "kubemonitor_statement"
+REVISION = "kubemonitor_statement_revision"
+BY = ("group", "namespace", "pod")
+FORMATS = ("json", "csv")
+MAX_GAPS = 20
+CENT = Decimal("0.01")
+
+
+def money(value: float) -> Decimal:
+    """Half-up to cents, from the decimal text of the float (no binary surprises)."""
+    return Decimal(repr(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass
+class Kept:
+    """Where statements of closed periods are kept: points in the rollups' retention policy."""
+    influx: InfluxGateway
+    rp: str
+
+    async def load(self, key: str) -> str | None:
+        """The kept statement's JSON text, or None."""
+        series = await self.influx.query(f'SELECT "part", "json" FROM "{self.rp}"."{STATEMENT}" WHERE "key" = $key',
+                                         {"key": key}, kind="statement")
+        parts = sorted((row[1], row[2]) for s in series for row in s.get("values", []))
+        if not parts or parts[0][0] != 0:
+            return None
+        header = json.loads(parts[0][1])
+        if len(parts) - 1 != header.pop("row_count"):
+            return None  # an interrupted write: compute it again
+        header["rows"] = [json.loads(text) for _, text in parts[1:]]
+        return encode(header)
+
+    async def keep(self, key: str, statement: dict) -> None:
+        header = {k: v for k, v in statement.items() if k != "rows"}
+        header["row_count"] = len(statement["rows"])
+        points = [{"measurement": STATEMENT, "tags": {"key": key, "part": f"{i:06d}"}, "time": i,
+                   "fields": {"part": i, "json": encode(row)}} for i, row in enumerate(statement["rows"], 1)]
+        # The header last: a statement whose header is there is complete.
+        points.append({"measurement": STATEMENT, "tags": {"key": key, "part": "000000"}, "time": 0,
+                       "fields": {"part": 0, "json": encode(header)}})
+        await self.influx.write(points[:-1], self.rp, kind="statement")
+        await self.influx.write(points[-1:], self.rp, kind="statement")
+
+    async def revision(self, label: str) -> int:
+        series = await self.influx.query(f'SELECT last("revision") FROM "{self.rp}"."{REVISION}" WHERE "period" = $label',
+                                         {"label": label}, kind="statement")
+        return int(next((v for s in series for _, v in s.get("values", [])), 0) or 0)
+
+    async def invalidate(self, first_ns: int, end_ns: int) -> list[str]:
+        """Hours in [first_ns, end_ns) were rebuilt: drop every kept statement whose period
+        overlaps them and raise that period's revision. Returns the labels."""
+        series = await self.influx.query(f'SHOW TAG VALUES FROM "{self.rp}"."{STATEMENT}" WITH KEY = "key"',
+                                         kind="statement")
+        touched = []
+        for key in sorted({row[1] for s in series for row in s.get("values", [])}):
+            label, timezone, _by = key.split("|")
+            first, _, last = label.partition("..")
+            body = {"from": first, "to": last} if last else {"period": label}
+            period = period_from(body, timezone)
+            if period.start_ns < end_ns and first_ns < period.end_ns:
+                await self.influx.execute(f'DELETE FROM "{STATEMENT}" WHERE "key" = $key', {"key": key}, kind="statement")
+                if label not in touched:
+                    touched.append(label)
+        for label in touched:
+            revision = await self.revision(label)
+            await self.influx.write([{"measurement": REVISION, "tags": {"period": label}, "time": 0,
+                                      "fields": {"revision": revision + 1}}], self.rp, kind="statement")
+        return touched
+
+
+def encode(value) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class Billing:
+    def __init__(self, influx: InfluxGateway, catalog: MetricCatalog, card: RateCard, rollups, excluded: tuple[str, ...],
+                 interval_ns):
+        self.influx, self.catalog, self.card, self.rollups = influx, catalog, card, rollups
+        self.excluded, self.interval_ns = tuple(excluded), interval_ns
+        self.kept = Kept(influx, rollups.rp) if rollups is not None else None
+
+    def state(self, period: Period, now_ns: int) -> str:
+        return "closed" if now_ns >= period.end_ns + int(self.card.close_after * NS) else "open"
+
+    async def statement(self, period: Period, by: str, now_ns: int | None = None) -> str:
+        """The statement as JSON text: kept (closed and computed before), or computed now."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        state = self.state(period, now_ns)
+        key = f"{period.label}|{period.timezone}|{by}"
+        can_keep = state == "closed" and self.kept is not None and self.rollups.state == "on"
+        if can_keep:
+            kept = await self.kept.load(key)
+            if kept is not None:
+                return kept
+        revision = await self.kept.revision(period.label) + 1 if can_keep else 1
+        statement = await self.compute(period, by, now_ns, state, revision)
+        if can_keep:
+            try:
+                await self.kept.keep(key, statement)
+            except InfluxError:
+                pass  # served now, kept next time
+        return encode(statement)
+
+    async def daily(self, period: Period) -> dict:
+        """Per local day and group, the cost (usage of the first resource without prices), from
+        the rolled-up hours: the page's stacked bar chart. {"days": [...], "groups": {...}}."""
+        days = period.days()
+        series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(days))
+        if self.rollups is None or self.rollups.state != "on":
+            return {"days": [d.label for d in days], "groups": {}, "measure": None}
+        priced = self.card.priced
+        starts = [d.start_ns for d in days]
+        for resource in self.card.resources:
+            if priced and resource.price is None or not priced and resource is not self.card.resources[0]:
+                continue
+            metric = await self.catalog.resolve(resource.metric)
+            if metric is None:
+                continue
+            conditions, params = Scope(None, self.excluded).conditions()
+            where = " AND ".join(['"metric" = $metric', "time >= $begin", "time < $end", *conditions])
+            rows = await self.influx.query(
+                f'SELECT sum("sum") FROM "{self.rollups.rp}"."kubemonitor_usage_hourly" WHERE {where} '
+                'GROUP BY time(1h), "namespace_name" fill(none)',
+                {**params, "metric": metric.name, "begin": period.start_ns, "end": period.end_ns}, kind="statement")
+            factor = self.interval_ns(metric) / 3600e9 / resource.divide_by * (resource.price if priced else 1.0)
+            for s in rows:
+                group = self.card.group_of((s.get("tags") or {}).get("namespace_name", "")).key
+                for t, total in s.get("values", []):
+                    index = max(i for i, start in enumerate(starts) if start <= t)
+                    series[group][index] += (total or 0.0) * factor
+        measure = (f"cost ({self.card.currency})" if priced else
+                   f"{self.card.resources[0].key} ({self.card.resources[0].unit})")
+        return {"days": [d.label for d in days], "groups": {g: [round(v, 4) for v in vals] for g, vals in sorted(series.items())},
+                "measure": measure}
+
+    async def usage(self, metric: Metric, period: Period) -> dict[PodKey, Counted]:
+        scope = Scope(None, self.excluded)
+        if self.rollups is not None:
+            return await self.rollups.usage(metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric))
+        from .usage import per_pod
+        return per_pod(await raw_hours(self.influx, metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric)))
+
+    async def compute(self, period: Period, by: str, now_ns: int, state: str, revision: int) -> dict:
+        card = self.card
+        end_ns = min(period.end_ns, now_ns)
+        metrics = {r.key: await self.catalog.resolve(r.metric) for r in card.resources}
+        notes = []
+        usages: dict[str, dict[PodKey, Counted]] = {}
+        coverage: dict[str, float] = {}
+        gaps: list[tuple[int, int]] = []
+        for resource in card.resources:
+            metric = metrics[resource.key]
+            if metric is None or metric.name not in await self.catalog.measurements():
+                usages[resource.key], coverage[resource.key] = {}, 0.0
+                notes.append(f"{resource.metric} is not in the database: {resource.key} shows 0 and coverage 0")
+                continue
+            usages[resource.key] = await self.usage(metric, period)
+            share, holes = await self.coverage(metric, period.start_ns, end_ns)
+            coverage[resource.key] = share
+            gaps.extend(holes)
+        rows = self.rows(usages, by, {r.key: self.interval_ns(metrics[r.key]) for r in card.resources})
+        totals_usage = {r.key: sum(row["usage"][r.key] for row in rows) for r in card.resources}
+        header = {
+            "period": {"from": format_ns(period.start_ns), "to": format_ns(period.end_ns), "label": period.label,
+                       "timezone": period.timezone, "state": "closed" if state == "closed" else "provisional",
+                       "revision": revision, "computed_at": format_ns(now_ns // 10**9 * 10**9)},
+            "currency": card.currency,
+            "resources": [{"key": r.key, "metric": r.metric, "unit": r.unit, "price": r.price} for r in card.resources],
+            "coverage": {k: round(v, 6) for k, v in coverage.items()},
+            "gaps": [{"from": format_ns(a), "to": format_ns(b)} for a, b in _largest(gaps)],
+            "totals": {"usage": {k: round(v, 6) for k, v in totals_usage.items()},
+                       "cost": ({r.key: float(sum((Decimal(repr(row["cost"][r.key])) for row in rows), Decimal(0)))
+                                 for r in card.resources if r.price is not None} if card.priced else None),
+                       "total": (float(sum((Decimal(repr(row["total"])) for row in rows), Decimal(0)))
+                                 if card.priced else None)},
+        }
+        if notes:
+            header["notes"] = notes
+        if state != "closed" and now_ns < period.end_ns and now_ns > period.start_ns:
+            # The running period: usage so far, at the current rate to the period's end.
+            factor = (period.end_ns - period.start_ns) / (now_ns - period.start_ns)
+            projected = {k: round(v * factor, 6) for k, v in totals_usage.items()}
+            header["projection"] = {"usage": projected, "total": (float(sum(
+                money(projected[r.key] * r.price) for r in card.resources if r.price is not None)) if card.priced else None)}
+        header["rows"] = rows  # last: a kept statement is its header's fields, then its rows, in this order
+        return header
+
+    def rows(self, usages: dict[str, dict[PodKey, Counted]], by: str, intervals: dict[str, int]) -> list[dict]:
+        card = self.card
+        totals: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for key, pods in usages.items():
+            resource = next(r for r in card.resources if r.key == key)
+            for (ns, pod, _pod_id), counted in pods.items():
+                group = card.group_of(ns)
+                line = (group.key,) if by == "group" else (group.key, ns) if by == "namespace" else (group.key, ns, pod)
+                totals[line][key] += counted.sum * intervals[key] / 3600e9 / resource.divide_by
+        out = []
+        for line in sorted(totals):
+            group = next((g for g in card.groups if g.key == line[0]), None) or card.group_of(line[0])
+            usage = {r.key: round(totals[line].get(r.key, 0.0), 6) for r in card.resources}
+            row = {"group": group.key, "name": group.name, "account": group.account,
+                   "namespaces": sorted(group.namespaces)}
+            if by in ("namespace", "pod"):
+                row["namespace"] = line[1]
+            if by == "pod":
+                row["pod"] = line[2]
+            row["usage"] = usage
+            if card.priced:
+                cost = {r.key: float(money(usage[r.key] * r.price)) for r in card.resources if r.price is not None}
+                row["cost"] = cost
+                row["total"] = float(sum((Decimal(repr(v)) for v in cost.values()), Decimal(0)))
+            else:
+                row["cost"], row["total"] = None, None
+            out.append(row)
+        return out
+
+    async def coverage(self, metric: Metric, begin: int, end: int) -> tuple[float, list[tuple[int, int]]]:
+        """The share of sample intervals in [begin, end) with any cluster- or node-level sample, and the gaps."""
+        interval = self.interval_ns(metric)
+        total = max(0, (end - begin) // interval)
+        if total == 0:
+            return 1.0, []
+        series = await self.influx.query(
+            f'SELECT count("value") FROM {quote_measurement(metric)} WHERE ("type" = $cluster OR "type" = $node) '
+            f'AND time >= $begin AND time < $end GROUP BY time({interval // NS}s) fill(none)',
+            {"cluster": "cluster", "node": "node", "begin": begin, "end": end}, kind="coverage")
+        seen = sorted({t for s in series for t, count in s.get("values", []) if count})
+        first = begin - begin % interval
+        buckets = set((t - first) // interval for t in seen)
+        have = sum(1 for b in buckets if 0 <= b < total)
+        holes, run = [], None
+        for b in range(total):
+            if b not in buckets:
+                run = (run[0], b) if run else (b, b)
+            elif run:
+                holes.append(run)
+                run = None
+        if run:
+            holes.append(run)
+        return have / total, [(first + a * interval, first + (b + 1) * interval) for a, b in holes]
+
+
+def _largest(gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged = sorted(set(gaps))
+    return sorted(merged, key=lambda g: (-(g[1] - g[0]), g[0]))[:MAX_GAPS]
+
+
+REQUEST_FIELDS = ("period", "from", "to", "by", "format")
+
+
+def statement_request(data: dict, timezone: str, now_ns: int):
+    """(period, by, format) from a request body; BadRequest names the field and the fix."""
+    reject_unknown(data, REQUEST_FIELDS)
+    by = data.get("by", "group")
+    if by not in BY:
+        raise BadRequest(f"'by' must be one of {', '.join(BY)}, e.g. \"by\": \"namespace\"")
+    fmt = data.get("format", "json")
+    if fmt not in FORMATS:
+        raise BadRequest(f"'format' must be one of {', '.join(FORMATS)}")
+    try:
+        period = period_from(data, timezone)
+    except PeriodError as exc:
+        raise BadRequest(str(exc)) from None
+    if period.start_ns > now_ns:
+        raise BadRequest(f"the period {period.label} has not begun yet (it starts {period.start.isoformat()}); "
+                         "ask for the running month or an earlier one")
+    return period, by, fmt
+
+
+# ------------------------------------------------------------------ CSV
+FORMULA_START = ("=", "+", "-", "@")
+
+
+def safe_cell(value) -> str:
+    """A cell a spreadsheet shows as text: one starting with = + - @ gets a leading '."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def to_csv(statement: dict, by: str) -> str:
+    """RFC 4180 (CRLF), UTF-8, one header line, one line per row, no totals line."""
+    resources = statement["resources"]
+    columns = ["period", "from", "to", "group", "name", "account"]
+    columns += ["namespace"] if by in ("namespace", "pod") else []
+    columns += ["pod"] if by == "pod" else []
+    for r in resources:
+        columns += [f"{r['key']}_{r['unit']}", f"{r['key']}_cost"]
+    columns += ["total", "currency", "state"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    p = statement["period"]
+    for row in statement["rows"]:
+        line = [p["label"], p["from"], p["to"], row["group"], row["name"], row["account"]]
+        line += [row["namespace"]] if by in ("namespace", "pod") else []
+        line += [row["pod"]] if by == "pod" else []
+        for r in resources:
+            line += [f"{row['usage'][r['key']]:.6f}", "" if row["cost"] is None or r["key"] not in row["cost"]
+                     else f"{row['cost'][r['key']]:.2f}"]
+        line += ["" if row["total"] is None else f"{row['total']:.2f}", statement["currency"], p["state"]]
+        writer.writerow([safe_cell(v) for v in line])
+    return out.getvalue()
+

@@ -1,0 +1,97 @@
+"""The billing pages (README "Billing"): /web/billing (the running month) and
+/web/billing/<period>, with drill-down and the same CSV as the API."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import tornado.web
+
+from ..billing import BY, to_csv
+from ..influx import InfluxError
+from ..ratecard import PeriodError, current_month, month_period, period_from
+from .base import ApiError
+from .billing import csv_filename
+from .pages import PageHandler
+
+
+class BillingPageHandler(PageHandler):
+    route_name = "billing"
+
+    def period(self, label: str | None):
+        card = self.app.billing.card
+        if not label:
+            return current_month(card.timezone, datetime.now(UTC))
+        try:
+            return period_from({"period": label}, card.timezone)
+        except PeriodError as exc:
+            raise ApiError(404, f"there is no billing period {label[:20]!r}: {exc}") from None
+
+    def by(self) -> str:
+        by = self.get_argument("by", "group")
+        if by not in BY:
+            raise ApiError(400, f"by must be one of {', '.join(BY)}")
+        return by
+
+    @tornado.web.authenticated
+    async def get(self, label: str | None = None, csv: str | None = None) -> None:
+        billing = self.app.billing
+        period, by = self.period(label), self.by()
+        if period.start_ns > time.time_ns():
+            raise ApiError(404, f"the period {period.label} has not begun yet")
+        try:
+            text = await billing.statement(period, by)
+        except InfluxError as exc:
+            self.set_status(exc.status)
+            self.render("billing.html", statement=None, error=exc.message, period=period, by=by, daily=None,
+                        **await self.billing_context(period))
+            return
+        statement = json.loads(text)
+        if csv:
+            self.set_header("Content-Type", "text/csv; charset=UTF-8")
+            self.set_header("Content-Disposition", f'attachment; filename="{csv_filename(period.label, by)}"')
+            self.finish(to_csv(statement, by).encode("utf-8"))
+            return
+        only_group, only_namespace = self.get_argument("group", None), self.get_argument("namespace", None)
+        rows = [r for r in statement["rows"] if (only_group is None or r["group"] == only_group)
+                and (only_namespace is None or r.get("namespace") == only_namespace)]
+        try:
+            daily = await billing.daily(period)
+        except InfluxError:
+            daily = None
+        self.render("billing.html", statement=statement, rows=rows, error=None, period=period, by=by, daily=daily,
+                    only_group=only_group, only_namespace=only_namespace, **await self.billing_context(period))
+
+    async def billing_context(self, period) -> dict:
+        card = self.app.billing.card
+        prev_month = month_period(f"{period.first.year - (period.first.month == 1)}-{(period.first.month - 2) % 12 + 1:02d}",
+                                  card.timezone)
+        nxt = period.last.replace(day=1)
+        next_month = month_period(f"{nxt.year + (nxt.month == 12)}-{nxt.month % 12 + 1:02d}", card.timezone)
+        return dict(card=card, prev_month=prev_month.label, next_month=next_month.label if next_month.start_ns <= time.time_ns() else None,
+                    month_value=f"{period.first.year:04d}-{period.first.month:02d}",
+                    **await self.page_context(None, "all"))
+
+
+class BillingCSVHandler(BillingPageHandler):
+    """GET /web/billing/<period>.csv: the same CSV as the API, for the logged-in user."""
+    route_name = "billing_csv"
+
+    @tornado.web.authenticated
+    async def get(self, label: str) -> None:
+        await BillingPageHandler.get.__wrapped__(self, label, csv=".csv")
+
+
+class BillingPickerHandler(PageHandler):
+    """GET /web/billing/go?month=2026-11: the month picker without JavaScript."""
+    route_name = "billing"
+
+    @tornado.web.authenticated
+    def get(self) -> None:
+        month = self.get_argument("month", "")
+        try:
+            month_period(month, "UTC")
+        except PeriodError as exc:
+            raise ApiError(400, str(exc)) from None
+        self.redirect(self.reverse_url("billing_period", month))

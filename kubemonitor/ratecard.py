@@ -1,0 +1,320 @@
+"""The rate card (README "Billing"): `conf/billing.yaml` (KUBEMONITOR_BILLING_FILE), and
+the calendar periods statements cover, in the card's time zone.
+
+Without the file, statements show usage only (no prices) for cpu, memory and gpu,
+in UTC. A bad file stops start-up with one line naming the file, the line and the fix.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import yaml
+
+from .config import parse_duration
+from .errors import UserError
+from .metrics import CATALOG, METRIC_NAME
+from .request import NAMESPACE
+from .times import to_ns
+
+KEY = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+class RateCardError(UserError):
+    """The billing file cannot be used; the message names the file, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    key: str            # cpu
+    metric: str         # cpu/usage_rate
+    unit: str           # core-hours
+    divide_by: float    # metric unit-hours / divide_by = billing unit
+    price: float | None  # per billing unit; None = usage only
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str
+    name: str
+    account: str | None
+    namespaces: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RateCard:
+    currency: str | None
+    timezone: str
+    close_after: float            # seconds after a period's end when it is closed
+    resources: tuple[Resource, ...]
+    groups: tuple[Group, ...]
+    path: str | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def priced(self) -> bool:
+        return any(r.price is not None for r in self.resources)
+
+    def group_of(self, namespace: str) -> Group:
+        """A namespace's group; a namespace no group lists is a group of its own."""
+        for group in self.groups:
+            if namespace in group.namespaces:
+                return group
+        return Group(namespace, namespace, None, (namespace,))
+
+
+DEFAULT_RESOURCES = (
+    Resource("cpu", "cpu/usage_rate", "core-hours", 1000, None),
+    Resource("memory", "memory/usage", "GiB-hours", 1073741824, None),
+    Resource("gpu", "gpu/usage", "GB-hours", 1000, None),
+)
+DEFAULT = RateCard(None, "UTC", 6 * 3600.0, DEFAULT_RESOURCES, ())
+TOP_KEYS = ("currency", "timezone", "close_after", "resources", "groups")
+RESOURCE_KEYS = ("metric", "unit", "divide_by", "price")
+GROUP_KEYS = ("name", "account", "namespaces")
+
+
+def load(path: str | None) -> RateCard:
+    """The rate card at `path`; the default (usage only) when there is no file there."""
+    if not path or not os.path.exists(path):
+        return DEFAULT
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RateCardError(f"billing file {path} cannot be read: {exc}; check KUBEMONITOR_BILLING_FILE and the file's mode") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str) -> RateCard:
+    def fail(node, problem: str, fix: str):
+        line = f" line {node.start_mark.line + 1}" if node is not None else ""
+        raise RateCardError(f"billing file {path}{line}: {problem}; {fix}")
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise RateCardError(f"billing file {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)}); "
+                            "fix the indentation or quoting there (conf/billing.example.yaml shows the layout)") from None
+    if root is None:
+        return RateCard(**{**DEFAULT.__dict__, "path": path})
+    mapping = _mapping(root, fail, "the file must be a mapping of currency, timezone, close_after, resources, groups")
+    for key, node in mapping.items():
+        if key not in TOP_KEYS:
+            fail(node[0], f"unknown key {key!r}", f"use only {', '.join(TOP_KEYS)}")
+
+    def scalar(name: str, default: str | None) -> tuple[str | None, yaml.Node | None]:
+        entry = mapping.get(name)
+        if entry is None:
+            return default, None
+        if not isinstance(entry[1], yaml.ScalarNode):
+            fail(entry[1], f"{name} must be a single value", f"e.g. {name}: {default or 'CHF'}")
+        return entry[1].value, entry[1]
+
+    currency, node = scalar("currency", None)
+    if currency is not None and not re.fullmatch(r"[A-Z]{3}", currency):
+        fail(node, f"currency {currency!r} is not a 3-letter code", "use an ISO 4217 code such as CHF or EUR")
+    timezone_name, node = scalar("timezone", "UTC")
+    if timezone_name not in available_timezones() and timezone_name != "UTC":
+        fail(node, f"unknown time zone {timezone_name!r}", "use an IANA name such as Europe/Zurich or UTC")
+    try:
+        ZoneInfo(timezone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(node, f"unknown time zone {timezone_name!r}", "use an IANA name such as Europe/Zurich or UTC")
+    close_text, node = scalar("close_after", "6h")
+    try:
+        close_after = parse_duration(close_text)
+    except ValueError as exc:
+        fail(node, f"close_after: {exc}", "e.g. close_after: 6h")
+
+    resources: list[Resource] = []
+    entry = mapping.get("resources")
+    if entry is None:
+        resources = list(DEFAULT_RESOURCES)
+    else:
+        for key, (key_node, value) in _mapping(entry[1], fail, "resources maps a key (cpu) to {metric, unit, divide_by, price}").items():
+            if not KEY.fullmatch(key):
+                fail(key_node, f"resource key {key!r} is not a short lower-case name", "e.g. cpu, memory, gpu")
+            fields = _mapping(value, fail, f"resource {key} must be a mapping of {', '.join(RESOURCE_KEYS)}")
+            for name, (name_node, _) in fields.items():
+                if name not in RESOURCE_KEYS:
+                    fail(name_node, f"unknown key {name!r} in resource {key}", f"use only {', '.join(RESOURCE_KEYS)}")
+            metric = _text(fields, "metric", fail, value, f"resource {key} needs a metric, e.g. metric: cpu/usage_rate")
+            if not METRIC_NAME.fullmatch(metric) or metric not in CATALOG:
+                fail(fields["metric"][1], f"unknown metric {metric!r} in resource {key}",
+                     "use a catalog metric such as cpu/usage_rate, memory/usage or gpu/usage")
+            unit = _text(fields, "unit", fail, value, f"resource {key} needs a unit, e.g. unit: core-hours")
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,31}", unit):
+                fail(fields["unit"][1], f"unit {unit!r} must be a short name", "e.g. core-hours or GiB-hours")
+            divide_by = _number(fields, "divide_by", fail, 1.0)
+            if divide_by <= 0:
+                fail(fields["divide_by"][1], f"divide_by of {key} must be greater than 0", "e.g. divide_by: 1000")
+            price = _number(fields, "price", fail, None)
+            if price is not None and price < 0:
+                fail(fields["price"][1], f"the price of {key} is negative", "give a price of 0 or more")
+            resources.append(Resource(key, metric, unit, divide_by, price))
+        if not resources:
+            fail(entry[1], "resources is empty", "list at least one resource, e.g. cpu")
+
+    groups: list[Group] = []
+    owner: dict[str, str] = {}
+    entry = mapping.get("groups")
+    if entry is not None and not (isinstance(entry[1], yaml.ScalarNode) and entry[1].value in ("", "null", "~")):
+        for key, (key_node, value) in _mapping(entry[1], fail, "groups maps a key to {name, account, namespaces}").items():
+            if not KEY.fullmatch(key):
+                fail(key_node, f"group key {key!r} is not a short lower-case name", "e.g. astro")
+            fields = _mapping(value, fail, f"group {key} must be a mapping of {', '.join(GROUP_KEYS)}")
+            for name, (name_node, _) in fields.items():
+                if name not in GROUP_KEYS:
+                    fail(name_node, f"unknown key {name!r} in group {key}", f"use only {', '.join(GROUP_KEYS)}")
+            namespaces_entry = fields.get("namespaces")
+            if namespaces_entry is None or not isinstance(namespaces_entry[1], yaml.SequenceNode) or not namespaces_entry[1].value:
+                fail(value, f"group {key} needs a list of namespaces", "e.g. namespaces: [astro-lab, astro-dev]")
+            namespaces = []
+            for item in namespaces_entry[1].value:
+                if not isinstance(item, yaml.ScalarNode) or not NAMESPACE.matches(item.value):
+                    fail(item, f"{getattr(item, 'value', item)!r} in group {key} is not a namespace name",
+                         "use Kubernetes namespace names (lower-case letters, digits, '-')")
+                if item.value in owner:
+                    fail(item, f"namespace {item.value!r} is in two groups ({owner[item.value]} and {key})",
+                         "list each namespace in one group only")
+                owner[item.value] = key
+                namespaces.append(item.value)
+            name = _text(fields, "name", fail, value, None) if "name" in fields else key
+            account = _text(fields, "account", fail, value, None) if "account" in fields else None
+            groups.append(Group(key, name, account, tuple(namespaces)))
+    return RateCard(currency, timezone_name, close_after, tuple(resources), tuple(groups), path)
+
+
+def _mapping(node, fail, hint: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    if not isinstance(node, yaml.MappingNode):
+        fail(node, "expected a mapping here", hint)
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key, value in node.value:
+        if key.value in out:
+            fail(key, f"{key.value!r} appears twice", "keep one")
+        out[key.value] = (key, value)
+    return out
+
+
+def _text(fields, name, fail, parent, hint):
+    entry = fields.get(name)
+    if entry is None or not isinstance(entry[1], yaml.ScalarNode) or entry[1].value == "":
+        fail(parent if entry is None else entry[1], f"{name} is missing or empty", hint or f"give a {name}")
+    return entry[1].value
+
+
+def _number(fields, name, fail, default):
+    entry = fields.get(name)
+    if entry is None:
+        return default
+    try:
+        value = float(entry[1].value)
+    except (AttributeError, ValueError):
+        fail(entry[1], f"{name} {getattr(entry[1], 'value', '')!r} is not a number", f"e.g. {name}: 0.02")
+    if value != value or value in (float("inf"), float("-inf")):
+        fail(entry[1], f"{name} must be a finite number", f"e.g. {name}: 0.02")
+    return value
+
+
+# ------------------------------------------------------------------ periods
+MONTH = re.compile(r"(\d{4})-(\d{2})")
+DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+MAX_DAYS = 366
+
+
+class PeriodError(ValueError):
+    """A period that cannot be billed; the message names the field and the fix (-> 400)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    label: str          # "2026-11", "2026-11-27", "2026-11-01..2026-11-15"
+    first: date         # first day, inclusive
+    last: date          # last day, inclusive
+    timezone: str
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.first.year, self.first.month, self.first.day, tzinfo=ZoneInfo(self.timezone))
+
+    @property
+    def end(self) -> datetime:
+        """Exclusive: the first instant after the period (so days add up to their month)."""
+        after = self.last + timedelta(days=1)
+        return datetime(after.year, after.month, after.day, tzinfo=ZoneInfo(self.timezone))
+
+    @property
+    def start_ns(self) -> int:
+        return to_ns(self.start)
+
+    @property
+    def end_ns(self) -> int:
+        return to_ns(self.end)
+
+    @property
+    def is_month(self) -> bool:
+        return self.first.day == 1 and (self.last + timedelta(days=1)).day == 1 and self.first.month == self.last.month
+
+    def days(self) -> list[Period]:
+        out, day = [], self.first
+        while day <= self.last:
+            out.append(Period(day.isoformat(), day, day, self.timezone))
+            day += timedelta(days=1)
+        return out
+
+
+def _date(field: str, text, example: str) -> date:
+    if not isinstance(text, str) or not DAY.fullmatch(text):
+        raise PeriodError(f"'{field}' must be a day as YYYY-MM-DD, e.g. \"{example}\"")
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise PeriodError(f"'{field}' {text!r} is not a real day ({exc}); check the day of the month") from None
+
+
+def month_period(text, timezone: str, field: str = "period") -> Period:
+    m = MONTH.fullmatch(text) if isinstance(text, str) else None
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise PeriodError(f"'{field}' {str(text)[:20]!r} is not a month or a day; use YYYY-MM (e.g. \"2026-11\") or "
+                          "YYYY-MM-DD (e.g. \"2026-11-27\")")
+    first = date(int(m.group(1)), int(m.group(2)), 1)
+    nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+    return Period(text, first, nxt - timedelta(days=1), timezone)
+
+
+def period_from(data: dict, timezone: str) -> Period:
+    """The period of a request: {"period": "2026-11"} or {"period": "2026-11-27"}, or
+    {"from": "2026-11-01", "to": "2026-11-15"} (inclusive days)."""
+    if "period" in data and ("from" in data or "to" in data):
+        raise PeriodError("give either 'period' or 'from'/'to', not both")
+    if "period" in data:
+        text = data["period"]
+        if isinstance(text, str) and DAY.fullmatch(text):
+            day = _date("period", text, "2026-11-27")
+            return Period(text, day, day, timezone)
+        return month_period(text, timezone)
+    if "from" in data or "to" in data:
+        if "from" not in data or "to" not in data:
+            raise PeriodError("give both 'from' and 'to' (inclusive days), e.g. {\"from\": \"2026-11-01\", \"to\": \"2026-11-15\"}")
+        first, last = _date("from", data["from"], "2026-11-01"), _date("to", data["to"], "2026-11-15")
+        if first > last:
+            raise PeriodError(f"'from' ({first}) is after 'to' ({last}); swap them")
+        if (last - first).days + 1 > MAX_DAYS:
+            raise PeriodError(f"the period is {(last - first).days + 1} days; a statement covers at most {MAX_DAYS} days")
+        return Period(f"{first}..{last}", first, last, timezone)
+    raise PeriodError("say which period: {\"period\": \"2026-11\"} (a month), {\"period\": \"2026-11-27\"} (a day) or "
+                      "{\"from\": \"2026-11-01\", \"to\": \"2026-11-15\"}")
+
+
+def current_month(timezone: str, now: datetime) -> Period:
+    local = now.astimezone(ZoneInfo(timezone))
+    return month_period(f"{local.year:04d}-{local.month:02d}", timezone)

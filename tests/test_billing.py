@@ -1,0 +1,230 @@
+"""Billing statements against a month whose answers are known in closed form.
+
+February 2026 (28 days, UTC rate card), one sample a minute, cpu/usage_rate and
+memory/usage, Heapster's schema:
+
+  astro-lab/a-1   cpu 1000 millicores (1 core), memory 2 GiB        group astro
+  astro-dev/d-1   cpu 500                                             group astro
+  bio-sim/b-1     cpu 2000                                            its own group
+  kube-system/k-1 cpu 100                                             excluded: never billed
+  =HYPERLINK("http://x")/evil-1   cpu 10 (a tag value Heapster would pass through)
+
+A cluster-level series of cpu/usage_rate every minute except 2026-02-10 02:00-02:59.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from billing_data import CARD, DAYS, EVIL, FEB
+from conftest import API_PASS, API_USER, serve_app
+
+from kubemonitor import ratecard
+from kubemonitor.times import NS
+
+
+@pytest.fixture
+def card_file(tmp_path):
+    path = tmp_path / "billing.yaml"
+    path.write_text(CARD)
+    return str(path)
+
+
+@pytest.fixture
+def billing_app(make_app, month_db, card_file, running_influxd):
+    import secrets
+    return make_app(influxdb_db=month_db, billing_file=card_file, rollup_rp="t_" + secrets.token_hex(4))
+
+
+async def statement(http_client, base, body, raw=False):
+    r = await http_client.fetch(base + "/api/billing/statement", method="POST", raise_error=False,
+                                headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS}, body=json.dumps(body))
+    if raw:
+        return r
+    return r.code, (json.loads(r.body) if r.headers.get("Content-Type", "").startswith("application/json") else r.body)
+
+
+@pytest.fixture
+def served(billing_app, io_loop):
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+    io_loop.run_sync(billing_app.rollups.prepare)
+    sock, port = bind_unused_port()
+    server = HTTPServer(billing_app)
+    server.add_sockets([sock])
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_months_statement_per_group_is_exact(served, http_client):
+    code, s = await statement(http_client, served, {"period": "2026-02"})
+    assert code == 200, s
+    hours = DAYS * 24
+    rows = {r["group"]: r for r in s["rows"]}
+    assert set(rows) == {"astro", "bio-sim", EVIL}  # kube-system is excluded, never billed
+    astro = rows["astro"]
+    assert astro["name"] == "Astrophysics Lab" and astro["account"] == "CC-4711"
+    assert astro["namespaces"] == ["astro-dev", "astro-lab"]
+    assert astro["usage"] == {"cpu": 1.5 * hours, "memory": 2.0 * hours}
+    assert astro["cost"] == {"cpu": 20.16, "memory": 5.38} and astro["total"] == 25.54  # 1008 x 0.02; 1344 x 0.004 = 5.376
+    assert rows["bio-sim"]["usage"]["cpu"] == 2.0 * hours and rows["bio-sim"]["cost"]["cpu"] == 26.88
+    assert s["totals"]["total"] == round(25.54 + 26.88 + rows[EVIL]["total"], 2)
+    assert s["totals"]["cost"]["cpu"] == round(sum(r["cost"]["cpu"] for r in s["rows"]), 2)
+    p = s["period"]
+    assert (p["from"], p["to"], p["label"], p["timezone"]) == ("2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z", "2026-02", "UTC")
+    assert p["state"] == "closed" and p["revision"] == 1
+    assert s["currency"] == "CHF" and [r["key"] for r in s["resources"]] == ["cpu", "memory"]
+    # a missing collection hour: coverage (N-1)/N of the hours, and that gap listed first
+    assert s["coverage"]["cpu"] == round((hours - 1) / hours, 6)
+    assert s["gaps"][0] == {"from": "2026-02-10T02:00:00Z", "to": "2026-02-10T03:00:00Z"}
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_the_days_add_up_to_the_month(served, http_client):
+    _, month = await statement(http_client, served, {"period": "2026-02", "by": "namespace"})
+    totals: dict = {}
+    for day in range(1, DAYS + 1):
+        code, s = await statement(http_client, served, {"period": f"2026-02-{day:02d}", "by": "namespace"})
+        assert code == 200
+        for row in s["rows"]:
+            t = totals.setdefault(row["namespace"], {"cpu": 0.0, "cpu_cost": 0.0})
+            t["cpu"] += row["usage"]["cpu"]
+            t["cpu_cost"] += row["cost"]["cpu"]
+    for row in month["rows"]:
+        assert totals[row["namespace"]]["cpu"] == pytest.approx(row["usage"]["cpu"], abs=1e-9)  # usage always adds up
+        if row["namespace"] != EVIL:  # cpu in whole cents a day (0.48, 0.24, 0.96): the costs add up too
+            assert round(totals[row["namespace"]]["cpu_cost"], 2) == row["cost"]["cpu"]
+    # evil-1 costs 0.0048 a day: each day's line rounds to 0.00, the month's to 0.13 (rounding is per line)
+    evil = {r["namespace"]: r for r in month["rows"]}[EVIL]
+    assert evil["cost"]["cpu"] == 0.13 and totals[EVIL]["cpu_cost"] == 0.0
+    code, half = await statement(http_client, served, {"from": "2026-02-01", "to": "2026-02-14", "by": "namespace"})
+    assert code == 200 and half["period"]["label"] == "2026-02-01..2026-02-14"
+    assert {r["namespace"]: r["usage"]["cpu"] for r in half["rows"]}["bio-sim"] == 2.0 * 14 * 24
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_csv_adds_up_and_formulas_are_inert(served, http_client):
+    r = await statement(http_client, served, {"period": "2026-02", "by": "namespace", "format": "csv"}, raw=True)
+    assert r.code == 200 and r.headers["Content-Type"].startswith("text/csv")
+    assert r.headers["Content-Disposition"] == 'attachment; filename="kubemonitor-2026-02-by-namespace.csv"'
+    text = r.body.decode("utf-8")
+    assert text.endswith("\r\n") and "\r\n" in text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == ["period", "from", "to", "group", "name", "account", "namespace", "cpu_core-hours", "cpu_cost",
+                             "memory_GiB-hours", "memory_cost", "total", "currency", "state"]
+    _, s = await statement(http_client, served, {"period": "2026-02", "by": "namespace"})
+    assert round(sum(float(row["total"]) for row in rows), 2) == s["totals"]["total"]  # a spreadsheet's sum
+    assert round(sum(float(row["cpu_cost"]) for row in rows), 2) == s["totals"]["cost"]["cpu"]
+    evil = [row for row in rows if "HYPERLINK" in row["namespace"]]
+    assert evil and all(cell.startswith("'=") for row in evil for cell in (row["namespace"], row["group"], row["name"]))
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
+    assert all(row["cpu_core-hours"].count(".") == 1 and len(row["cpu_core-hours"].split(".")[1]) == 6 for row in rows)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_closed_statement_never_changes_until_a_rebuild(served, http_client, billing_app, running_influxd, month_db):
+    first = (await statement(http_client, served, {"period": "2026-02"}, raw=True)).body
+    running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=bio-sim,pod_name=late-1,type=pod value=999.0 {FEB + 86400}"],
+                          precision="s")
+    again = (await statement(http_client, served, {"period": "2026-02"}, raw=True)).body
+    assert again == first  # byte for byte, late points or not
+    config = billing_app.config
+    r = subprocess.run([sys.executable, "-m", "kubemonitor", "rollup", "--rebuild", "--from", "2026-02-02", "--to", "2026-02-02",
+                        "--influxdb-host", "127.0.0.1", "--influxdb-port", str(config.influxdb_port), "--influxdb-db",
+                        month_db, "--rollup-rp", config.rollup_rp, "--billing-file", config.billing_file],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rebuilt = json.loads((await statement(http_client, served, {"period": "2026-02"}, raw=True)).body)
+    assert rebuilt["period"]["revision"] == 2
+    bio = {row["group"]: row for row in rebuilt["rows"]}["bio-sim"]
+    assert bio["usage"]["cpu"] == round(2.0 * DAYS * 24 + 999 / 1000 / 60, 6)
+    running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"pod_name\" = 'late-1'", db=month_db)
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("body,words", [
+    ({"period": "2026-13"}, ["'period'", "YYYY-MM"]),
+    ({"period": "2026-02-30"}, ["'period'", "not a real day"]),
+    ({"from": "2026-02-10", "to": "2026-02-01"}, ["after 'to'"]),
+    ({"from": "2025-01-01", "to": "2026-02-01"}, ["at most 366 days"]),
+    ({"period": "2026-02", "by": "team"}, ["'by'", "group, namespace, pod"]),
+    ({"period": "2026-02", "format": "xlsx"}, ["'format'", "json, csv"]),
+    ({"period": "2026-02", "perod": 1}, ["unknown field", "'perod'"]),
+    ({"period": "2099-01"}, ["has not begun"]),
+    ({}, ["say which period"]),
+    ({"period": "2026-02", "from": "2026-02-01", "to": "2026-02-02"}, ["either"]),
+])
+async def test_bad_requests_name_the_field(served, http_client, body, words):
+    code, s = await statement(http_client, served, body)
+    assert code == 400, s
+    assert all(w in s["message"] for w in words), s["message"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_missing_metric_shows_zero_and_says_why(make_app, month_db, tmp_path, http_client):
+    card = tmp_path / "gpu.yaml"
+    card.write_text("resources:\n  gpu: {metric: gpu/usage, unit: GB-hours, divide_by: 1000, price: 0.05}\n")
+    app = make_app(influxdb_db=month_db, billing_file=str(card))
+    base, server = await serve_app(app)
+    try:
+        code, s = await statement(http_client, base, {"period": "2026-02"})
+        assert code == 200 and s["coverage"] == {"gpu": 0.0} and s["rows"] == []
+        assert "gpu/usage is not in the database" in s["notes"][0]
+    finally:
+        server.stop()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_influxdb_down_is_503(served, http_client, running_influxd):
+    import asyncio
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, running_influxd.stop)
+    try:
+        code, s = await statement(http_client, served, {"period": "2026-01"})
+        assert code == 503 and "unreachable" in s["message"]
+    finally:
+        await loop.run_in_executor(None, running_influxd.start)
+
+
+def test_a_dst_month_and_day_in_zurich():
+    october = ratecard.period_from({"period": "2026-10"}, "Europe/Zurich")
+    assert (october.start_ns, october.end_ns) == (1790805600 * NS, 1793487600 * NS)  # 2026-09-30T22:00Z .. 2026-10-31T23:00Z
+    assert len(october.days()) == 31
+    hours = [(d.end_ns - d.start_ns) // (3600 * NS) for d in october.days()]
+    assert hours.count(25) == 1 and hours[24] == 25 and set(hours) == {24, 25}  # 25 October 2026
+    assert sum(hours) == 31 * 24 + 1
+    march = ratecard.period_from({"period": "2026-03-29"}, "Europe/Zurich")
+    assert (march.end_ns - march.start_ns) // (3600 * NS) == 23
+
+
+@pytest.mark.parametrize("text,words", [
+    ("currency: CHF\n  bad: [", ["not valid YAML"]),
+    ("currency: CHF\nprices: 1\n", ["line 2", "unknown key 'prices'"]),
+    ("resources:\n  cpu: {metric: cpu/nope, unit: core-hours, divide_by: 1000, price: 1}\n", ["line 2", "unknown metric"]),
+    ("resources:\n  cpu: {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: -1}\n", ["line 2", "negative"]),
+    ("timezone: Mars/Olympus\n", ["line 1", "unknown time zone"]),
+    ("groups:\n  a: {namespaces: [x]}\n  b: {namespaces: [y, x]}\n", ["line 3", "in two groups"]),
+])
+def test_a_bad_rate_card_is_one_line_naming_file_and_line(tmp_path, text, words):
+    path = tmp_path / "billing.yaml"
+    path.write_text(text)
+    with pytest.raises(ratecard.RateCardError) as info:
+        ratecard.load(str(path))
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message and all(w in message for w in words), message
+    r = subprocess.run([sys.executable, "-m", "kubemonitor", "serve", "--billing-file", str(path), "--log-dir", str(tmp_path),
+                        "--users-file", str(tmp_path / "u.yaml")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and str(path) in r.stderr
+
+
+def test_without_a_rate_card_statements_show_usage_only(tmp_path):
+    card = ratecard.load(str(tmp_path / "none.yaml"))
+    assert card is ratecard.DEFAULT and not card.priced
+    assert [r.key for r in card.resources] == ["cpu", "memory", "gpu"]
+
+
