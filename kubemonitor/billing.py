@@ -301,6 +301,58 @@ def statement_request(data: dict, timezone: str, now_ns: int):
     return period, by, fmt
 
 
+def request_schema() -> dict:
+    """The JSON Schema of POST /api/billing/statement's body (the rules of statement_request)."""
+    from .request import _DATE, _YEAR
+    day = {"type": "string", "pattern": f"^{_DATE}$", "example": "2026-11-01"}
+    return {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "period": {"type": "string", "pattern": f"^({_DATE}|({_YEAR}-(0[1-9]|1[0-2])))$", "example": "2026-11",
+                       "description": "a month (YYYY-MM) or a day (YYYY-MM-DD) in the rate card's time zone; not in the future"},
+            "from": {**day, "description": "first day (inclusive); with 'to', at most 366 days, not after 'to'"},
+            "to": {**day, "example": "2026-11-15", "description": "last day (inclusive)"},
+            "by": {"type": "string", "enum": list(BY), "default": "group"},
+            "format": {"type": "string", "enum": list(FORMATS), "default": "json"},
+        },
+        # a month or a day, or from/to: one of the two ways
+        "oneOf": [{"required": ["period"], "not": {"anyOf": [{"required": ["from"]}, {"required": ["to"]}]}},
+                  {"required": ["from", "to"], "not": {"required": ["period"]}}],
+    }
+
+
+def response_schema() -> dict:
+    money_map = {"type": "object", "nullable": True, "additionalProperties": {"type": "number"}}
+    return {
+        "type": "object", "required": ["period", "currency", "resources", "coverage", "gaps", "totals", "rows"],
+        "properties": {
+            "period": {"type": "object", "required": ["from", "to", "label", "timezone", "state", "revision", "computed_at"],
+                       "properties": {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+                                      "label": {"type": "string"}, "timezone": {"type": "string"},
+                                      "state": {"type": "string", "enum": ["closed", "provisional"]},
+                                      "revision": {"type": "integer"}, "computed_at": {"type": "string", "format": "date-time"}}},
+            "currency": {"type": "string", "nullable": True},
+            "resources": {"type": "array", "items": {"type": "object", "properties": {
+                "key": {"type": "string"}, "metric": {"type": "string"}, "unit": {"type": "string"},
+                "price": {"type": "number", "nullable": True}}}},
+            "coverage": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
+            "gaps": {"type": "array", "maxItems": MAX_GAPS, "items": {"type": "object", "properties": {
+                "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"}}}},
+            "totals": {"type": "object", "properties": {"usage": {"type": "object", "additionalProperties": {"type": "number"}},
+                                                        "cost": money_map, "total": {"type": "number", "nullable": True}}},
+            "projection": {"type": "object"},
+            "notes": {"type": "array", "items": {"type": "string"}},
+            "rows": {"type": "array", "items": {"type": "object", "required": ["group", "name", "namespaces", "usage"],
+                                                "properties": {"group": {"type": "string"}, "name": {"type": "string"},
+                                                               "account": {"type": "string", "nullable": True},
+                                                               "namespaces": {"type": "array", "items": {"type": "string"}},
+                                                               "namespace": {"type": "string"}, "pod": {"type": "string"},
+                                                               "usage": {"type": "object", "additionalProperties": {"type": "number"}},
+                                                               "cost": money_map, "total": {"type": "number", "nullable": True}}}},
+        },
+    }
+
+
 # ------------------------------------------------------------------ CSV
 FORMULA_START = ("=", "+", "-", "@")
 

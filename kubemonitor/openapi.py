@@ -4,7 +4,7 @@ The request body's schema comes from kubemonitor/request.py, the rules the handl
 applies, so the two cannot drift apart (a schemathesis run in the tests checks it)."""
 from __future__ import annotations
 
-from . import __version__
+from . import __version__, billing
 from .config import Config
 from .metrics import CATALOG, METRIC_NAME
 from .request import FIELDS, body_schema
@@ -62,6 +62,26 @@ def openapi_document(config: Config) -> dict:
                         "400": _error("Body not a JSON object, unknown field, or a bad value (the message names it)"),
                         "401": _error("Credentials missing, wrong, or not configured on the server"),
                         "404": _error("Unknown metric"),
+                        "405": _error("Any method but POST"),
+                        "413": _error("Body over 64 KiB"),
+                        "502": _error("InfluxDB answered with an error"),
+                        "503": _error("InfluxDB unreachable"),
+                        "504": _error("InfluxDB did not answer within INFLUXDB_TIMEOUT"),
+                    },
+                },
+            },
+            "/api/billing/statement": {
+                "post": {
+                    "summary": "A billing statement: usage, prices and costs per group, namespace or pod for a period",
+                    "operationId": "billingStatement",
+                    "security": [{"username": [], "password": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": billing.request_schema()}}},
+                    "responses": {
+                        "200": {"description": "The statement (JSON), or its CSV with format csv",
+                                "content": {"application/json": {"schema": billing.response_schema()},
+                                            "text/csv": {"schema": {"type": "string"}}}},
+                        "400": _error("Body not a JSON object, unknown field, a bad or future period, bad by/format"),
+                        "401": _error("Credentials missing, wrong, or not configured on the server"),
                         "405": _error("Any method but POST"),
                         "413": _error("Body over 64 KiB"),
                         "502": _error("InfluxDB answered with an error"),

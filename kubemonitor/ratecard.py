@@ -229,6 +229,7 @@ def _number(fields, name, fail, default):
 MONTH = re.compile(r"(\d{4})-(\d{2})")
 DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 MAX_DAYS = 366
+YEARS = (1678, 2261)  # the years InfluxDB stores entirely (int64 nanoseconds)
 
 
 class PeriodError(ValueError):
@@ -276,9 +277,16 @@ def _date(field: str, text, example: str) -> date:
     if not isinstance(text, str) or not DAY.fullmatch(text):
         raise PeriodError(f"'{field}' must be a day as YYYY-MM-DD, e.g. \"{example}\"")
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError as exc:
         raise PeriodError(f"'{field}' {text!r} is not a real day ({exc}); check the day of the month") from None
+    _year(field, day.year)
+    return day
+
+
+def _year(field: str, year: int) -> None:
+    if not YEARS[0] <= year <= YEARS[1]:
+        raise PeriodError(f"'{field}' is in {year}; InfluxDB keeps {YEARS[0]} to {YEARS[1]}")
 
 
 def month_period(text, timezone: str, field: str = "period") -> Period:
@@ -286,6 +294,7 @@ def month_period(text, timezone: str, field: str = "period") -> Period:
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise PeriodError(f"'{field}' {str(text)[:20]!r} is not a month or a day; use YYYY-MM (e.g. \"2026-11\") or "
                           "YYYY-MM-DD (e.g. \"2026-11-27\")")
+    _year(field, int(m.group(1)))
     first = date(int(m.group(1)), int(m.group(2)), 1)
     nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
     return Period(text, first, nxt - timedelta(days=1), timezone)

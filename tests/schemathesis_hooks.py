@@ -34,6 +34,8 @@ def filter_case(ctx, case):
 def ordered(body) -> bool:
     if not isinstance(body, dict):
         return True
+    if any(k in body for k in ("period", "from", "to", "by", "format")):
+        return statement_possible(body)
     try:
         begin = parse_time("b", body.get("timeBeginInterval"), end_of_day=False)
         end = parse_time("e", body.get("timeEndInterval"), end_of_day=True)
@@ -44,3 +46,20 @@ def ordered(body) -> bool:
     return begin is None or begin <= end
 
 
+
+
+def statement_possible(body) -> bool:
+    """Statements: rules across fields (from <= to, at most 366 days) and time (not in the future)."""
+    import datetime
+    today = datetime.date.today()
+    days = [body.get(k) for k in ("period", "from", "to") if isinstance(body.get(k), str)]
+    try:
+        parsed = [datetime.date.fromisoformat(d if len(d) == 10 else d + "-01") for d in days]
+    except ValueError:
+        return True  # not a date: a negative case, keep it
+    if any(d > today for d in parsed):
+        return False
+    if isinstance(body.get("from"), str) and isinstance(body.get("to"), str) and len(parsed) >= 2:
+        first, last = parsed[-2], parsed[-1]
+        return first <= last and (last - first).days < 366
+    return True

@@ -149,6 +149,8 @@ async def test_a_closed_statement_never_changes_until_a_rebuild(served, http_cli
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.parametrize("body,words", [
     ({"period": "2026-13"}, ["'period'", "YYYY-MM"]),
+    ({"period": "0000-10"}, ["'period'", "1678 to 2261"]),
+    ({"from": "0001-01-01", "to": "0001-01-02"}, ["'from'", "1678 to 2261"]),
     ({"period": "2026-02-30"}, ["'period'", "not a real day"]),
     ({"from": "2026-02-10", "to": "2026-02-01"}, ["after 'to'"]),
     ({"from": "2025-01-01", "to": "2026-02-01"}, ["at most 366 days"]),

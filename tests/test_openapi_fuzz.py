@@ -22,7 +22,8 @@ def served(running_influxd, anchors, tmp_path):
     port = free_port()
     env = {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(running_influxd.http_port),
            "INFLUXDB_DB": DB, "API_USERNAME": API_USER, "API_PASSWORD": API_PASS, "KUBEMONITOR_LOG_DIR": str(tmp_path),
-           "KUBEMONITOR_ADDRESS": "127.0.0.1", "KUBEMONITOR_USERS_FILE": str(tmp_path / "users.yaml")}
+           "KUBEMONITOR_ADDRESS": "127.0.0.1", "KUBEMONITOR_USERS_FILE": str(tmp_path / "users.yaml"),
+           "KUBEMONITOR_ROLLUP_METRICS": ""}
     proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "serve", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
