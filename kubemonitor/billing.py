@@ -17,6 +17,7 @@ the totals, and how complete the data was.
 """
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -29,8 +30,9 @@ from .influx import InfluxError, InfluxGateway
 from .metrics import Metric, MetricCatalog
 from .ratecard import Period, PeriodError, RateCard, period_from
 from .request import BadRequest, reject_unknown
-from .times import NS, format_ns
-from .usage import Counted, PodKey, Scope, quote_measurement, raw_hours
+from .rollups import collected_intervals
+from .times import HOUR_NS, NS, format_ns
+from .usage import Counted, PodKey, Scope, raw_hours
 
 STATEMENT = "kubemonitor_statement"
 REVISION = "kubemonitor_statement_revision"
@@ -249,29 +251,51 @@ class Billing:
         return out
 
     async def coverage(self, metric: Metric, begin: int, end: int) -> tuple[float, list[tuple[int, int]]]:
-        """The share of sample intervals in [begin, end) with any cluster- or node-level sample, and the gaps."""
+        """The share of sample intervals in [begin, end) with any cluster- or node-level
+        sample, and the gaps. Rolled-up hours carry their count; only the hours they do
+        not cover fully (and the rest of the range) are looked at interval by interval."""
         interval = self.interval_ns(metric)
         total = max(0, (end - begin) // interval)
         if total == 0:
             return 1.0, []
-        series = await self.influx.query(
-            f'SELECT count("value") FROM {quote_measurement(metric)} WHERE ("type" = $cluster OR "type" = $node) '
-            f'AND time >= $begin AND time < $end GROUP BY time({interval // NS}s) fill(none)',
-            {"cluster": "cluster", "node": "node", "begin": begin, "end": end}, kind="coverage")
-        seen = sorted({t for s in series for t, count in s.get("values", []) if count})
-        first = begin - begin % interval
-        buckets = set((t - first) // interval for t in seen)
-        have = sum(1 for b in buckets if 0 <= b < total)
-        holes, run = [], None
-        for b in range(total):
-            if b not in buckets:
-                run = (run[0], b) if run else (b, b)
-            elif run:
-                holes.append(run)
-                run = None
-        if run:
-            holes.append(run)
-        return have / total, [(first + a * interval, first + (b + 1) * interval) for a, b in holes]
+        kept: dict[int, tuple[int, int]] = {}
+        if self.rollups is not None and self.rollups.covers(metric):
+            first_whole = -(-begin // HOUR_NS) * HOUR_NS
+            kept = await self.rollups.coverage_hours(metric, first_whole, end - end % HOUR_NS)
+        have = 0
+        missing: list[tuple[int, int]] = []   # [from, to) of intervals without data
+        look: list[tuple[int, int]] = []      # ranges to read interval by interval
+        cursor = begin
+        for hour in sorted(kept):
+            covered, intervals = kept[hour]
+            if hour > cursor:
+                look.append((cursor, hour))
+            if covered == intervals:
+                have += covered
+            elif covered == 0:
+                missing.append((hour, hour + HOUR_NS))
+            else:
+                look.append((hour, hour + HOUR_NS))
+            cursor = hour + HOUR_NS
+        if cursor < end:
+            look.append((cursor, end))
+        found = await asyncio.gather(*(collected_intervals(self.influx, metric, a, b, interval) for a, b in look))
+        for (a, b), seen in zip(look, found):
+            start = a - a % interval
+            have += len(seen)
+            t = start
+            while t < b:
+                if t not in seen:
+                    missing.append((t, t + interval))
+                t += interval
+        missing.sort()
+        gaps: list[tuple[int, int]] = []
+        for a, b in missing:
+            if gaps and gaps[-1][1] == a:
+                gaps[-1] = (gaps[-1][0], b)
+            else:
+                gaps.append((a, b))
+        return min(1.0, have / total), gaps
 
 
 def _largest(gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -43,8 +43,14 @@ BATCH_HOURS = 24          # hours one background pass rolls up per metric, at mo
 LATE_WINDOW_HOURS = 6     # how far back the task looks for points that arrived after their hour was rolled up
 
 
-class RollupError(Exception):
-    """Rollups cannot be kept (permissions, no such database)."""
+async def collected_intervals(influx: InfluxGateway, metric: Metric, begin: int, end: int, interval_ns: int) -> set[int]:
+    """The starts of the sample intervals in [begin, end) in which the collector wrote any
+    cluster- or node-level sample of `metric`: what a statement's coverage counts."""
+    series = await influx.query(
+        f'SELECT count("value") FROM {quote_measurement(metric)} WHERE ("type" = $cluster OR "type" = $node) '
+        f'AND time >= $begin AND time < $end GROUP BY time({interval_ns // 10**9}s) fill(none)',
+        {"cluster": "cluster", "node": "node", "begin": begin, "end": end}, kind="coverage")
+    return {t for s in series for t, count in s.get("values", []) if count}
 
 
 class Rollups:
@@ -176,13 +182,15 @@ class Rollups:
         """Compute and keep one hour of one metric; returns the pod instances written."""
         hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric))
         raw_points = await self._raw_points(metric, hour, hour + HOUR_NS)
+        covered = len(await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric)))
         points = [{"measurement": USAGE, "time": hour,
                    "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
                             "source": next(iter(c.sources))},
                    "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
                   for ((ns, pod, pod_id), _h), c in sorted(hours.items()) if c.count]
         marker = [{"measurement": HOURS, "time": hour, "tags": {"metric": metric.name},
-                   "fields": {"pods": len(points), "raw_points": int(raw_points)}}]
+                   "fields": {"pods": len(points), "raw_points": int(raw_points), "covered": covered,
+                              "intervals": HOUR_NS // self.interval_ns(metric)}}]
         if rebuild:
             params = {"metric": metric.name, "first": hour, "end": hour + HOUR_NS}
             for measurement in (HOURS, USAGE):  # the marker first: a reader never sees a half-deleted hour as done
@@ -204,6 +212,13 @@ class Rollups:
             "AND time >= $first AND time < $end",
             {"pod_type": "pod", "container_type": "pod_container", "first": first, "end": end}, kind="rollup")
         return sum(v or 0 for s in series for _, v in s.get("values", []))
+
+    async def coverage_hours(self, metric: Metric, first: int, end: int) -> dict[int, tuple[int, int]]:
+        """{hour: (intervals with collector data, intervals)} for the rolled-up hours in [first, end)."""
+        series = await self.influx.query(f'SELECT "covered", "intervals" FROM {self._hours} WHERE "metric" = $metric '
+                                         "AND time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
+                                         kind="rollup")
+        return {t: (int(c), int(n)) for s in series for t, c, n in s.get("values", []) if c is not None and n}
 
     async def last_hour(self, metric: Metric) -> int | None:
         series = await self.influx.query(f'SELECT last("pods") FROM {self._hours} WHERE "metric" = $metric',

@@ -230,3 +230,22 @@ def test_without_a_rate_card_statements_show_usage_only(tmp_path):
     assert [r.key for r in card.resources] == ["cpu", "memory", "gpu"]
 
 
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_coverage_from_rolled_up_hours_equals_coverage_from_raw_points(billing_app):
+    from kubemonitor.billing import Billing
+    from kubemonitor.metrics import CATALOG
+    from kubemonitor.times import HOUR_NS
+    cpu = CATALOG["cpu/usage_rate"]
+    rollups = billing_app.rollups
+    await rollups.prepare()
+    first = (FEB + 9 * 86400) * NS - 3 * HOUR_NS  # 2026-02-09 21:00 .. 2026-02-10 06:00, around the missing hour
+    for hour in range(first, first + 9 * HOUR_NS, HOUR_NS):
+        await rollups.roll_up(cpu, hour)
+    raw = Billing(billing_app.influx, billing_app.catalog, billing_app.billing.card, None, (), lambda m: 60 * NS)
+    for begin, end in ((first, first + 9 * HOUR_NS), (first - 17 * 60 * NS, first + 9 * HOUR_NS + 5 * 60 * NS)):
+        from_rollups = await billing_app.billing.coverage(cpu, begin, end)
+        from_raw = await raw.coverage(cpu, begin, end)
+        assert from_rollups == from_raw
+        assert from_raw[1] == [((FEB + 9 * 86400 + 2 * 3600) * NS, (FEB + 9 * 86400 + 3 * 3600) * NS)]

@@ -1,0 +1,199 @@
+"""A month's billing statement for 1,000 and 5,000 pods, timed three ways in one run:
+
+* raw — the same totals a user would compute from raw points: the simplest InfluxQL
+  (sum of each namespace's pod-level samples over the month), straight to InfluxDB;
+* rollups — kubemonitor computing the statement from its hourly rollups (in-process:
+  `Billing.compute`, as the API does for a period it has not kept yet);
+* kept — the API serving a closed period's kept statement.
+
+Raw points for 5,000 pods x a month (216 M points) do not fit this machine's time
+budget, so that case writes the rollups directly and has no raw column; the 1,000-pod
+case writes raw pod-level points (43 M) and rolls them up with `kubemonitor rollup`
+(timed). Targets (README): 5,000 pods from rollups < 2 s; kept < 50 ms; >= 10x faster
+than raw. Rate card: cpu and memory, 10 groups, UTC; the month is the last complete one.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+
+from common import API_PASS, API_USER, Server, median_ms, rss_mb
+
+from kubemonitor.billing import Billing
+from kubemonitor.config import Config
+from kubemonitor.influx import InfluxGateway
+from kubemonitor.influxd import Influxd
+from kubemonitor.metrics import MetricCatalog
+from kubemonitor.ratecard import month_period, parse
+from kubemonitor.rollups import HOURS, USAGE, Rollups
+from kubemonitor.usage import sample_interval_ns
+
+CARD = """\
+currency: CHF
+timezone: UTC
+close_after: 6h
+resources:
+  cpu:    {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.02}
+  memory: {metric: memory/usage, unit: GiB-hours, divide_by: 1073741824, price: 0.004}
+"""
+GROUPS = 10
+
+
+def last_month() -> str:
+    now = datetime.now(UTC)
+    year, month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+def write(influxd: Influxd, lines: list[str], rp: str | None = None) -> None:
+    for start in range(0, len(lines), 200_000):
+        influxd.write("k8s", lines[start:start + 200_000], precision="s", rp=rp)
+
+
+def rollups_directly(influxd: Influxd, pods: int, first: int, hours: int) -> int:
+    """Hourly rollup points (and the hours' markers) as the task would write them."""
+    influxd.query('CREATE RETENTION POLICY "kubemonitor" ON "k8s" DURATION INF REPLICATION 1')
+    written, lines = 0, []
+    for h in range(hours):
+        t = first + h * 3600
+        for metric, value in (("cpu/usage_rate", 60 * 500.0), ("memory/usage", 60 * 2.0 * 1024**3)):
+            for p in range(pods):
+                lines.append(f"{USAGE},metric={metric},namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},"
+                             f"pod_name=pod-{p:05d},source=pod count=60i,sum={value},max={value / 60} {t}")
+            lines.append(f"{HOURS},metric={metric} pods={pods}i,raw_points={pods * 60}i {t}")
+        if len(lines) >= 200_000:
+            write(influxd, lines, "kubemonitor")
+            written += len(lines)
+            lines = []
+    write(influxd, lines, "kubemonitor")
+    return written + len(lines)
+
+
+def raw_points(influxd: Influxd, pods: int, first: int, hours: int) -> int:
+    written, lines = 0, []
+    for i in range(hours * 60):
+        t = first + i * 60
+        for p in range(pods):
+            lines.append(f"cpu/usage_rate,namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},pod_name=pod-{p:05d},"
+                         f"type=pod value=500.0 {t}")
+        if len(lines) >= 200_000:
+            write(influxd, lines)
+            written += len(lines)
+            lines = []
+    write(influxd, lines)
+    return written + len(lines)
+
+
+def cluster_points(influxd: Influxd, first: int, hours: int) -> None:
+    """Cluster-level samples: what coverage counts."""
+    write(influxd, [f"{m},type=cluster value=1.0 {first + i * 60}" for i in range(hours * 60)
+                    for m in ("cpu/usage_rate", "memory/usage")])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pods", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    label = last_month()
+    period = month_period(label, "UTC")
+    first, hours = period.start_ns // 10**9, (period.end_ns - period.start_ns) // (3600 * 10**9)
+    print(f"statement of {label} ({hours} h), cpu and memory, {GROUPS} groups\n")
+    print("| pods | raw (simplest InfluxQL) | from rollups | kept (API) | raw / rollups | rows |")
+    print("|---|---|---|---|---|---|")
+    notes = []
+    for pods in args.pods:
+        influxd = Influxd().start()
+        influxd.query('CREATE DATABASE "k8s"')
+        cluster_points(influxd, first, hours)
+        raw_ms = None
+        started = time.monotonic()
+        if pods <= 1000:
+            n = raw_points(influxd, pods, first, hours)
+            notes.append(f"{pods} pods: {n:,} raw pod-level points written in {time.monotonic() - started:.0f} s")
+            started = time.monotonic()
+            subprocess.run([sys.executable, "-m", "kubemonitor", "rollup", "--from", f"{label}-01", "--to",
+                            period.last.isoformat(), "--influxdb-host", "127.0.0.1", "--influxdb-port",
+                            str(influxd.http_port), "--influxdb-db", "k8s", "--influxdb-timeout", "600",
+                            "--rollup-metrics", "cpu/usage_rate"], check=True, stderr=subprocess.DEVNULL)
+            notes.append(f"{pods} pods: `kubemonitor rollup` of the month took {time.monotonic() - started:.0f} s (cpu)")
+            # memory's rollups are written directly (no raw memory points in this case)
+        else:
+            notes.append(f"{pods} pods: raw points would be {pods * hours * 60:,}: rollups written directly, no raw column")
+        n = rollups_directly(influxd, pods, first, hours) if pods > 1000 else 0
+        if pods <= 1000:
+            lines = [f"{USAGE},metric=memory/usage,namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},pod_name=pod-{p:05d},"
+                     f"source=pod count=60i,sum={60 * 2.0 * 1024**3},max={2.0 * 1024**3} {first + h * 3600}"
+                     for h in range(hours) for p in range(pods)]
+            lines += [f"{HOURS},metric=memory/usage pods={pods}i,raw_points={pods * 60}i {first + h * 3600}" for h in range(hours)]
+            write(influxd, lines, "kubemonitor")
+
+        def raw_query() -> float:
+            q = ('SELECT sum("value") FROM "cpu/usage_rate" WHERE "type" = $pod AND time >= $b AND time < $e '
+                 'GROUP BY "namespace_name"')
+            data = ("q=" + urllib.request.quote(q) + "&db=k8s&params=" +
+                    urllib.request.quote(json.dumps({"pod": "pod", "b": period.start_ns, "e": period.end_ns}))).encode()
+            t = time.perf_counter()
+            urllib.request.urlopen(influxd.url + "/query", data=data, timeout=600).read()
+            return time.perf_counter() - t
+
+        card_dir = tempfile.mkdtemp()
+        card_path = os.path.join(card_dir, "billing.yaml")
+        with open(card_path, "w") as fh:
+            fh.write(CARD)
+        config = Config(influxdb_host="127.0.0.1", influxdb_port=influxd.http_port, influxdb_db="k8s", influxdb_timeout=600,
+                        rollup_metrics=("cpu/usage_rate", "memory/usage"), billing_file=card_path)
+
+        async def from_rollups() -> tuple[list[float], int]:
+            influx = InfluxGateway(config)
+            catalog = MetricCatalog(influx.list_measurements)
+            interval = lambda metric: sample_interval_ns(metric, config)  # noqa: E731
+            rollups = Rollups(influx, catalog, rp="kubemonitor", metrics=config.rollup_metrics, settle=600, interval_ns=interval)
+            await rollups.prepare()
+            billing = Billing(influx, catalog, parse(CARD, card_path), rollups, (), interval)
+            times, rows = [], 0
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                statement = await billing.compute(period, "namespace", time.time_ns(), "closed", 1)
+                times.append(time.perf_counter() - t)
+                rows = len(statement["rows"])
+            influx.close()
+            return times, rows
+
+        times, rows = asyncio.run(from_rollups())
+        if pods <= 1000:
+            raw_ms = median_ms([raw_query() for _ in range(args.rounds)])
+        server = Server(influxd, env={"KUBEMONITOR_BILLING_FILE": card_path, "KUBEMONITOR_ROLLUP_METRICS": "cpu/usage_rate,memory/usage"})
+        body = json.dumps({"period": label, "by": "namespace"}).encode()
+
+        def api() -> float:
+            req = urllib.request.Request(server.url + "/api/billing/statement", data=body, method="POST",
+                                         headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS})
+            t = time.perf_counter()
+            urllib.request.urlopen(req, timeout=600).read()
+            return time.perf_counter() - t
+        api()  # computes and keeps it (the period is closed)
+        kept_ms = median_ms([api() for _ in range(max(10, args.rounds))])
+        rollup_ms = median_ms(times)
+        raw_text = f"{raw_ms:.0f} ms" if raw_ms is not None else "–"
+        ratio = f"{raw_ms / rollup_ms:.1f}x" if raw_ms is not None else "–"
+        print(f"| {pods} | {raw_text} | {rollup_ms:.0f} ms | {kept_ms:.1f} ms | {ratio} | {rows} |", flush=True)
+        notes.append(f"{pods} pods: RSS server {rss_mb(server.proc.pid):.0f} MB, influxd {rss_mb(influxd.process.pid):.0f} MB"
+                     + (f"; {n:,} rollup points written directly" if n else ""))
+        server.stop()
+        influxd.cleanup()
+    print()
+    for note in notes:
+        print("-", note)
+
+
+if __name__ == "__main__":
+    main()
