@@ -68,7 +68,7 @@ def rollups_directly(influxd: Influxd, pods: int, first: int, hours: int) -> int
             for p in range(pods):
                 lines.append(f"{USAGE},metric={metric},namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},"
                              f"pod_name=pod-{p:05d},source=pod count=60i,sum={value},max={value / 60} {t}")
-            lines.append(f"{HOURS},metric={metric} pods={pods}i,raw_points={pods * 60}i {t}")
+            lines.append(f"{HOURS},metric={metric} pods={pods}i,raw_points={pods * 60}i,covered=60i,intervals=60i {t}")
         if len(lines) >= 200_000:
             write(influxd, lines, "kubemonitor")
             written += len(lines)
@@ -98,6 +98,89 @@ def cluster_points(influxd: Influxd, first: int, hours: int) -> None:
                     for m in ("cpu/usage_rate", "memory/usage")])
 
 
+def case(pods: int, args, label: str, period, first: int, hours: int, notes: list[str]) -> None:
+    influxd = Influxd().start()
+    influxd.query('CREATE DATABASE "k8s"')
+    cluster_points(influxd, first, hours)
+    raw_ms = None
+    started = time.monotonic()
+    if pods <= 1000:
+        n = raw_points(influxd, pods, first, hours)
+        notes.append(f"{pods} pods: {n:,} raw pod-level points written in {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "kubemonitor", "rollup", "--from", f"{label}-01", "--to",
+                        period.last.isoformat(), "--influxdb-host", "127.0.0.1", "--influxdb-port",
+                        str(influxd.http_port), "--influxdb-db", "k8s", "--influxdb-timeout", "600",
+                        "--rollup-metrics", "cpu/usage_rate"], check=True, stderr=subprocess.DEVNULL)
+        notes.append(f"{pods} pods: `kubemonitor rollup` of the month took {time.monotonic() - started:.0f} s (cpu)")
+        # memory's rollups are written directly (no raw memory points in this case)
+    else:
+        notes.append(f"{pods} pods: raw points would be {pods * hours * 60:,}: rollups written directly, no raw column")
+    n = rollups_directly(influxd, pods, first, hours) if pods > 1000 else 0
+    if pods <= 1000:
+        lines = [f"{USAGE},metric=memory/usage,namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},pod_name=pod-{p:05d},"
+                 f"source=pod count=60i,sum={60 * 2.0 * 1024**3},max={2.0 * 1024**3} {first + h * 3600}"
+                 for h in range(hours) for p in range(pods)]
+        lines += [f"{HOURS},metric=memory/usage pods={pods}i,raw_points={pods * 60}i,covered=60i,intervals=60i {first + h * 3600}"
+                  for h in range(hours)]
+        write(influxd, lines, "kubemonitor")
+
+    def raw_query() -> float:
+        q = ('SELECT sum("value") FROM "cpu/usage_rate" WHERE "type" = $pod AND time >= $b AND time < $e '
+             'GROUP BY "namespace_name"')
+        data = ("q=" + urllib.request.quote(q) + "&db=k8s&params=" +
+                urllib.request.quote(json.dumps({"pod": "pod", "b": period.start_ns, "e": period.end_ns}))).encode()
+        t = time.perf_counter()
+        urllib.request.urlopen(influxd.url + "/query", data=data, timeout=600).read()
+        return time.perf_counter() - t
+
+    card_dir = tempfile.mkdtemp()
+    card_path = os.path.join(card_dir, "billing.yaml")
+    with open(card_path, "w") as fh:
+        fh.write(CARD)
+    config = Config(influxdb_host="127.0.0.1", influxdb_port=influxd.http_port, influxdb_db="k8s", influxdb_timeout=600,
+                    rollup_metrics=("cpu/usage_rate", "memory/usage"), billing_file=card_path)
+
+    async def from_rollups() -> tuple[list[float], int]:
+        influx = InfluxGateway(config)
+        catalog = MetricCatalog(influx.list_measurements)
+        interval = lambda metric: sample_interval_ns(metric, config)  # noqa: E731
+        rollups = Rollups(influx, catalog, rp="kubemonitor", metrics=config.rollup_metrics, settle=600, interval_ns=interval)
+        await rollups.prepare()
+        billing = Billing(influx, catalog, parse(CARD, card_path), rollups, (), interval)
+        times, rows = [], 0
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            statement = await billing.compute(period, "namespace", time.time_ns(), "closed", 1)
+            times.append(time.perf_counter() - t)
+            rows = len(statement["rows"])
+        influx.close()
+        return times, rows
+
+    times, rows = asyncio.run(from_rollups())
+    if pods <= 1000:
+        raw_ms = median_ms([raw_query() for _ in range(args.rounds)])
+    server = Server(influxd, env={"KUBEMONITOR_BILLING_FILE": card_path, "KUBEMONITOR_ROLLUP_METRICS": "cpu/usage_rate,memory/usage"})
+    body = json.dumps({"period": label, "by": "namespace"}).encode()
+
+    def api() -> float:
+        req = urllib.request.Request(server.url + "/api/billing/statement", data=body, method="POST",
+                                     headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS})
+        t = time.perf_counter()
+        urllib.request.urlopen(req, timeout=600).read()
+        return time.perf_counter() - t
+    api()  # computes and keeps it (the period is closed)
+    kept_ms = median_ms([api() for _ in range(max(10, args.rounds))])
+    rollup_ms = median_ms(times)
+    raw_text = f"{raw_ms:.0f} ms" if raw_ms is not None else "–"
+    ratio = f"{raw_ms / rollup_ms:.1f}x" if raw_ms is not None else "–"
+    print(f"| {pods} | {raw_text} | {rollup_ms:.0f} ms | {kept_ms:.1f} ms | {ratio} | {rows} |", flush=True)
+    notes.append(f"{pods} pods: RSS server {rss_mb(server.proc.pid):.0f} MB, influxd {rss_mb(influxd.process.pid):.0f} MB"
+                 + (f"; {n:,} rollup points written directly" if n else ""))
+    server.stop()
+    influxd.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, nargs="+", default=[1000, 5000])
@@ -109,87 +192,9 @@ def main() -> None:
     print(f"statement of {label} ({hours} h), cpu and memory, {GROUPS} groups\n")
     print("| pods | raw (simplest InfluxQL) | from rollups | kept (API) | raw / rollups | rows |")
     print("|---|---|---|---|---|---|")
-    notes = []
+    notes: list[str] = []
     for pods in args.pods:
-        influxd = Influxd().start()
-        influxd.query('CREATE DATABASE "k8s"')
-        cluster_points(influxd, first, hours)
-        raw_ms = None
-        started = time.monotonic()
-        if pods <= 1000:
-            n = raw_points(influxd, pods, first, hours)
-            notes.append(f"{pods} pods: {n:,} raw pod-level points written in {time.monotonic() - started:.0f} s")
-            started = time.monotonic()
-            subprocess.run([sys.executable, "-m", "kubemonitor", "rollup", "--from", f"{label}-01", "--to",
-                            period.last.isoformat(), "--influxdb-host", "127.0.0.1", "--influxdb-port",
-                            str(influxd.http_port), "--influxdb-db", "k8s", "--influxdb-timeout", "600",
-                            "--rollup-metrics", "cpu/usage_rate"], check=True, stderr=subprocess.DEVNULL)
-            notes.append(f"{pods} pods: `kubemonitor rollup` of the month took {time.monotonic() - started:.0f} s (cpu)")
-            # memory's rollups are written directly (no raw memory points in this case)
-        else:
-            notes.append(f"{pods} pods: raw points would be {pods * hours * 60:,}: rollups written directly, no raw column")
-        n = rollups_directly(influxd, pods, first, hours) if pods > 1000 else 0
-        if pods <= 1000:
-            lines = [f"{USAGE},metric=memory/usage,namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},pod_name=pod-{p:05d},"
-                     f"source=pod count=60i,sum={60 * 2.0 * 1024**3},max={2.0 * 1024**3} {first + h * 3600}"
-                     for h in range(hours) for p in range(pods)]
-            lines += [f"{HOURS},metric=memory/usage pods={pods}i,raw_points={pods * 60}i {first + h * 3600}" for h in range(hours)]
-            write(influxd, lines, "kubemonitor")
-
-        def raw_query() -> float:
-            q = ('SELECT sum("value") FROM "cpu/usage_rate" WHERE "type" = $pod AND time >= $b AND time < $e '
-                 'GROUP BY "namespace_name"')
-            data = ("q=" + urllib.request.quote(q) + "&db=k8s&params=" +
-                    urllib.request.quote(json.dumps({"pod": "pod", "b": period.start_ns, "e": period.end_ns}))).encode()
-            t = time.perf_counter()
-            urllib.request.urlopen(influxd.url + "/query", data=data, timeout=600).read()
-            return time.perf_counter() - t
-
-        card_dir = tempfile.mkdtemp()
-        card_path = os.path.join(card_dir, "billing.yaml")
-        with open(card_path, "w") as fh:
-            fh.write(CARD)
-        config = Config(influxdb_host="127.0.0.1", influxdb_port=influxd.http_port, influxdb_db="k8s", influxdb_timeout=600,
-                        rollup_metrics=("cpu/usage_rate", "memory/usage"), billing_file=card_path)
-
-        async def from_rollups() -> tuple[list[float], int]:
-            influx = InfluxGateway(config)
-            catalog = MetricCatalog(influx.list_measurements)
-            interval = lambda metric: sample_interval_ns(metric, config)  # noqa: E731
-            rollups = Rollups(influx, catalog, rp="kubemonitor", metrics=config.rollup_metrics, settle=600, interval_ns=interval)
-            await rollups.prepare()
-            billing = Billing(influx, catalog, parse(CARD, card_path), rollups, (), interval)
-            times, rows = [], 0
-            for _ in range(args.rounds):
-                t = time.perf_counter()
-                statement = await billing.compute(period, "namespace", time.time_ns(), "closed", 1)
-                times.append(time.perf_counter() - t)
-                rows = len(statement["rows"])
-            influx.close()
-            return times, rows
-
-        times, rows = asyncio.run(from_rollups())
-        if pods <= 1000:
-            raw_ms = median_ms([raw_query() for _ in range(args.rounds)])
-        server = Server(influxd, env={"KUBEMONITOR_BILLING_FILE": card_path, "KUBEMONITOR_ROLLUP_METRICS": "cpu/usage_rate,memory/usage"})
-        body = json.dumps({"period": label, "by": "namespace"}).encode()
-
-        def api() -> float:
-            req = urllib.request.Request(server.url + "/api/billing/statement", data=body, method="POST",
-                                         headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS})
-            t = time.perf_counter()
-            urllib.request.urlopen(req, timeout=600).read()
-            return time.perf_counter() - t
-        api()  # computes and keeps it (the period is closed)
-        kept_ms = median_ms([api() for _ in range(max(10, args.rounds))])
-        rollup_ms = median_ms(times)
-        raw_text = f"{raw_ms:.0f} ms" if raw_ms is not None else "–"
-        ratio = f"{raw_ms / rollup_ms:.1f}x" if raw_ms is not None else "–"
-        print(f"| {pods} | {raw_text} | {rollup_ms:.0f} ms | {kept_ms:.1f} ms | {ratio} | {rows} |", flush=True)
-        notes.append(f"{pods} pods: RSS server {rss_mb(server.proc.pid):.0f} MB, influxd {rss_mb(influxd.process.pid):.0f} MB"
-                     + (f"; {n:,} rollup points written directly" if n else ""))
-        server.stop()
-        influxd.cleanup()
+        case(pods, args, label, period, first, hours, notes)
     print()
     for note in notes:
         print("-", note)

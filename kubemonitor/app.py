@@ -12,7 +12,7 @@ from . import ratecard
 from .billing import Billing
 from .config import Config
 from .handlers import api, auth, billing, billing_pages, live, ops, pages
-from .handlers.base import NotFoundHandler
+from .handlers.base import NotFoundHandler, StaticHandler
 from .influx import InfluxError, InfluxGateway
 from .metrics import MetricCatalog
 from .poller import Poller
@@ -70,6 +70,7 @@ class KubeMonitorApp(tornado.web.Application):
             xsrf_cookies=True,
             login_url="/web/login",  # the "login" route (settings are read before the routes exist)
             default_handler_class=NotFoundHandler,
+            static_handler_class=StaticHandler,
             websocket_ping_interval=20,
             websocket_ping_timeout=60,
             websocket_max_message_size=64 * 1024,

@@ -184,14 +184,18 @@ class Billing:
         usages: dict[str, dict[PodKey, Counted]] = {}
         coverage: dict[str, float] = {}
         gaps: list[tuple[int, int]] = []
+        present = await self.catalog.measurements()
+        measured = [r for r in card.resources if metrics[r.key] is not None and metrics[r.key].name in present]
         for resource in card.resources:
-            metric = metrics[resource.key]
-            if metric is None or metric.name not in await self.catalog.measurements():
+            if resource not in measured:
                 usages[resource.key], coverage[resource.key] = {}, 0.0
                 notes.append(f"{resource.metric} is not in the database: {resource.key} shows 0 and coverage 0")
-                continue
-            usages[resource.key] = await self.usage(metric, period)
-            share, holes = await self.coverage(metric, period.start_ns, end_ns)
+        # every resource's usage and coverage at once: independent queries
+        results = await asyncio.gather(*(self.usage(metrics[r.key], period) for r in measured),
+                                       *(self.coverage(metrics[r.key], period.start_ns, end_ns) for r in measured))
+        for i, resource in enumerate(measured):
+            usages[resource.key] = results[i]
+            share, holes = results[len(measured) + i]
             coverage[resource.key] = share
             gaps.extend(holes)
         rows = self.rows(usages, by, {r.key: self.interval_ns(metrics[r.key]) for r in card.resources})

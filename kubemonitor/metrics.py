@@ -120,7 +120,7 @@ class MetricCatalog:
 
     @staticmethod
     def valid_name(name: str) -> bool:
-        return bool(METRIC_NAME.match(name)) and len(name) <= 200
+        return bool(METRIC_NAME.fullmatch(name)) and len(name) <= 200
 
     async def measurements(self, refresh: bool = False) -> frozenset[str]:
         now = self._clock()

@@ -99,6 +99,9 @@ def parse_body(body: bytes) -> dict:
     except RecursionError:
         raise BadRequest("the body nests too deeply; send a flat JSON object such as "
                          '{"namespace": "default", "limit": 100}') from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits (Python refuses to convert it)
+        raise BadRequest(f"the body holds a value that cannot be read ({str(exc)[:80]}); "
+                         'send ordinary numbers, e.g. {"limit": 100}') from None
     if not isinstance(data, dict):
         raise BadRequest(f"the body must be a JSON object, not {json_type(data)}; "
                          'send e.g. {"namespace": "default", "agg": "pod-by-namespace"}')

@@ -81,9 +81,10 @@ class Rollups:
         return {"state": self.state, "retention_policy": self.rp, "metrics": list(self.metric_names),
                 **({"reason": self.reason} if self.reason else {})}
 
-    def turn_off(self, reason: str) -> None:
+    def turn_off(self, reason: str, detail: str = "") -> None:
+        """`reason` is public (/readyz); `detail` (InfluxDB's own words, its address) goes to the log only."""
         if self.state != "off":
-            log.warning("hourly rollups are off: %s; every answer comes from raw points", reason)
+            log.warning("hourly rollups are off: %s%s; every answer comes from raw points", reason, f" ({detail})" if detail else "")
         self.state, self.reason = "off", reason
 
     # -- set-up ---------------------------------------------------------------------
@@ -103,7 +104,7 @@ class Rollups:
             if exc.status in (503, 504):
                 self.state, self.reason = "starting", exc.message  # try again later
                 return
-            self.turn_off(f"cannot create the retention policy {self.rp!r} (a read-only InfluxDB account?): {exc.message}")
+            self.turn_off(f"cannot create the retention policy {self.rp!r} (a read-only InfluxDB account?)", exc.message)
             return
         self.state, self.reason = "on", ""
 
@@ -201,7 +202,7 @@ class Rollups:
             await self.influx.write(marker, self.rp)  # after the usage points: only a complete hour is marked
         except InfluxError as exc:
             if exc.status == 502:
-                self.turn_off(f"InfluxDB refused the rollup write (a read-only account?): {exc.message}")
+                self.turn_off("InfluxDB refused the rollup write (a read-only account?)", exc.message)
             raise
         self.telemetry.rollup_hours.labels(metric.name).inc()
         return len(points)

@@ -30,7 +30,7 @@ SHORT_RANGE_NS = 2 * HOUR_NS
 # ---------------------------------------------------------------- InfluxQL
 def quote_measurement(metric: Metric) -> str:
     """The metric as an InfluxQL identifier. Only names that match the metric pattern get here."""
-    if not METRIC_NAME.match(metric.name):
+    if not METRIC_NAME.fullmatch(metric.name):
         raise ValueError(f"refusing to quote {metric.name!r}")
     return '"' + metric.name + '"'
 

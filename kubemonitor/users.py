@@ -52,13 +52,13 @@ class User:
 
 
 def validate_username(username: str) -> str:
-    if not USERNAME.match(username or ""):
+    if not USERNAME.fullmatch(username or ""):
         raise UserInputError("username must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return username
 
 
 def validate_email(email: str) -> str:
-    if not EMAIL.match(email or "") or len(email) > 254:
+    if not EMAIL.fullmatch(email or "") or len(email) > 254:
         raise UserInputError(f"{email!r} is not an e-mail address (expected name@example.org)")
     return email
 

@@ -249,3 +249,66 @@ async def test_coverage_from_rolled_up_hours_equals_coverage_from_raw_points(bil
         from_raw = await raw.coverage(cpu, begin, end)
         assert from_rollups == from_raw
         assert from_raw[1] == [((FEB + 9 * 86400 + 2 * 3600) * NS, (FEB + 9 * 86400 + 3 * 3600) * NS)]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_kept_statement_outlives_its_raw_points(served, http_client, running_influxd, month_db, billing_app):
+    """January: closed, kept, then its raw points expire (dropped here): the same bytes."""
+    running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=jan-lab,pod_name=j-1,type=pod value=100.0 {FEB - 3600 * k}"
+                                     for k in range(1, 61)], precision="s")
+    first = (await statement(http_client, served, {"period": "2026-01"}, raw=True)).body
+    assert json.loads(first)["rows"][0]["usage"]["cpu"] == 0.1  # 60 samples of 100 millicores
+    running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'jan-lab'", db=month_db)
+    assert (await statement(http_client, served, {"period": "2026-01"}, raw=True)).body == first
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_running_month_is_provisional_with_a_projection(served, http_client, running_influxd, month_db):
+    import time as clock
+    now = int(clock.time()) // 60 * 60
+    running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=now-lab,pod_name=n-1,type=pod value=1000.0 {now - 60 * k}"
+                                     for k in range(1, 121)], precision="s")
+    from datetime import UTC, datetime
+    month = datetime.now(UTC).strftime("%Y-%m")
+    code, s = await statement(http_client, served, {"period": month})
+    assert code == 200 and s["period"]["state"] == "provisional"
+    row = {r["group"]: r for r in s["rows"]}["now-lab"]
+    assert row["usage"]["cpu"] == 2.0  # two hours of one core
+    elapsed = now - datetime.fromisoformat(s["period"]["from"].replace("Z", "+00:00")).timestamp()
+    length = (datetime.fromisoformat(s["period"]["to"].replace("Z", "+00:00")).timestamp()
+              - datetime.fromisoformat(s["period"]["from"].replace("Z", "+00:00")).timestamp())
+    assert s["projection"]["usage"]["cpu"] == pytest.approx(s["totals"]["usage"]["cpu"] * length / elapsed, rel=1e-3)
+    running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'now-lab'", db=month_db)
+
+
+def test_the_statement_command_prints_the_apis_document(billing_app, month_db):
+    config = billing_app.config
+    base = [sys.executable, "-m", "kubemonitor", "statement", "--influxdb-host", "127.0.0.1", "--influxdb-port",
+            str(config.influxdb_port), "--influxdb-db", month_db, "--billing-file", config.billing_file,
+            "--rollup-rp", config.rollup_rp]
+    r = subprocess.run([*base, "--period", "2026-02", "--by", "namespace", "--csv"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert {row["namespace"] for row in rows} >= {"astro-lab", "astro-dev", "bio-sim"} and rows[0]["period"] == "2026-02"
+    r = subprocess.run([*base, "--period", "2026-02"], capture_output=True, text=True, timeout=120)
+    assert json.loads(r.stdout)["rows"][0]["group"] in ("astro", "bio-sim", EVIL)
+    r = subprocess.run([*base, "--period", "2026-13"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--period" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_billing_page_says_so_when_influxdb_is_down(billing_app, http_client, web_user, running_influxd):
+    import asyncio
+
+    from conftest import WEB_PASS, WEB_USER, Browserless
+    base, server = await serve_app(billing_app)
+    b = Browserless(http_client, base)
+    await b.login(WEB_USER, WEB_PASS)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, running_influxd.stop)
+    try:
+        r = await b.fetch("/web/billing/2026-01")
+        assert r.code == 503 and "cannot be computed now" in r.body.decode() and "unreachable" in r.body.decode()
+    finally:
+        await loop.run_in_executor(None, running_influxd.start)
+        server.stop()

@@ -24,12 +24,17 @@ class ReadyHandler(OpsHandler):
     route_name = "readyz"
 
     async def get(self) -> None:
+        # Anonymous callers (probes, anyone) learn whether it is ready, never where InfluxDB is
+        # or which version it runs; the operator finds the details in the log.
         try:
-            version = await self.app.influx.ping()
-        except InfluxError as exc:
-            self.write_json({"status": "unavailable", "code": 503, "message": exc.message}, 503)
+            await self.app.influx.ping()
+        except InfluxError:
+            self.write_json({"status": "unavailable", "code": 503,
+                             "message": "InfluxDB does not answer; the server's log says which and why"}, 503)
             return
-        self.write_json({"status": "ready", "influxdb": version, "rollups": self.app.rollups.status()})
+        rollups = self.app.rollups
+        self.write_json({"status": "ready", "rollups": {"state": rollups.state, "retention_policy": rollups.rp,
+                                                        **({"reason": rollups.reason} if rollups.state == "off" else {})}})
 
 
 class MetricsHandler(OpsHandler):
