@@ -60,6 +60,7 @@ class KubeMonitorApp(tornado.web.Application):
         self.billing = Billing(self.influx, self.catalog, ratecard.load(config.billing_file), self.rollups,
                                config.excluded_namespaces, lambda metric: sample_interval_ns(metric, config))
         self.rollup_every = rollup_every
+        self.live_connections: dict[str, int] = {}  # open websockets per user
         self.login_throttle = auth.Throttle()
         # bcrypt is slow on purpose; its own small pool keeps logins from starving queries
         self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
@@ -72,8 +73,8 @@ class KubeMonitorApp(tornado.web.Application):
             default_handler_class=NotFoundHandler,
             static_handler_class=StaticHandler,
             websocket_ping_interval=20,
-            websocket_ping_timeout=60,
-            websocket_max_message_size=64 * 1024,
+            websocket_ping_timeout=15,          # no longer than the interval (Tornado's rule)
+            websocket_max_message_size=16 * 1024,  # past this Tornado closes the socket (1009); past 4 KiB we answer an error
             debug=debug,
         )
         super().__init__(self.routes(), **settings)

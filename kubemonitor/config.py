@@ -166,6 +166,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_limit", "KUBEMONITOR_MAX_LIMIT", "--max-limit", _positive_int, "10000", "largest `limit` the API accepts"),
     Setting("excluded_namespaces", "KUBEMONITOR_EXCLUDED_NAMESPACES", "--excluded-namespaces", _namespaces, "kube-system",
             "comma-separated namespaces left out of cluster-wide aggregations"),
+    Setting("header_timeout", "KUBEMONITOR_HEADER_TIMEOUT", "--header-timeout", _positive_duration, "15s",
+            "a connection that has not sent a whole request (or sat idle) this long is closed"),
+    Setting("body_timeout", "KUBEMONITOR_BODY_TIMEOUT", "--body-timeout", _positive_duration, "10s",
+            "a request body that has not arrived this long after its headers is dropped"),
+    Setting("max_connections", "KUBEMONITOR_MAX_CONNECTIONS", "--max-connections", _positive_int, "4000",
+            "open connections at most (also capped by the file limit, less a reserve); more are closed at once"),
+    Setting("listen_backlog", "KUBEMONITOR_LISTEN_BACKLOG", "--listen-backlog", _positive_int, "1024",
+            "connections the kernel queues before the server accepts them"),
     Setting("address", "KUBEMONITOR_ADDRESS", "--address", _text, "", "address to listen on (empty = all interfaces)"),
     Setting("trust_proxy", "KUBEMONITOR_TRUST_PROXY", "--trust-proxy", _bool, "off",
             "behind a reverse proxy: take the client address and scheme from X-Forwarded-For/-Proto "
@@ -196,6 +204,10 @@ class Config:
     billing_file: str = "conf/billing.yaml"
     max_limit: int = 10000
     excluded_namespaces: tuple[str, ...] = ("kube-system",)
+    header_timeout: float = 15.0
+    body_timeout: float = 10.0
+    max_connections: int = 4000
+    listen_backlog: int = 1024
     address: str = ""
     trust_proxy: bool = False
     # Set when the cookie secret was generated because none was configured.

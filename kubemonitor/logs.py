@@ -4,10 +4,47 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import time
 
 import yaml
 
 from .resources import resource_dir
+
+
+class RepeatFilter(logging.Filter):
+    """Let through at most `burst` identical messages (same logger, level and text; same
+    exception type) per `window` seconds, then one line saying how many were held back.
+    A flood (a client hammering a failing path, an accept loop out of file descriptors)
+    can then never fill the disk or rotate the earlier log lines away."""
+
+    def __init__(self, burst: int = 5, window: float = 60.0, clock=time.monotonic, max_keys: int = 10_000):
+        super().__init__()
+        self.burst, self.window, self.clock, self.max_keys = burst, window, clock, max_keys
+        self._seen: dict[tuple, list] = {}  # key -> [window start, count]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # One decision per record, whichever handlers (file, errors file, console) ask.
+        decided = getattr(record, "_repeat_filter_passed", None)
+        if decided is not None:
+            return decided
+        record._repeat_filter_passed = passed = self._decide(record)
+        return passed
+
+    def _decide(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
+        key = (record.name, record.levelno, str(record.msg), exc)
+        now = self.clock()
+        entry = self._seen.get(key)
+        if entry is None or now - entry[0] >= self.window:
+            held = entry[1] - self.burst if entry and entry[1] > self.burst else 0
+            if len(self._seen) >= self.max_keys:
+                self._seen.clear()
+            self._seen[key] = [now, 1]
+            if held:
+                record.msg = f"{record.msg} [{held} more like this in the last {self.window:g} s were not logged]"
+            return True
+        entry[1] += 1
+        return entry[1] <= self.burst
 
 
 def _fill(node, log_dir: str):

@@ -118,6 +118,17 @@ class MetricCatalog:
             self._namespaces_at = now
         return self._namespaces
 
+    async def has_namespace(self, name: str) -> bool:
+        """Whether the data has this namespace; an unknown name looks again, at most once per
+        `miss_interval`, so probing random names cannot turn into a query each."""
+        if name in await self.namespaces():
+            return True
+        now = self._clock()
+        if self.list_namespaces and self._namespaces_at is not None and now - self._namespaces_at >= self._miss_interval:
+            self._namespaces = sorted(await self.list_namespaces())
+            self._namespaces_at = now
+        return name in self._namespaces
+
     @staticmethod
     def valid_name(name: str) -> bool:
         return bool(METRIC_NAME.fullmatch(name)) and len(name) <= 200

@@ -72,11 +72,14 @@ def build_snapshot(metric: Metric, namespace: str, window: Window, results: list
 
 class Poller:
     def __init__(self, influx: InfluxGateway, interval: float, excluded: tuple[str, ...] = (), telemetry=None,
-                 grace: float | None = None, concurrency: int = 4, sample_interval: float = 60.0):
+                 grace: float | None = None, concurrency: int = 4, sample_interval: float = 60.0, max_views: int = 200):
         self.influx = influx
         # At most this many poll queries at once, so that a slow InfluxDB cannot fill
         # the gateway's executor with polls and leave API requests waiting behind them.
         self.concurrency = concurrency
+        # At most this many views at once, whatever clients ask for: the poller's work per
+        # interval is bounded (views exist only for metrics and namespaces the data has).
+        self.max_views = max_views
         self._slots: asyncio.Semaphore | None = None
         self.interval = interval
         self.excluded = tuple(excluded)

@@ -39,6 +39,9 @@ from .usage import Counted, PodKey, Scope, hour_of, per_pod, quote_measurement, 
 log = logging.getLogger("kubemonitor.rollups")
 USAGE = "kubemonitor_usage_hourly"
 HOURS = "kubemonitor_rollup_hours"
+DAILY = "kubemonitor_usage_daily"     # the sums of a UTC day's 24 rolled-up hours
+DAYS = "kubemonitor_rollup_days"
+DAY_NS = 24 * HOUR_NS
 BATCH_HOURS = 24          # hours one background pass rolls up per metric, at most
 LATE_WINDOW_HOURS = 6     # how far back the task looks for points that arrived after their hour was rolled up
 
@@ -51,6 +54,17 @@ async def collected_intervals(influx: InfluxGateway, metric: Metric, begin: int,
         f'AND time >= $begin AND time < $end GROUP BY time({interval_ns // 10**9}s) fill(none)',
         {"cluster": "cluster", "node": "node", "begin": begin, "end": end}, kind="coverage")
     return {t for s in series for t, count in s.get("values", []) if count}
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Adjacent [a, b) spans joined: one query each."""
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
 
 
 class Rollups:
@@ -116,11 +130,12 @@ class Rollups:
                                          kind="rollup")
         return sorted({t for s in series for t, _ in s.get("values", [])})
 
-    async def _rolled(self, metric: Metric, first: int, end: int, scope: Scope) -> dict[PodKey, Counted]:
+    async def _rolled(self, metric: Metric, first: int, end: int, scope: Scope, daily: bool = False) -> dict[PodKey, Counted]:
         conditions, params = scope.conditions()
         where = " AND ".join(['"metric" = $metric', "time >= $first", "time < $end", *conditions])
+        source = f'"{self.rp}"."{DAILY}"' if daily else self._usage
         series = await self.influx.query(
-            f'SELECT sum("count") AS "count", sum("sum") AS "sum", max("max") AS "max" FROM {self._usage} WHERE {where} '
+            f'SELECT sum("count") AS "count", sum("sum") AS "sum", max("max") AS "max" FROM {source} WHERE {where} '
             'GROUP BY "namespace_name", "pod_name", "pod_id", "source"',
             {**params, "metric": metric.name, "first": first, "end": end}, kind="usage")
 
@@ -152,21 +167,30 @@ class Rollups:
                 # e.g. the retention policy was dropped: answer from raw points, set up again later
                 log.warning("rollups unreadable, answering from raw points: %s", exc.message)
                 self.state, self.reason = "starting", exc.message
-        rolled, raw = [], []
+        # days kept whole, and wholly inside the range, are read at the daily level
+        days = {d for d in (await self.covered_days(metric, whole_first, whole_end) if covered else [])
+                if d + DAY_NS <= whole_end}
+        hourly: list[tuple[int, int]] = []
+        daily: list[tuple[int, int]] = []
+        raw: list[tuple[int, int]] = []
         cursor = begin
         for hour in covered:
-            if rolled and rolled[-1][1] == hour:
-                rolled[-1] = (rolled[-1][0], hour + HOUR_NS)
+            day = hour - hour % DAY_NS
+            if day in days:
+                if not daily or daily[-1] != (day, day + DAY_NS):
+                    daily.append((day, day + DAY_NS))
             else:
-                rolled.append((hour, hour + HOUR_NS))
+                hourly.append((hour, hour + HOUR_NS))
             if hour > cursor:
                 raw.append((cursor, hour - 1))
             cursor = hour + HOUR_NS
         if cursor <= end:
             raw.append((cursor, end))
-        parts = await asyncio.gather(*(self._rolled(metric, a, b, scope) for a, b in rolled),
+        hourly, daily = _merge(hourly), _merge(daily)
+        parts = await asyncio.gather(*(self._rolled(metric, a, b, scope) for a, b in hourly),
+                                     *(self._rolled(metric, a, b, scope, daily=True) for a, b in daily),
                                      *(raw_hours(self.influx, metric, a, b, scope, interval_ns) for a, b in raw))
-
+        rolled = hourly + daily
         def merge() -> dict[PodKey, Counted]:
             pods: dict[PodKey, Counted] = defaultdict(Counted)
             for part in parts[:len(rolled)]:
@@ -205,7 +229,35 @@ class Rollups:
                 self.turn_off("InfluxDB refused the rollup write (a read-only account?)", exc.message)
             raise
         self.telemetry.rollup_hours.labels(metric.name).inc()
+        await self._roll_up_day(metric, hour - hour % DAY_NS, rebuild)
         return len(points)
+
+    async def _roll_up_day(self, metric: Metric, day: int, rebuild: bool) -> None:
+        """Once all 24 hours of a UTC day are kept, keep their sums once more, per day: a month
+        then reads 31 points per pod instead of 744. Rebuilding an hour rebuilds its day."""
+        if len(await self.covered_hours(metric, day, day + DAY_NS)) < 24:
+            return
+        params = {"metric": metric.name, "first": day, "end": day + DAY_NS}
+        if rebuild:
+            for measurement in (DAYS, DAILY):
+                await self.influx.execute(f'DELETE FROM "{measurement}" WHERE "metric" = $metric AND time >= $first '
+                                          "AND time < $end", params, kind="rollup")
+        pods = await self._rolled(metric, day, day + DAY_NS, Scope())
+        points = [{"measurement": DAILY, "time": day,
+                   "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
+                            "source": next(iter(c.sources)) if len(c.sources) == 1 else "mixed"},
+                   "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
+                  for (ns, pod, pod_id), c in sorted(pods.items()) if c.count]
+        await self.influx.write(points, self.rp)
+        await self.influx.write([{"measurement": DAYS, "time": day, "tags": {"metric": metric.name},
+                                  "fields": {"pods": len(points)}}], self.rp)
+
+    async def covered_days(self, metric: Metric, first: int, end: int) -> list[int]:
+        """The UTC days in [first, end) whose sums are kept at the daily level."""
+        series = await self.influx.query(f'SELECT "pods" FROM "{self.rp}"."{DAYS}" WHERE "metric" = $metric AND '
+                                         "time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
+                                         kind="rollup")
+        return sorted({t for s in series for t, _ in s.get("values", [])})
 
     async def _raw_points(self, metric: Metric, first: int, end: int) -> int:
         series = await self.influx.query(

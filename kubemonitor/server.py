@@ -20,9 +20,42 @@ from .errors import UserError
 
 log = logging.getLogger("kubemonitor")
 
-# Bodies beyond this are cut off by Tornado itself; the API refuses anything over
-# 64 KiB earlier, with a JSON 413 (handlers/api.py).
-MAX_BODY_SIZE = 8 * 1024 * 1024
+# The largest body any page takes (the login form needs a few hundred bytes); beyond it
+# Tornado refuses the request before reading it. The API's handlers stream their bodies
+# and raise their own limit to 64 KiB (handlers/api.py).
+MAX_BODY_SIZE = 8 * 1024
+MAX_HEADER_SIZE = 16 * 1024
+FD_RESERVE = 64   # file descriptors kept for InfluxDB, logs and health checks
+
+
+class Server(HTTPServer):
+    """Tornado's HTTPServer that closes new connections at once past `max_connections`, so
+    a flood of half-open connections runs into a limit, not into the file-descriptor limit."""
+
+    def initialize(self, *args, max_connections: int = 4000, **kwargs) -> None:
+        super().initialize(*args, **kwargs)
+        self.max_connections = max_connections
+        self.refused = 0
+
+    def handle_stream(self, stream, address) -> None:
+        if len(self._connections) >= self.max_connections:
+            self.refused += 1
+            stream.close()
+            return
+        super().handle_stream(stream, address)
+
+
+def connection_limit(wanted: int) -> int:
+    """Raise the soft file limit to the hard one; keep a reserve below it."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return max(1, min(wanted, soft - FD_RESERVE))
 
 
 class PortError(UserError):
@@ -70,9 +103,11 @@ async def serve(config: Config, port: int, ready: asyncio.Event | None = None,
     """
     warn_about(config)
     app = KubeMonitorApp(config)
-    server = HTTPServer(app, max_body_size=MAX_BODY_SIZE, xheaders=config.trust_proxy)
+    server = Server(app, max_body_size=MAX_BODY_SIZE, max_header_size=MAX_HEADER_SIZE, max_buffer_size=1024 * 1024,
+                    idle_connection_timeout=config.header_timeout, body_timeout=config.body_timeout,
+                    xheaders=config.trust_proxy, max_connections=connection_limit(config.max_connections))
     try:
-        server.listen(port, address=config.address or "")
+        server.listen(port, address=config.address or "", backlog=config.listen_backlog)
     except OSError as exc:
         await app.shutdown()
         raise port_problem(exc, config.address, port, retry or f"kubemonitor serve {port + 1}") from None

@@ -48,9 +48,10 @@ async def test_a_trailing_newline_never_names_a_namespace(browser, web_user, app
     assert (await next_message(conn, "error"))["message"]
     conn.write_message("[" * 4000)  # nests past Python's recursion limit, under the 4 KiB message cap
     assert "not JSON" in (await next_message(conn, "error"))["message"]
-    conn.write_message("[" * 30000)
+    conn.write_message("[" * 5000)
     assert "under 4 KiB" in (await next_message(conn, "error"))["message"]
-    conn.close()
+    conn.write_message("[" * 30000)  # past the frame cap: closed, nothing buffered
+    assert await conn.read_message() is None and conn.close_code == 1009
 
 
 def test_a_username_with_a_trailing_newline_is_refused(tmp_path):
@@ -100,3 +101,148 @@ async def test_no_npm_metadata_is_served(http_client, base_url, make_app, tmp_pa
         assert (await http_client.fetch(base + "/static/js/live.js", raise_error=False)).code == 200
     finally:
         server.stop()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_message_flood_closes_the_socket_with_1008(base_url, browser, web_user):
+    conn = await websocket_connect(ws_request(base_url, await session(browser)))
+    for _ in range(200):
+        conn.write_message("x")
+    while (message := await conn.read_message()) is not None:
+        assert json.loads(message)["type"] == "error"  # a few replies at most, then the close
+    assert conn.close_code == 1008
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_namespace_the_data_lacks_makes_no_view(base_url, browser, web_user, app):
+    conn = await websocket_connect(ws_request(base_url, await session(browser)))
+    conn.write_message(json.dumps({"subscribe": {"metric": "cpu/usage_rate", "namespace": "no-such-team"}}))
+    assert "no namespace 'no-such-team'" in (await next_message(conn, "error"))["message"]
+    assert not [key for key in app.poller.views if key[1] == "no-such-team"]
+    conn.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_live_connections_per_user_are_capped(base_url, browser, web_user):
+    from tornado.httpclient import HTTPClientError
+
+    from kubemonitor.handlers.live import MAX_CONNECTIONS_PER_USER
+    cookie = await session(browser)
+    conns = [await websocket_connect(ws_request(base_url, cookie)) for _ in range(MAX_CONNECTIONS_PER_USER)]
+    with pytest.raises(HTTPClientError) as info:
+        await websocket_connect(ws_request(base_url, cookie))
+    assert info.value.code == 429
+    conns.pop().close()
+    import asyncio
+    for _ in range(50):  # the server notices the close, and one more is welcome again
+        await asyncio.sleep(0.05)
+        try:
+            conns.append(await websocket_connect(ws_request(base_url, cookie)))
+            break
+        except HTTPClientError:
+            continue
+    assert len(conns) == MAX_CONNECTIONS_PER_USER
+    for c in conns:
+        c.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_subscription_waiting_on_influxdb_never_stops_the_socket_reading(base_url, browser, web_user,
+                                                                                running_influxd):
+    """Pings are frames too: while a subscription waits on a frozen InfluxDB, the socket
+    still reads and answers (here: an error reply within a second)."""
+    import os
+    import signal
+    import time
+    conn = await websocket_connect(ws_request(base_url, await session(browser)))
+    os.kill(running_influxd.process.pid, signal.SIGSTOP)
+    try:
+        conn.write_message(json.dumps({"subscribe": {"metric": "memory/usage", "namespace": "team-a", "range": "6h"}}))
+        await __import__("asyncio").sleep(0.3)  # the subscription is now waiting for its first snapshot
+        started = time.monotonic()
+        conn.write_message("not json")
+        await next_message(conn, "error", timeout=5)
+        assert time.monotonic() - started < 1
+    finally:
+        os.kill(running_influxd.process.pid, signal.SIGCONT)
+    conn.close()
+
+
+def test_a_flood_of_one_log_line_is_held_back_and_counted(tmp_path):
+    import logging
+
+    from kubemonitor.logs import RepeatFilter, setup_logging
+    setup_logging(str(tmp_path), console=False)
+    log = logging.getLogger("kubemonitor.flood-test")
+    try:
+        for _ in range(10_000):
+            try:
+                raise OSError(24, "Too many open files")
+            except OSError:
+                log.error("accept failed", exc_info=True)
+        log.error("something else")
+    finally:
+        logging.shutdown()
+    errors = (tmp_path / "errors.log").read_text()
+    assert errors.count("ERROR kubemonitor.flood-test: accept failed") == 5 and "something else" in errors
+    assert len(errors) < 10_000
+    now = [0.0]
+    f = RepeatFilter(burst=2, window=60, clock=lambda: now[0])
+    record = logging.LogRecord("x", logging.ERROR, "", 0, "same", (), None)
+    assert [f._decide(record) for _ in range(4)] == [True, True, False, False]
+    now[0] = 61
+    assert f._decide(record) and "2 more like this" in record.msg
+
+
+def serve_with(tmp_path, **settings):
+    from kubemonitor.influxd import free_port, wait_for_http
+    port = free_port()
+    env = {**__import__("os").environ, "KUBEMONITOR_LOG_DIR": str(tmp_path), "KUBEMONITOR_ADDRESS": "127.0.0.1",
+           "KUBEMONITOR_USERS_FILE": str(tmp_path / "u.yaml"), "INFLUXDB_PORT": "1", "KUBEMONITOR_ROLLUP_METRICS": "",
+           **{f"KUBEMONITOR_{k.upper()}": str(v) for k, v in settings.items()}}
+    proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "serve", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return proc, port
+
+
+def test_slow_and_oversized_requests_are_cut_off(tmp_path):
+    import socket
+    import time
+    proc, port = serve_with(tmp_path, header_timeout="1s", body_timeout="1s", max_connections=30)
+    try:
+        # a login body of almost 8 MiB is refused before it is read
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"POST /web/login HTTP/1.1\r\nHost: x\r\nContent-Length: 8387608\r\n\r\n" + b"a" * 100)
+        s.settimeout(5)
+        assert s.recv(100).startswith(b"HTTP/1.1 400") or s.recv(100) == b""
+        s.close()
+        # headers that never finish (slowloris) and a body that never arrives: closed after the timeouts
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(b"POST /api/cpu/usage_rate HTTP/1.1\r\nHost: x\r\nX-USERNAME: a\r\nX-PASSWORD: b\r\nContent-Length: 1000\r\n\r\n{")
+        started = time.monotonic()
+        for conn in (slow, stalled):
+            conn.settimeout(10)
+            while conn.recv(4096):
+                pass
+        assert time.monotonic() - started < 5
+        # past max_connections new connections are closed at once; /healthz answers again afterwards
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        closed = 0
+        for conn in idle:
+            conn.settimeout(0.5)
+            try:
+                closed += conn.recv(1) == b""
+            except TimeoutError:
+                pass
+        assert closed >= 10
+        for conn in idle:
+            conn.close()
+        import urllib.request
+        time.sleep(0.2)
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -104,6 +104,9 @@ async def test_a_new_point_reaches_the_subscriber_within_one_poll_interval(scrat
     base, server = await serve_app(scratch_app)
     try:
         b = Browserless(http_client, base)
+        # the namespace must exist in the data before a view of it can be watched
+        running_influxd.write(scratch_db, "cpu/usage_rate,namespace_name=team-live,pod_name=old-1,type=pod value=1.0 "
+                                          f"{time.time_ns() - 2 * 3600 * 10**9}")
         conn = await websocket_connect(ws_request(base, await session(b)))
         await subscribe(conn, "cpu/usage_rate", "team-live")
         first = await next_message(conn, "snapshot")

@@ -57,6 +57,7 @@ async def both(app, metric, agg, begin, end, namespace="default"):
 async def test_rollups_answer_exactly_what_raw_points_answer(rollup_app):
     await roll(rollup_app, D, 30)  # day D and the first 6 hours of D+1
     assert len(await rollup_app.rollups.covered_hours(CPU, D, D + 30 * HOUR_NS)) == 30
+    assert await rollup_app.rollups.covered_days(CPU, D, D + 48 * HOUR_NS) == [D]  # day D is kept whole: read as one day
     ranges = [(D, D + 24 * HOUR_NS - 1), (D + 30 * 60 * NS, D + 23 * HOUR_NS + 15 * 60 * NS),
               (D + 5 * HOUR_NS, D + 5 * HOUR_NS), (D, D + 48 * HOUR_NS - 1), (D - 3 * HOUR_NS, D + 2 * HOUR_NS + 7),
               (T0, T0 + HOUR_NS)]  # the last is not rolled up at all

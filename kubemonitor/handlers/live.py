@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import OrderedDict
 from urllib.parse import urlparse
 
@@ -32,6 +33,11 @@ log = logging.getLogger("kubemonitor.live")
 MAX_SUBSCRIPTIONS = 20
 MAX_MESSAGE = 4096
 MAX_QUEUED_ERRORS = 8
+MAX_CONNECTIONS_PER_USER = 20
+# A page sends one message per view when it connects; a client sending more than this
+# (a burst of RATE_BURST, refilled at RATE_PER_SECOND) is closed with 1008.
+RATE_PER_SECOND = 5.0
+RATE_BURST = 40.0
 
 
 class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
@@ -45,10 +51,14 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         self._writer: asyncio.Task | None = None
         self._errors = 0
         self.dropped = 0  # snapshots replaced before they were sent (a slow client)
+        self._tokens, self._tokens_at = RATE_BURST, time.monotonic()
+        self._tasks: set[asyncio.Task] = set()
 
     async def prepare(self) -> None:
         if not self.current_user:
             raise tornado.web.HTTPError(401, "log in first")
+        if self.app.live_connections.get(self.current_user, 0) >= MAX_CONNECTIONS_PER_USER:
+            raise tornado.web.HTTPError(429, "too many live connections for this user")
 
     def write_error(self, status_code: int, **kwargs) -> None:
         self.error_headers(status_code, kwargs.get("exc_info", (None, None, None))[1])
@@ -66,6 +76,8 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     def open(self) -> None:
         self.app.telemetry.ws_clients.inc()
         self._opened = True
+        self._user = self.current_user
+        self.app.live_connections[self._user] = self.app.live_connections.get(self._user, 0) + 1
         self._wake = asyncio.Event()
         self._writer = asyncio.ensure_future(self._write_loop())
 
@@ -73,6 +85,13 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         if getattr(self, "_opened", False):
             self._opened = False
             self.app.telemetry.ws_clients.dec()
+            left = self.app.live_connections.get(self._user, 1) - 1
+            if left > 0:
+                self.app.live_connections[self._user] = left
+            else:
+                self.app.live_connections.pop(self._user, None)
+        for task in self._tasks:
+            task.cancel()
         if self._writer is not None:
             self._writer.cancel()
         self._outbox.clear()
@@ -116,7 +135,21 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         self.deliver(json.dumps({"type": "error", "message": message}))
 
     # -- the protocol -------------------------------------------------------------------
-    async def on_message(self, message) -> None:
+    def on_message(self, message) -> None:
+        """Check the message at once; the slow part of a subscription (the first snapshot)
+        runs as a task, so this connection keeps reading frames and answering pings."""
+        now = time.monotonic()
+        self._tokens = min(RATE_BURST, self._tokens + (now - self._tokens_at) * RATE_PER_SECOND)
+        self._tokens_at = now
+        if self._tokens < 1:
+            self.close(1008, "too many messages; a page sends one per view")
+            return
+        self._tokens -= 1
+        task = asyncio.ensure_future(self.handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle(self, message) -> None:
         if isinstance(message, bytes) or len(message) > MAX_MESSAGE:
             self.send_error_message("send JSON text messages under 4 KiB")
             return
@@ -148,6 +181,10 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         if metric is None:
             self.send_error_message(f"unknown metric {body['metric'][:100]!r}")
             return
+        if action == "subscribe" and namespace != ALL and not await self.app.catalog.has_namespace(namespace):
+            # a view only for a namespace the data has: strangers cannot make the poller query anything else
+            self.send_error_message(f"there is no namespace {namespace!r} in the data")
+            return
         key = (metric.name, namespace, window)
         poller = self.app.poller
         if action == "unsubscribe":
@@ -156,6 +193,9 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             return
         if key not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             self.send_error_message(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+            return
+        if key not in poller.views and len(poller.views) >= poller.max_views:
+            self.send_error_message("this server already refreshes as many views as it may; try again later")
             return
         self.subscriptions.add(key)
         view = poller.subscribe(metric, namespace, self, window)
