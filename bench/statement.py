@@ -33,7 +33,7 @@ from kubemonitor.influx import InfluxGateway
 from kubemonitor.influxd import Influxd
 from kubemonitor.metrics import MetricCatalog
 from kubemonitor.ratecard import month_period, parse
-from kubemonitor.rollups import HOURS, USAGE, Rollups
+from kubemonitor.rollups import DAILY, DAYS, HOURS, USAGE, Rollups
 from kubemonitor.usage import sample_interval_ns
 
 CARD = """\
@@ -74,7 +74,22 @@ def rollups_directly(influxd: Influxd, pods: int, first: int, hours: int) -> int
             written += len(lines)
             lines = []
     write(influxd, lines, "kubemonitor")
-    return written + len(lines)
+    return written + len(lines) + daily_directly(influxd, pods, first, hours, ("cpu/usage_rate", "memory/usage"))
+
+
+def daily_directly(influxd: Influxd, pods: int, first: int, hours: int, metrics) -> int:
+    """The daily level the task keeps once a UTC day's 24 hours are rolled up."""
+    lines = []
+    for d in range(hours // 24):
+        t = first + d * 86400
+        for metric in metrics:
+            value = 24 * (60 * 500.0 if metric == "cpu/usage_rate" else 60 * 2.0 * 1024**3)
+            top = 500.0 if metric == "cpu/usage_rate" else 2.0 * 1024**3
+            lines += [f"{DAILY},metric={metric},namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},pod_name=pod-{p:05d},"
+                      f"source=pod count=1440i,sum={value},max={top} {t}" for p in range(pods)]
+            lines.append(f"{DAYS},metric={metric} pods={pods}i {t}")
+    write(influxd, lines, "kubemonitor")
+    return len(lines)
 
 
 def raw_points(influxd: Influxd, pods: int, first: int, hours: int) -> int:

@@ -12,7 +12,7 @@ from . import ratecard
 from .billing import Billing
 from .config import Config
 from .handlers import api, auth, billing, billing_pages, live, ops, pages
-from .handlers.base import NotFoundHandler, StaticHandler
+from .handlers.base import NotFoundHandler, RevokedSessions, StaticHandler
 from .influx import InfluxError, InfluxGateway
 from .metrics import MetricCatalog
 from .poller import Poller
@@ -61,7 +61,8 @@ class KubeMonitorApp(tornado.web.Application):
                                config.excluded_namespaces, lambda metric: sample_interval_ns(metric, config))
         self.rollup_every = rollup_every
         self.live_connections: dict[str, int] = {}  # open websockets per user
-        self.login_throttle = auth.Throttle()
+        self.login_throttle = auth.LoginThrottle()
+        self.sessions = RevokedSessions()
         # bcrypt is slow on purpose; its own small pool keeps logins from starving queries
         self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         settings = dict(

@@ -246,3 +246,58 @@ def test_slow_and_oversized_requests_are_cut_off(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_strangers_cannot_lock_a_user_out(app, http_client, web_user):
+    """Five failures for the name from five addresses (and case or space variants of it)
+    leave the real user, at an address of their own, able to log in."""
+    from conftest import Browserless, serve_app
+    base, server = await serve_app(app)  # trusts X-Forwarded-For, so the test can be many addresses
+    try:
+        async def attempt(name, password, address):
+            b = Browserless(http_client, base)
+            token = await b.xsrf()
+            from urllib.parse import urlencode
+            return await b.fetch("/web/login", "POST", body=urlencode({"_xsrf": token, "username": name, "password": password}),
+                                 headers={"X-Forwarded-For": address})
+        for i, name in enumerate([WEB_USER, WEB_USER.upper(), f" {WEB_USER} ", WEB_USER, WEB_USER.title()]):
+            assert (await attempt(name, "guess", f"203.0.113.{i + 1}")).code == 401
+        assert (await attempt(WEB_USER, WEB_PASS, "198.51.100.7")).code == 302  # the real user, elsewhere
+        # one stranger's address runs out after 5 tries at the name (its variants included)
+        for _ in range(5):
+            await attempt(f" {WEB_USER.upper()}", "guess", "203.0.113.99")
+        assert (await attempt(WEB_USER, WEB_PASS, "203.0.113.99")).code == 429
+        assert (await attempt(WEB_USER, WEB_PASS, "198.51.100.7")).code == 302
+    finally:
+        server.stop()
+
+
+def test_many_addresses_against_one_name_back_off_doubling():
+    from kubemonitor.handlers.auth import LoginThrottle
+    now = [0.0]
+    t = LoginThrottle(clock=lambda: now[0])
+    for i in range(49):
+        t.fail("bob", f"10.0.{i // 250}.{i % 250}")
+    assert t.retry_after("bob", "192.0.2.1") == 0  # still fine for bob at home
+    t.fail("bob", "10.9.9.9")                       # the 50th address: the name backs off
+    first = t.retry_after("bob", "192.0.2.1")
+    t.fail("bob", "10.9.9.10")
+    assert first == 2 and t.retry_after("bob", "192.0.2.1") == 4
+    now[0] += 15 * 60 + 1  # the window passes
+    assert t.retry_after("bob", "192.0.2.1") == 0
+
+
+@pytest.mark.gen_test
+async def test_a_cookie_copied_before_logout_is_worthless_after_it(browser, web_user):
+    import re
+    from urllib.parse import urlencode
+    await browser.login(WEB_USER, WEB_PASS)
+    stolen = browser.cookies["kubemonitor_session"]
+    page = (await browser.fetch("/web/stats/index")).body.decode()
+    token = re.search(r'name="_xsrf" value="([^"]+)"', page).group(1)
+    assert (await browser.fetch("/web/logout", "POST", body=urlencode({"_xsrf": token}))).code == 302
+    browser.cookies["kubemonitor_session"] = stolen
+    assert (await browser.fetch("/web/stats/index")).code == 302  # to the login form
+    await browser.login(WEB_USER, WEB_PASS)  # a new session works
+    assert (await browser.fetch("/web/stats/index")).code == 200

@@ -57,6 +57,55 @@ class Throttle:
         self._failures.pop(key, None)
 
 
+class LoginThrottle:
+    """Failed logins, counted so that a stranger cannot lock a user out:
+
+    * per user and client address: 5 in 15 minutes — a guesser at one address stops there;
+    * per client address: 20 in 15 minutes — one address trying many names;
+    * per user from anywhere: 50 in 15 minutes, then a wait that doubles with each further
+      failure (up to an hour) — many addresses against one name slow down, but an
+      attacker needs 50 of them before the real user at their own address notices.
+
+    Names are normalised once (spaces trimmed, lower case), so `User7` and ` user7`
+    count as one.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.pair = Throttle(limit=5, window=15 * 60, clock=clock)
+        self.address = Throttle(limit=20, window=15 * 60, clock=clock)
+        self.user = Throttle(limit=50, window=15 * 60, clock=clock)
+        self._user_failures: OrderedDict[str, tuple[int, float]] = OrderedDict()  # name -> (failures past the limit, last)
+
+    @staticmethod
+    def normal(username: str) -> str:
+        return username.strip().lower()
+
+    def retry_after(self, username: str, client: str) -> float:
+        name = self.normal(username)
+        wait = max(self.pair.retry_after(f"{name}|{client}"), self.address.retry_after(client))
+        over = self._user_failures.get(name)
+        if over is not None and self.user.retry_after(name) > 0:
+            count, last = over
+            wait = max(wait, min(3600.0, 2.0 ** count) - (self.clock() - last))
+        return max(0.0, wait)
+
+    def fail(self, username: str, client: str) -> None:
+        name = self.normal(username)
+        self.pair.fail(f"{name}|{client}")
+        self.address.fail(client)
+        self.user.fail(name)
+        if self.user.retry_after(name) > 0:  # past the per-user limit: back off, doubling
+            count, _ = self._user_failures.pop(name, (0, 0.0))
+            self._user_failures[name] = (count + 1, self.clock())
+            while len(self._user_failures) > 50_000:
+                self._user_failures.popitem(last=False)
+
+    def succeed(self, username: str, client: str) -> None:
+        name = self.normal(username)
+        self.pair.forget(f"{name}|{client}")
+
+
 def safe_next(target: str | None, default: str) -> str:
     """Only same-site paths: '/x' yes; '//evil', 'http://evil', '/\\evil' no (then `default`)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -88,8 +137,7 @@ class LoginHandler(BaseHandler):
         password = self.get_body_argument("password", "")
         client = self.request.remote_ip or "?"
         throttle = self.app.login_throttle
-        user_key, client_key = f"user:{username.lower()}", f"ip:{client}"
-        wait = throttle.retry_after(user_key, client_key)
+        wait = throttle.retry_after(username, client)
         if wait > 0:
             self.app.telemetry.logins.labels("throttled").inc()
             log.warning("login throttled for user %r from %s", username[:64], client)
@@ -100,12 +148,12 @@ class LoginHandler(BaseHandler):
         ok = bool(username) and await asyncio.get_running_loop().run_in_executor(
             self.app.auth_executor, users.verify, username, password)
         if not ok:
-            throttle.fail(user_key, client_key)
+            throttle.fail(username, client)
             self.app.telemetry.logins.labels("failure").inc()
             log.warning("failed login for user %r from %s", username[:64], client)  # never the password
             self.render_form("Wrong username or password.", 401, username)
             return
-        throttle.forget(user_key)
+        throttle.succeed(username, client)
         self.app.telemetry.logins.labels("success").inc()
         log.info("user %r logged in from %s", username, client)
         self.start_session(username)

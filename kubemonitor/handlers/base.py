@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
+import time
 import uuid
+from collections import OrderedDict
 from http import HTTPStatus
 from typing import Any
 
@@ -19,6 +22,28 @@ log = logging.getLogger("kubemonitor.app")
 
 SESSION_COOKIE = "kubemonitor_session"
 SESSION_HOURS = 10  # a working day
+
+
+class RevokedSessions:
+    """Session ids ended by logout, remembered until the cookie would have expired anyway.
+
+    Per process: with several replicas, a logged-out cookie is refused by the replica that
+    saw the logout (README "Login and sessions" says so); password changes and deleted
+    users end sessions everywhere (they are checked against the users file)."""
+
+    def __init__(self, clock=time.time, max_entries: int = 200_000):
+        self.clock, self.max_entries = clock, max_entries
+        self._until: OrderedDict[str, float] = OrderedDict()
+
+    def revoke(self, sid) -> None:
+        if not isinstance(sid, str):
+            return
+        self._until[sid] = self.clock() + SESSION_HOURS * 3600
+        while len(self._until) > self.max_entries or (self._until and next(iter(self._until.values())) < self.clock()):
+            self._until.popitem(last=False)
+
+    def revoked(self, sid) -> bool:
+        return isinstance(sid, str) and self._until.get(sid, 0) > self.clock()
 
 
 def password_stamp(password_hash: str) -> str:
@@ -118,9 +143,11 @@ class BaseHandler(tornado.web.RequestHandler):
             return None
         try:
             data = json.loads(raw)
-            username, stamp = data["u"], data["p"]
+            username, stamp, sid = data["u"], data["p"], data["s"]
         except (ValueError, KeyError, TypeError):
             return None
+        if self.app.sessions.revoked(sid):
+            return None  # logged out
         user = self.app.users.get(username) if isinstance(username, str) else None
         if user is None or stamp != password_stamp(user.password_hash):
             return None  # deleted, or the password changed since this session began
@@ -128,11 +155,18 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def start_session(self, username: str) -> None:
         user = self.app.users.get(username)
-        value = json.dumps({"u": username, "p": password_stamp(user.password_hash)})
+        value = json.dumps({"u": username, "p": password_stamp(user.password_hash), "s": secrets.token_urlsafe(16)})
         self.set_signed_cookie(SESSION_COOKIE, value, expires_days=SESSION_HOURS / 24, httponly=True,
                                samesite="Lax", secure=self.request.protocol == "https")
 
     def end_session(self) -> None:
+        """Log out: the session id is revoked on the server, so a copy of the cookie is
+        worthless from now on, not only the browser's."""
+        raw = self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_HOURS / 24)
+        try:
+            self.app.sessions.revoke(json.loads(raw)["s"])
+        except (ValueError, KeyError, TypeError):
+            pass
         self.clear_cookie(SESSION_COOKIE)
 
     def user_label(self) -> str:
