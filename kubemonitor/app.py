@@ -1,6 +1,7 @@
 """The Tornado application: settings built in code, collaborators injected, one URL table."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -63,6 +64,7 @@ class KubeMonitorApp(tornado.web.Application):
         self.live_connections: dict[str, int] = {}  # open websockets per user
         self.login_throttle = auth.LoginThrottle()
         self.sessions = RevokedSessions()
+        self._users_read: asyncio.Future | None = None
         # bcrypt is slow on purpose; its own small pool keeps logins from starving queries
         self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         settings = dict(
@@ -105,6 +107,14 @@ class KubeMonitorApp(tornado.web.Application):
             url(r"/", pages.WebRootHandler, name="root"),
             # -- anything else: NotFoundHandler (default_handler_class), JSON under /api
         ]
+
+    async def fresh_users(self) -> None:
+        """Re-read the users file when it is due, in an executor; concurrent callers share one read."""
+        if self._users_read is None or self._users_read.done():
+            if not self.users.due():
+                return
+            self._users_read = asyncio.get_running_loop().run_in_executor(self.auth_executor, self.users.users)
+        await asyncio.shield(self._users_read)
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """One access line per request, and the Prometheus request metrics."""

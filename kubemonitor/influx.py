@@ -37,10 +37,16 @@ T = TypeVar("T")
 class InfluxError(Exception):
     """An InfluxDB failure, carrying the HTTP status the API answers with."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: int | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
+
+
+# How long a call may wait for one of the executor's threads before it is refused (503):
+# a request that cannot start soon is refused early instead of piling up behind others.
+QUEUE_WAIT = 1.0
 
 
 def map_error(exc: BaseException, config: Config) -> InfluxError:
@@ -92,6 +98,8 @@ class InfluxGateway:
         self.config = config
         self.telemetry = telemetry or Telemetry()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="influx")
+        self._workers = workers
+        self._slots: asyncio.Semaphore | None = None  # made in the running loop, on first use
         # Shaping and encoding answers is CPU work: its own small pool, so it never waits
         # behind (or holds up) calls to InfluxDB.
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compute")
@@ -123,24 +131,41 @@ class InfluxGateway:
 
     # -- event-loop side ----------------------------------------------------------------
     async def call(self, fn: Callable[[InfluxDBClient], T], kind: str = "query") -> T:
-        """Run `fn(client)` in the executor; raise InfluxError (502/503/504) on failure."""
+        """Run `fn(client)` in the executor; raise InfluxError (502/503/504) on failure.
+
+        INFLUXDB_TIMEOUT bounds the whole call, the wait for a thread included; a call that
+        cannot get a thread within QUEUE_WAIT is refused at once (503, Retry-After).
+        """
         tel = self.telemetry
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.influxdb_timeout
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._workers)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout=min(QUEUE_WAIT, self.config.influxdb_timeout))
+        except TimeoutError:
+            tel.influx_errors.labels("503").inc()
+            raise InfluxError(503, f"InfluxDB is busy: all {self._workers} connections to it are in use; try again in a "
+                                   "few seconds", retry_after=2) from None
         tel.influx_inflight.inc()
         try:
-            loop = asyncio.get_running_loop()
-            try:
-                # The client's own timeout bounds each socket operation; this bounds the
-                # whole call, so a trickling answer cannot hold a caller for ever.
-                return await asyncio.wait_for(
-                    loop.run_in_executor(self._executor, self._run, fn, kind),
-                    timeout=self.config.influxdb_timeout + 2)
-            except Exception as exc:  # noqa: BLE001 - mapped, or re-raised as a bug
-                err = map_error(exc, self.config)
-                tel.influx_errors.labels(str(err.status)).inc()
-                log.warning("InfluxDB %s failed: %s", kind, err.message)
-                raise err from exc
-        finally:
+            running = loop.run_in_executor(self._executor, self._run, fn, kind)
+        except BaseException:
+            self._slots.release()
             tel.influx_inflight.dec()
+            raise
+        # The slot is free when the thread is, not when we stop waiting for it: a thread
+        # still stuck in a timed-out call keeps counting.
+        running.add_done_callback(lambda _: (self._slots.release(), tel.influx_inflight.dec()))
+        try:
+            # The client's own timeout bounds each socket operation; this bounds the whole
+            # call (the wait for a thread included), so nothing holds a caller for longer.
+            return await asyncio.wait_for(asyncio.shield(running), timeout=max(0.001, deadline - loop.time()))
+        except Exception as exc:  # noqa: BLE001 - mapped, or re-raised as a bug
+            err = map_error(exc, self.config)
+            tel.influx_errors.labels(str(err.status)).inc()
+            log.warning("InfluxDB %s failed: %s", kind, err.message)
+            raise err from exc
 
     def _run(self, fn: Callable[[InfluxDBClient], T], kind: str) -> T:
         started = time.perf_counter()

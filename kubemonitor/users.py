@@ -30,6 +30,7 @@ log = logging.getLogger("kubemonitor.users")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_PASSWORD_BYTES = 72  # bcrypt reads no more; bcrypt 5 raises on longer input
+MAX_FILE_BYTES = 4 * 1024 * 1024  # tens of thousands of users; a bigger file is a mistake (or an attack)
 BCRYPT_ROUNDS = 12
 # Compared against when the user does not exist, so an unknown name costs the same time.
 _DUMMY_HASH = b"$2b$12$WHGDU.x7QeU9WfU2F.lkhuJjnJLF8Yk1S5N2K7qHwVl7gKK.EeOcm"
@@ -193,6 +194,10 @@ class UserStore:
 
     def read(self) -> dict[str, User]:
         try:
+            size = os.path.getsize(self.path)
+            if size > MAX_FILE_BYTES:
+                raise UsersFileError(f"users file {self.path} is {size:,} bytes, over the {MAX_FILE_BYTES:,} kubemonitor reads; "
+                                     "it is not a users file kubemonitor wrote: restore it from a backup")
             with open(self.path, encoding="utf-8") as fh:
                 text = fh.read()
         except FileNotFoundError:
@@ -218,6 +223,14 @@ class UserStore:
                 log.error("%s", exc)
             self._signature = signature
         return self._users
+
+    def cached(self, username: str) -> User | None:
+        """The user as last read, without touching the file (for the event loop)."""
+        return self._users.get(username)
+
+    def due(self) -> bool:
+        """Whether `users()` would look at the file now (the event loop asks, an executor reads)."""
+        return self._signature is None or time.monotonic() - self._checked_at >= self._recheck
 
     def get(self, username: str) -> User | None:
         # An unknown name looks at the file again at once: a user just added by

@@ -301,3 +301,65 @@ async def test_a_cookie_copied_before_logout_is_worthless_after_it(browser, web_
     assert (await browser.fetch("/web/stats/index")).code == 302  # to the login form
     await browser.login(WEB_USER, WEB_PASS)  # a new session works
     assert (await browser.fetch("/web/stats/index")).code == 200
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_deadline_covers_the_wait_for_a_thread(make_app, http_client):
+    import asyncio
+    import time
+
+    from conftest import API_PASS, API_USER, serve_app
+    from test_api_errors import BlackHole
+    hole = BlackHole()
+    try:
+        app = make_app(influxdb_port=hole.port, influxdb_timeout=2.0)
+        base, server = await serve_app(app)
+        from tornado.simple_httpclient import SimpleAsyncHTTPClient
+        client = SimpleAsyncHTTPClient(max_clients=32, force_instance=True)  # all twelve at once
+
+        async def one():
+            started = time.monotonic()
+            r = await client.fetch(base + "/api/cpu/usage_rate", method="POST", raise_error=False, request_timeout=30,
+                                        headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS}, body=b"{}")
+            return r, time.monotonic() - started
+        answers = await asyncio.gather(*(one() for _ in range(12)))
+        codes = sorted(r.code for r, _ in answers)
+        assert codes.count(504) == 8 and codes.count(503) == 4, codes  # 8 threads; the rest refused early
+        assert max(t for _, t in answers) < 2.0 + 0.5  # INFLUXDB_TIMEOUT means the whole request
+        busy = [r for r, _ in answers if r.code == 503]
+        assert all(r.headers["Retry-After"] == "2" and "busy" in json.loads(r.body)["message"] for r in busy)
+        assert all("within 2 s" in json.loads(r.body)["message"] for r, _ in answers if r.code == 504)
+        server.stop()
+    finally:
+        hole.close()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_big_users_file_is_read_off_the_event_loop(app, http_client, base_url, browser, web_user, config, caplog):
+    import asyncio
+    import time
+
+    from kubemonitor.users import MAX_FILE_BYTES
+    await browser.login(WEB_USER, WEB_PASS)
+    good = open(config.users_file).read()
+    # about 2 MB of users: parsed in an executor; /healthz meanwhile answers at once
+    filler = "".join(f"  u{i}:\n    email: u{i}@example.org\n    password: $2b$04$abcdefghijklmnopqrstuv\n    created: ''\n"
+                     for i in range(22_000))
+    with open(config.users_file, "w") as fh:
+        fh.write(good + filler)
+    app.users._checked_at = 0  # due now
+    page = asyncio.ensure_future(browser.fetch("/web/stats/index"))
+    await asyncio.sleep(0.05)
+    worst = 0.0
+    while not page.done():
+        started = time.monotonic()
+        await http_client.fetch(base_url + "/healthz")
+        worst = max(worst, time.monotonic() - started)
+        await asyncio.sleep(0.02)
+    assert (await page).code == 200 and worst < 0.25, worst
+    # over the limit: refused with a clear error, the last good list kept
+    with open(config.users_file, "w") as fh:
+        fh.write(good + "#" * (MAX_FILE_BYTES + 1))
+    app.users._checked_at = 0
+    assert (await browser.fetch("/web/stats/index")).code == 200
+    assert "over the" in (app.users.error or "") and app.users.cached(WEB_USER) is not None

@@ -9,7 +9,7 @@ import tornado.web
 from .. import request as api_request
 from .. import usage
 from ..influx import InfluxError
-from .base import ApiError, APIHandler, encode_json
+from .base import ApiError, APIHandler, encode_json, from_influx
 
 MAX_BODY = 64 * 1024
 EXAMPLE = 'e.g. curl -X POST -H "X-USERNAME: $API_USERNAME" -H "X-PASSWORD: $API_PASSWORD" -d \'{"agg": "all-namespace"}\''
@@ -96,7 +96,7 @@ class MetricHandler(PostAPIHandler):
         try:
             metric = await self.app.catalog.resolve(name)
         except InfluxError as exc:
-            raise ApiError(exc.status, exc.message) from None
+            raise from_influx(exc) from None
         if metric is None:
             raise ApiError(404, f"unknown metric {name[:100]!r}: it is neither in the catalog nor a measurement "
                                 "in InfluxDB; GET /openapi.json lists the catalog, e.g. /api/cpu/usage_rate")
@@ -115,7 +115,7 @@ class MetricHandler(PostAPIHandler):
                                              usage.sample_interval_ns(metric, config), self.app.rollups)
                 body = await influx.compute(encode_json, rows)
         except InfluxError as exc:
-            raise ApiError(exc.status, exc.message) from None
+            raise from_influx(exc) from None
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(body)
 

@@ -102,6 +102,11 @@ class ApiError(tornado.web.HTTPError):
         self.headers = headers or {}
 
 
+def from_influx(exc) -> ApiError:
+    """An InfluxError as the answer: its status and message, and Retry-After when busy."""
+    return ApiError(exc.status, exc.message, {"Retry-After": str(exc.retry_after)} if exc.retry_after else None)
+
+
 def error_message(status: int, exc: BaseException | None) -> str:
     if isinstance(exc, ApiError):
         return exc.message
@@ -132,6 +137,12 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         set_security_headers(self)
 
+    async def prepare(self) -> None:
+        # The users file is read (and parsed) in an executor, never on the event loop, one
+        # read for all the requests that arrive meanwhile; a request then checks its session
+        # against what was read.
+        await self.app.fresh_users()
+
     @property
     def app(self):
         return self.application
@@ -148,13 +159,13 @@ class BaseHandler(tornado.web.RequestHandler):
             return None
         if self.app.sessions.revoked(sid):
             return None  # logged out
-        user = self.app.users.get(username) if isinstance(username, str) else None
+        user = self.app.users.cached(username) if isinstance(username, str) else None
         if user is None or stamp != password_stamp(user.password_hash):
             return None  # deleted, or the password changed since this session began
         return username
 
     def start_session(self, username: str) -> None:
-        user = self.app.users.get(username)
+        user = self.app.users.cached(username)
         value = json.dumps({"u": username, "p": password_stamp(user.password_hash), "s": secrets.token_urlsafe(16)})
         self.set_signed_cookie(SESSION_COOKIE, value, expires_days=SESSION_HOURS / 24, httponly=True,
                                samesite="Lax", secure=self.request.protocol == "https")
@@ -208,6 +219,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
 class APIHandler(BaseHandler):
     """JSON everywhere, including errors: {"code": status, "message": "..."}."""
+
+    async def prepare(self) -> None:
+        pass  # no sessions here: the users file is not needed (and never waited for)
 
     def check_xsrf_cookie(self) -> None:
         # The API authenticates each request by header, never by cookie, so a forged

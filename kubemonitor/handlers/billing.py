@@ -8,7 +8,7 @@ from ..billing import statement_request, to_csv
 from ..influx import InfluxError
 from ..request import BadRequest
 from .api import PostAPIHandler
-from .base import ApiError
+from .base import ApiError, from_influx
 
 
 def csv_filename(label: str, by: str) -> str:
@@ -27,7 +27,7 @@ class StatementHandler(PostAPIHandler):
         try:
             text = await billing.statement(period, by)
         except InfluxError as exc:
-            raise ApiError(exc.status, exc.message) from None
+            raise from_influx(exc) from None
         if fmt == "csv":
             body = await self.app.influx.compute(lambda: to_csv(json.loads(text), by))
             self.set_header("Content-Type", "text/csv; charset=UTF-8")

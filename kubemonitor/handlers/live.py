@@ -55,6 +55,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         self._tasks: set[asyncio.Task] = set()
 
     async def prepare(self) -> None:
+        await super().prepare()
         if not self.current_user:
             raise tornado.web.HTTPError(401, "log in first")
         if self.app.live_connections.get(self.current_user, 0) >= MAX_CONNECTIONS_PER_USER:
