@@ -169,10 +169,11 @@ class Billing:
         return {"days": [d.label for d in days], "groups": {g: [round(v, 4) for v in vals] for g, vals in sorted(series.items())},
                 "measure": measure}
 
-    async def usage(self, metric: Metric, period: Period) -> dict[PodKey, Counted]:
+    async def usage(self, metric: Metric, period: Period, by: str) -> dict[PodKey, Counted]:
         scope = Scope(None, self.excluded)
         if self.rollups is not None:
-            return await self.rollups.usage(metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric))
+            return await self.rollups.usage(metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric),
+                                            per_namespace=by != "pod")
         from .usage import per_pod
         return per_pod(await raw_hours(self.influx, metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric)))
 
@@ -191,7 +192,7 @@ class Billing:
                 usages[resource.key], coverage[resource.key] = {}, 0.0
                 notes.append(f"{resource.metric} is not in the database: {resource.key} shows 0 and coverage 0")
         # every resource's usage and coverage at once: independent queries
-        results = await asyncio.gather(*(self.usage(metrics[r.key], period) for r in measured),
+        results = await asyncio.gather(*(self.usage(metrics[r.key], period, by) for r in measured),
                                        *(self.coverage(metrics[r.key], period.start_ns, end_ns) for r in measured))
         for i, resource in enumerate(measured):
             usages[resource.key] = results[i]

@@ -58,6 +58,17 @@ async def test_rollups_answer_exactly_what_raw_points_answer(rollup_app):
     await roll(rollup_app, D, 30)  # day D and the first 6 hours of D+1
     assert len(await rollup_app.rollups.covered_hours(CPU, D, D + 30 * HOUR_NS)) == 30
     assert await rollup_app.rollups.covered_days(CPU, D, D + 48 * HOUR_NS) == [D]  # day D is kept whole: read as one day
+    # per namespace (what statements by group or namespace read): the pods' sums, exactly
+    from kubemonitor.usage import Scope
+    for begin, end in ((D, D + 24 * HOUR_NS - 1), (D - 90 * 60 * NS, D + 29 * HOUR_NS + 7)):
+        pods = await rollup_app.rollups.usage(CPU, begin, end, Scope(), INTERVAL)
+        namespaces = await rollup_app.rollups.usage(CPU, begin, end, Scope(), INTERVAL, per_namespace=True)
+        summed: dict = {}
+        for (ns, _pod, _id), counted in pods.items():
+            summed.setdefault(ns, [0, 0.0])
+            summed[ns][0] += counted.count
+            summed[ns][1] += counted.sum
+        assert {ns: [c.count, c.sum] for (ns, _, _), c in namespaces.items()} == summed
     ranges = [(D, D + 24 * HOUR_NS - 1), (D + 30 * 60 * NS, D + 23 * HOUR_NS + 15 * 60 * NS),
               (D + 5 * HOUR_NS, D + 5 * HOUR_NS), (D, D + 48 * HOUR_NS - 1), (D - 3 * HOUR_NS, D + 2 * HOUR_NS + 7),
               (T0, T0 + HOUR_NS)]  # the last is not rolled up at all
