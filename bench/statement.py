@@ -33,7 +33,7 @@ from kubemonitor.influx import InfluxGateway
 from kubemonitor.influxd import Influxd
 from kubemonitor.metrics import MetricCatalog
 from kubemonitor.ratecard import month_period, parse
-from kubemonitor.rollups import DAILY, DAYS, HOURS, USAGE, Rollups
+from kubemonitor.rollups import DAILY, DAILY_NS, DAYS, HOURS, USAGE, Rollups
 from kubemonitor.usage import sample_interval_ns
 
 CARD = """\
@@ -87,6 +87,9 @@ def daily_directly(influxd: Influxd, pods: int, first: int, hours: int, metrics)
             top = 500.0 if metric == "cpu/usage_rate" else 2.0 * 1024**3
             lines += [f"{DAILY},metric={metric},namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},pod_name=pod-{p:05d},"
                       f"source=pod count=1440i,sum={value},max={top} {t}" for p in range(pods)]
+            per_group = [sum(1 for p in range(pods) if p % GROUPS == g) for g in range(GROUPS)]
+            lines += [f"{DAILY_NS},metric={metric},namespace_name=group-{g:02d},source=pod count={1440 * n}i,sum={value * n},"
+                      f"max={top} {t}" for g, n in enumerate(per_group) if n]
             lines.append(f"{DAYS},metric={metric} pods={pods}i {t}")
     write(influxd, lines, "kubemonitor")
     return len(lines)

@@ -138,6 +138,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_influx(config: Config, work) -> int:
+    """Run `await work(influx, catalog, rollups)` against InfluxDB; its failures are one line."""
+    import logging
+
+    from .influx import InfluxError, InfluxGateway
+    from .metrics import MetricCatalog
+    from .rollups import Rollups
+    from .usage import sample_interval_ns
+    logging.getLogger("kubemonitor.influx").setLevel(logging.ERROR)  # the one-line error says it all
+
+    async def run() -> int:
+        influx = InfluxGateway(config)
+        catalog = MetricCatalog(influx.list_measurements)
+        rollups = Rollups(influx, catalog, rp=config.rollup_rp, metrics=config.rollup_metrics, settle=config.rollup_settle,
+                          interval_ns=lambda metric: sample_interval_ns(metric, config))
+        try:
+            return await work(influx, catalog, rollups)
+        except InfluxError as exc:
+            raise UserError(exc.message) from None
+        finally:
+            influx.close()
+    return asyncio.run(run())
+
+
 def rollup_range(text_from: str, text_to: str | None, now_ns: int) -> tuple[int, int]:
     """The hours [first, end) that `--from`/`--to` name (inclusive days or times, UTC)."""
     from .request import BadRequest, parse_time
@@ -158,55 +182,38 @@ def rollup_range(text_from: str, text_to: str | None, now_ns: int) -> tuple[int,
 
 
 def cmd_rollup(args: argparse.Namespace) -> int:
-    import logging
     import time
 
-    from .rollups import Rollups
+    from .times import HOUR_NS, format_ns
     config = load_config(args)
-    logging.getLogger("kubemonitor.influx").setLevel(logging.ERROR)  # the one-line error says it all
 
-    async def run() -> int:
-        from .influx import InfluxError, InfluxGateway
-        from .metrics import MetricCatalog
-        from .times import HOUR_NS, format_ns
-        from .usage import sample_interval_ns
-        influx = InfluxGateway(config)
-        catalog = MetricCatalog(influx.list_measurements)
-        rollups = Rollups(influx, catalog, rp=config.rollup_rp, metrics=config.rollup_metrics, settle=config.rollup_settle,
-                          interval_ns=lambda metric: sample_interval_ns(metric, config))
-        try:
-            first, after = rollup_range(args.from_, args.to, time.time_ns())
-            settled = rollups.settled_end()
-            if after > settled:
-                print(f"kubemonitor: hours from {format_ns(max(first, settled))} on have not settled yet "
-                      f"(KUBEMONITOR_ROLLUP_SETTLE); they are left to the server's task", file=sys.stderr)
-                after = max(first, settled)
-            await rollups.prepare()
-            if rollups.state != "on":
-                raise UserError(f"cannot keep rollups: {rollups.reason}")
-            metrics = [await catalog.resolve(name) for name in config.rollup_metrics]
-            hours = list(range(first, after, HOUR_NS))
-            total, done, started = len(hours) * len(metrics), 0, time.monotonic()
-            for metric in metrics:
-                if metric is None:
-                    continue
-                for hour in hours:
-                    await rollups.roll_up(metric, hour, rebuild=args.rebuild)
-                    done += 1
-                    progress(done, total, started)
-            print(f"{'rebuilt' if args.rebuild else 'rolled up'} {len(hours)} hour(s) x {len(metrics)} metric(s) "
-                  f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
-            if args.rebuild:
-                from .billing import Kept
-                labels = await Kept(influx, config.rollup_rp).invalidate(first, after)
-                if labels:
-                    print(f"kept statements of {', '.join(labels)} will be computed again, as a new revision", file=sys.stderr)
-            return 0
-        except InfluxError as exc:
-            raise UserError(exc.message) from None
-        finally:
-            influx.close()
-    return asyncio.run(run())
+    async def work(influx, catalog, rollups) -> int:
+        first, after = rollup_range(args.from_, args.to, time.time_ns())
+        settled = rollups.settled_end()
+        if after > settled:
+            print(f"kubemonitor: hours from {format_ns(max(first, settled))} on have not settled yet "
+                  f"(KUBEMONITOR_ROLLUP_SETTLE); they are left to the server's task", file=sys.stderr)
+            after = max(first, settled)
+        await rollups.prepare()
+        if rollups.state != "on":
+            raise UserError(f"cannot keep rollups: {rollups.reason}")
+        metrics = [m for m in [await catalog.resolve(name) for name in config.rollup_metrics] if m is not None]
+        hours = list(range(first, after, HOUR_NS))
+        total, done, started = len(hours) * len(metrics), 0, time.monotonic()
+        for metric in metrics:
+            for hour in hours:
+                await rollups.roll_up(metric, hour, rebuild=args.rebuild)
+                done += 1
+                progress(done, total, started)
+        print(f"{'rebuilt' if args.rebuild else 'rolled up'} {len(hours)} hour(s) x {len(metrics)} metric(s) "
+              f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        if args.rebuild:
+            from .billing import Kept
+            labels = await Kept(influx, config.rollup_rp).invalidate(first, after)
+            if labels:
+                print(f"kept statements of {', '.join(labels)} will be computed again, as a new revision", file=sys.stderr)
+        return 0
+    return with_influx(config, work)
 
 
 def progress(done: int, total: int, started: float) -> None:
@@ -225,43 +232,29 @@ def progress(done: int, total: int, started: float) -> None:
 def cmd_statement(args: argparse.Namespace) -> int:
     """Print a period's statement (JSON, or CSV with --csv): for cron jobs that mail it."""
     import json
-    import logging
     import time
 
+    from . import ratecard
+    from .billing import Billing, statement_request, to_csv
+    from .request import BadRequest
+    from .usage import sample_interval_ns
     config = load_config(args)
-    logging.getLogger("kubemonitor.influx").setLevel(logging.ERROR)
+    card = ratecard.load(config.billing_file)
+    body = {"period": args.period} if args.period else {"from": args.from_, "to": args.to}
+    try:
+        period, by, _ = statement_request({**body, "by": args.by}, card.timezone, time.time_ns())
+    except BadRequest as exc:
+        raise UsageError(str(exc).replace("'period'", "--period").replace("'from'", "--from")
+                         .replace("'to'", "--to").replace("'by'", "--by")) from None
 
-    async def run() -> int:
-        from . import ratecard
-        from .billing import Billing, statement_request, to_csv
-        from .influx import InfluxError, InfluxGateway
-        from .metrics import MetricCatalog
-        from .request import BadRequest
-        from .rollups import Rollups
-        from .usage import sample_interval_ns
-        card = ratecard.load(config.billing_file)
-        influx = InfluxGateway(config)
-        catalog = MetricCatalog(influx.list_measurements)
-        interval = lambda metric: sample_interval_ns(metric, config)  # noqa: E731
-        rollups = Rollups(influx, catalog, rp=config.rollup_rp, metrics=config.rollup_metrics, settle=config.rollup_settle,
-                          interval_ns=interval)
-        try:
-            body = {"period": args.period} if args.period else {"from": args.from_, "to": args.to}
-            try:
-                period, by, _ = statement_request({**body, "by": args.by}, card.timezone, time.time_ns())
-            except BadRequest as exc:
-                raise UsageError(str(exc).replace("'period'", "--period").replace("'from'", "--from")
-                                 .replace("'to'", "--to").replace("'by'", "--by")) from None
-            await rollups.prepare()
-            billing = Billing(influx, catalog, card, rollups, config.excluded_namespaces, interval)
-            text = await billing.statement(period, by)
-            sys.stdout.write(to_csv(json.loads(text), by) if args.csv else text + "\n")
-            return 0
-        except InfluxError as exc:
-            raise UserError(exc.message) from None
-        finally:
-            influx.close()
-    return asyncio.run(run())
+    async def work(influx, catalog, rollups) -> int:
+        await rollups.prepare()
+        billing = Billing(influx, catalog, card, rollups, config.excluded_namespaces,
+                          lambda metric: sample_interval_ns(metric, config))
+        text = await billing.statement(period, by)
+        sys.stdout.write(to_csv(json.loads(text), by) if args.csv else text + "\n")
+        return 0
+    return with_influx(config, work)
 
 
 BY_CHOICES = ("group", "namespace", "pod")

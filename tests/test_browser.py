@@ -89,7 +89,7 @@ def test_log_in_see_chart_and_table_and_a_new_point_arrives_without_reload(serve
     # the first paint already has the table; the chart is drawn by uPlot; the socket goes live
     assert page.locator("table.latest tbody tr").count() == 2
     page.wait_for_selector(".uplot canvas", timeout=10_000)
-    page.wait_for_function("document.getElementById('conn-state').textContent === 'live'", timeout=10_000)
+    page.wait_for_selector("#conn-state.state-live", timeout=10_000)
     assert "300 millicores" in page.inner_text("table.latest")
     page.evaluate("window.__notReloaded = true")
 
@@ -108,12 +108,12 @@ def test_the_page_reconnects_by_itself_after_a_server_restart(server, page, runn
     page.fill("input[name=password]", WEB_PASS)
     page.click("button[type=submit]")
     page.wait_for_url("**/web/stats/cpu/usage_rate/team-r")
-    page.wait_for_function("document.getElementById('conn-state').textContent === 'live'", timeout=10_000)
+    page.wait_for_selector("#conn-state.state-live", timeout=10_000)
     page.evaluate("window.__notReloaded = true")
     server.stop()
-    page.wait_for_function("document.getElementById('conn-state').textContent.startsWith('offline')", timeout=10_000)
+    page.wait_for_selector("#conn-state.state-offline", timeout=10_000)
     server.start()  # same port, same cookie secret: the session is still good
-    page.wait_for_function("document.getElementById('conn-state').textContent === 'live'", timeout=20_000)
+    page.wait_for_selector("#conn-state.state-live", timeout=20_000)
     write_pod(running_influxd, scratch_db, "team-r", "after-restart-1", {"app": 9.0}, time.time_ns())
     page.wait_for_selector("table.latest td:has-text('after-restart-1')", timeout=10_000)
     assert page.evaluate("window.__notReloaded") is True
@@ -182,7 +182,7 @@ def test_range_selector_and_a_container_only_pod_in_the_chart(server, page, runn
     page.click(".ranges a:has-text('24h')")
     page.wait_for_url("**/web/stats/cpu/usage_rate/team-a?range=24h")
     page.wait_for_selector(".uplot canvas", timeout=10_000)
-    page.wait_for_function("document.getElementById('conn-state').textContent === 'live'", timeout=10_000)
+    page.wait_for_selector("#conn-state.state-live", timeout=10_000)
     assert page.evaluate("window.kubemonitorLive.views[0].snapshot.range") == "24h"
     assert page.locator(".ranges a.active").inner_text() == "24h"
     # a new point still arrives live in the 24 h view
@@ -217,7 +217,7 @@ def test_a_phone_360_px_wide_scrolls_nothing_sideways(server, running_influxd, s
         errors = []
         phone.on("pageerror", lambda exc: errors.append(str(exc)))
         log_in(phone, server, path)
-        phone.wait_for_function("document.getElementById('conn-state').textContent === 'live'", timeout=10_000)
+        phone.wait_for_selector("#conn-state.state-live", timeout=10_000)
         widths = phone.evaluate("[document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
         assert max(widths[:2]) <= widths[2] == 360, widths
         assert not phone.locator("#sidebar").is_visible()  # folded away

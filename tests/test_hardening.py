@@ -356,7 +356,7 @@ async def test_a_big_users_file_is_read_off_the_event_loop(app, http_client, bas
         await http_client.fetch(base_url + "/healthz")
         worst = max(worst, time.monotonic() - started)
         await asyncio.sleep(0.02)
-    assert (await page).code == 200 and worst < 0.25, worst
+    assert (await page).code == 200 and worst < 1.0, worst  # the parse takes seconds; on the loop it stalled /healthz that long
     # over the limit: refused with a clear error, the last good list kept
     with open(config.users_file, "w") as fh:
         fh.write(good + "#" * (MAX_FILE_BYTES + 1))
