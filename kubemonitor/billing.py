@@ -153,10 +153,10 @@ class Billing:
             if metric is None:
                 continue
             conditions, params = Scope(None, self.excluded).conditions()
-            where = " AND ".join(['"metric" = $metric', "time >= $begin", "time < $end", *conditions])
+            scope_text = "".join(f" AND {c}" for c in conditions)  # fixed fragments with $parameters
             rows = await self.influx.query(
-                f'SELECT sum("sum") FROM "{self.rollups.rp}"."kubemonitor_usage_hourly" WHERE {where} '
-                'GROUP BY time(1h), "namespace_name" fill(none)',
+                f'SELECT sum("sum") FROM "{self.rollups.rp}"."kubemonitor_usage_hourly" WHERE "metric" = $metric AND '
+                f'time >= $begin AND time < $end{scope_text} GROUP BY time(1h), "namespace_name" fill(none)',
                 {**params, "metric": metric.name, "begin": period.start_ns, "end": period.end_ns}, kind="statement")
             factor = self.interval_ns(metric) / 3600e9 / resource.divide_by * (resource.price if priced else 1.0)
             for s in rows:

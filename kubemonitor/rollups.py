@@ -134,12 +134,13 @@ class Rollups:
     async def _rolled(self, metric: Metric, first: int, end: int, scope: Scope, daily: bool = False,
                       per_namespace: bool = False) -> dict[PodKey, Counted]:
         conditions, params = scope.conditions()
-        where = " AND ".join(['"metric" = $metric', "time >= $first", "time < $end", *conditions])
-        source = f'"{self.rp}"."{DAILY_NS if per_namespace else DAILY}"' if daily else self._usage
+        scope_text = "".join(f" AND {c}" for c in conditions)  # fixed fragments with $parameters
+        source = f'"{self.rp}"."{DAILY_NS if per_namespace else DAILY}"' if daily else self._usage  # configured names
         group = '"namespace_name", "source"' if daily and per_namespace else '"namespace_name", "pod_name", "pod_id", "source"'
         series = await self.influx.query(
-            f'SELECT sum("count") AS "count", sum("sum") AS "sum", max("max") AS "max" FROM {source} WHERE {where} '
-            f"GROUP BY {group}", {**params, "metric": metric.name, "first": first, "end": end}, kind="usage")
+            f'SELECT sum("count") AS "count", sum("sum") AS "sum", max("max") AS "max" FROM {source} WHERE "metric" = $metric '
+            f"AND time >= $first AND time < $end{scope_text} GROUP BY {group}",
+            {**params, "metric": metric.name, "first": first, "end": end}, kind="usage")
 
         def shape() -> dict[PodKey, Counted]:
             pods: dict[PodKey, Counted] = defaultdict(Counted)
