@@ -142,6 +142,7 @@ def case(pods: int, args, label: str, period, first: int, hours: int, notes: lis
         lines += [f"{HOURS},metric=memory/usage pods={pods}i,raw_points={pods * 60}i,covered=60i,intervals=60i {first + h * 3600}"
                   for h in range(hours)]
         write(influxd, lines, "kubemonitor")
+        daily_directly(influxd, pods, first, hours, ("memory/usage",))  # the daily level, as the task keeps it
 
     def raw_query() -> float:
         q = ('SELECT sum("value") FROM "cpu/usage_rate" WHERE "type" = $pod AND time >= $b AND time < $e '
