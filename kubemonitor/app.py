@@ -62,6 +62,7 @@ class KubeMonitorApp(tornado.web.Application):
                                config.excluded_namespaces, lambda metric: sample_interval_ns(metric, config))
         self.rollup_every = rollup_every
         self.live_connections: dict[str, int] = {}  # open websockets per user
+        self.live_attempts: dict[str, tuple[float, float]] = {}  # per user: (connect tokens, when)
         self.login_throttle = auth.LoginThrottle()
         self.sessions = RevokedSessions()
         self._users_read: asyncio.Future | None = None

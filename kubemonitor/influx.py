@@ -94,12 +94,18 @@ def settle_environment(client: InfluxDBClient, config: Config) -> None:
 class InfluxGateway:
     """The one door to InfluxDB. Share one per process; it owns its executor."""
 
-    def __init__(self, config: Config, telemetry: Telemetry | None = None, workers: int = 8):
+    # Lanes: threads of their own for the live views and for background work (rollups), so
+    # 500 API clients cannot delay a live update, and a rollup pass cannot slow the API.
+    LANES = {"api": 8, "live": 4, "background": 2}
+
+    def __init__(self, config: Config, telemetry: Telemetry | None = None, workers: int | None = None):
         self.config = config
         self.telemetry = telemetry or Telemetry()
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="influx")
-        self._workers = workers
-        self._slots: asyncio.Semaphore | None = None  # made in the running loop, on first use
+        sizes = {**self.LANES, **({"api": workers} if workers else {})}
+        self._executors = {lane: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"influx-{lane}")
+                           for lane, n in sizes.items()}
+        self._sizes = sizes
+        self._slots: dict[str, asyncio.Semaphore] = {}  # made in the running loop, on first use
         # Shaping and encoding answers is CPU work: its own small pool, so it never waits
         # behind (or holds up) calls to InfluxDB.
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compute")
@@ -130,8 +136,8 @@ class InfluxGateway:
         return result.raw.get("series", [])
 
     # -- event-loop side ----------------------------------------------------------------
-    async def call(self, fn: Callable[[InfluxDBClient], T], kind: str = "query") -> T:
-        """Run `fn(client)` in the executor; raise InfluxError (502/503/504) on failure.
+    async def call(self, fn: Callable[[InfluxDBClient], T], kind: str = "query", lane: str = "api") -> T:
+        """Run `fn(client)` in the lane's executor; raise InfluxError (502/503/504) on failure.
 
         INFLUXDB_TIMEOUT bounds the whole call, the wait for a thread included; a call that
         cannot get a thread within QUEUE_WAIT is refused at once (503, Retry-After).
@@ -139,24 +145,25 @@ class InfluxGateway:
         tel = self.telemetry
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.influxdb_timeout
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._workers)
+        slots = self._slots.get(lane)
+        if slots is None:
+            slots = self._slots[lane] = asyncio.Semaphore(self._sizes[lane])
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeout=min(QUEUE_WAIT, self.config.influxdb_timeout))
+            await asyncio.wait_for(slots.acquire(), timeout=min(QUEUE_WAIT, self.config.influxdb_timeout))
         except TimeoutError:
             tel.influx_errors.labels("503").inc()
-            raise InfluxError(503, f"InfluxDB is busy: all {self._workers} connections to it are in use; try again in a "
+            raise InfluxError(503, f"InfluxDB is busy: all {self._sizes[lane]} connections to it are in use; try again in a "
                                    "few seconds", retry_after=2) from None
         tel.influx_inflight.inc()
         try:
-            running = loop.run_in_executor(self._executor, self._run, fn, kind)
+            running = loop.run_in_executor(self._executors[lane], self._run, fn, kind)
         except BaseException:
-            self._slots.release()
+            slots.release()
             tel.influx_inflight.dec()
             raise
         # The slot is free when the thread is, not when we stop waiting for it: a thread
         # still stuck in a timed-out call keeps counting.
-        running.add_done_callback(lambda _: (self._slots.release(), tel.influx_inflight.dec()))
+        running.add_done_callback(lambda _: (slots.release(), tel.influx_inflight.dec()))
         try:
             # The client's own timeout bounds each socket operation; this bounds the whole
             # call (the wait for a thread included), so nothing holds a caller for longer.
@@ -174,18 +181,21 @@ class InfluxGateway:
         finally:
             self.telemetry.influx_seconds.labels(kind).observe(time.perf_counter() - started)
 
-    async def query(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "query") -> list[dict]:
-        return await self.call(lambda client: self.select(client, influxql, params), kind)
+    async def query(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "query",
+                    lane: str = "api") -> list[dict]:
+        return await self.call(lambda client: self.select(client, influxql, params), kind, lane)
 
-    async def execute(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "execute") -> None:
+    async def execute(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "execute",
+                      lane: str = "api") -> None:
         """A statement that changes something (CREATE, DELETE): InfluxDB wants those as POST."""
-        await self.call(lambda client: client.query(influxql, bind_params=params or None, method="POST"), kind)
+        await self.call(lambda client: client.query(influxql, bind_params=params or None, method="POST"), kind, lane)
 
-    async def write(self, points: list[dict], retention_policy: str | None = None, kind: str = "write") -> None:
+    async def write(self, points: list[dict], retention_policy: str | None = None, kind: str = "write",
+                    lane: str = "api") -> None:
         """Write points (times in integer nanoseconds), in batches, to a retention policy."""
         if points:
             await self.call(lambda client: client.write_points(points, time_precision="n", retention_policy=retention_policy,
-                                                               batch_size=5000), kind)
+                                                               batch_size=5000), kind, lane)
 
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU work (combining, encoding) off the event loop."""
@@ -204,5 +214,6 @@ class InfluxGateway:
         return sorted({row[1] for s in series for row in s.get("values", []) if row[1]})
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in self._executors.values():
+            executor.shutdown(wait=False, cancel_futures=True)
         self._cpu.shutdown(wait=False, cancel_futures=True)

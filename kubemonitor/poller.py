@@ -152,7 +152,7 @@ class Poller:
 
         self.requests += 1
         try:
-            view.snapshot, view.text = await self.influx.call(run, kind="poll")
+            view.snapshot, view.text = await self.influx.call(run, kind="poll", lane="live")
         except InfluxError as exc:
             self._set_state("degraded", exc.message)  # at once, not when the round ends
             raise

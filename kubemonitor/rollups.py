@@ -37,6 +37,7 @@ from .times import HOUR_NS
 from .usage import Counted, PodKey, Scope, hour_of, per_pod, quote_measurement, raw_hours
 
 log = logging.getLogger("kubemonitor.rollups")
+BG = "background"  # the gateway's lane for the rollup task: it never takes the API's threads
 USAGE = "kubemonitor_usage_hourly"
 HOURS = "kubemonitor_rollup_hours"
 DAILY = "kubemonitor_usage_daily"     # the sums of a UTC day's 24 rolled-up hours
@@ -47,13 +48,14 @@ BATCH_HOURS = 24          # hours one background pass rolls up per metric, at mo
 LATE_WINDOW_HOURS = 6     # how far back the task looks for points that arrived after their hour was rolled up
 
 
-async def collected_intervals(influx: InfluxGateway, metric: Metric, begin: int, end: int, interval_ns: int) -> set[int]:
+async def collected_intervals(influx: InfluxGateway, metric: Metric, begin: int, end: int, interval_ns: int,
+                              lane: str = "api") -> set[int]:
     """The starts of the sample intervals in [begin, end) in which the collector wrote any
     cluster- or node-level sample of `metric`: what a statement's coverage counts."""
     series = await influx.query(
         f'SELECT count("value") FROM {quote_measurement(metric)} WHERE ("type" = $cluster OR "type" = $node) '
         f'AND time >= $begin AND time < $end GROUP BY time({interval_ns // 10**9}s) fill(none)',
-        {"cluster": "cluster", "node": "node", "begin": begin, "end": end}, kind="coverage")
+        {"cluster": "cluster", "node": "node", "begin": begin, "end": end}, kind="coverage", lane=lane)
     return {t for s in series for t, count in s.get("values", []) if count}
 
 
@@ -124,15 +126,15 @@ class Rollups:
         self.state, self.reason = "on", ""
 
     # -- reading ------------------------------------------------------------------------
-    async def covered_hours(self, metric: Metric, first: int, end: int) -> list[int]:
+    async def covered_hours(self, metric: Metric, first: int, end: int, lane: str = "api") -> list[int]:
         """The hours in [first, end) that are rolled up, in order."""
         series = await self.influx.query(f'SELECT "pods" FROM {self._hours} WHERE "metric" = $metric AND time >= $first '
                                          "AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup")
+                                         kind="rollup", lane=lane)
         return sorted({t for s in series for t, _ in s.get("values", [])})
 
     async def _rolled(self, metric: Metric, first: int, end: int, scope: Scope, daily: bool = False,
-                      per_namespace: bool = False) -> dict[PodKey, Counted]:
+                      per_namespace: bool = False, lane: str = "api") -> dict[PodKey, Counted]:
         conditions, params = scope.conditions()
         scope_text = "".join(f" AND {c}" for c in conditions)  # fixed fragments with $parameters
         source = f'"{self.rp}"."{DAILY_NS if per_namespace else DAILY}"' if daily else self._usage  # configured names
@@ -140,7 +142,7 @@ class Rollups:
         series = await self.influx.query(
             f'SELECT sum("count") AS "count", sum("sum") AS "sum", max("max") AS "max" FROM {source} WHERE "metric" = $metric '
             f"AND time >= $first AND time < $end{scope_text} GROUP BY {group}",
-            {**params, "metric": metric.name, "first": first, "end": end}, kind="usage")
+            {**params, "metric": metric.name, "first": first, "end": end}, kind="usage", lane=lane)
 
         def shape() -> dict[PodKey, Counted]:
             pods: dict[PodKey, Counted] = defaultdict(Counted)
@@ -214,9 +216,9 @@ class Rollups:
     # -- writing ------------------------------------------------------------------------
     async def roll_up(self, metric: Metric, hour: int, rebuild: bool = False) -> int:
         """Compute and keep one hour of one metric; returns the pod instances written."""
-        hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric))
+        hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric), lane=BG)
         raw_points = await self._raw_points(metric, hour, hour + HOUR_NS)
-        covered = len(await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric)))
+        covered = len(await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric), lane=BG))
         points = [{"measurement": USAGE, "time": hour,
                    "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
                             "source": next(iter(c.sources))},
@@ -229,10 +231,10 @@ class Rollups:
             params = {"metric": metric.name, "first": hour, "end": hour + HOUR_NS}
             for measurement in (HOURS, USAGE):  # the marker first: a reader never sees a half-deleted hour as done
                 await self.influx.execute(f'DELETE FROM "{measurement}" WHERE "metric" = $metric AND time >= $first '
-                                          "AND time < $end", params, kind="rollup")
+                                          "AND time < $end", params, kind="rollup", lane=BG)
         try:
-            await self.influx.write(points, self.rp)
-            await self.influx.write(marker, self.rp)  # after the usage points: only a complete hour is marked
+            await self.influx.write(points, self.rp, lane=BG)
+            await self.influx.write(marker, self.rp, lane=BG)  # after the usage points: only a complete hour is marked
         except InfluxError as exc:
             if exc.status == 502:
                 self.turn_off("InfluxDB refused the rollup write (a read-only account?)", exc.message)
@@ -244,14 +246,14 @@ class Rollups:
     async def _roll_up_day(self, metric: Metric, day: int, rebuild: bool) -> None:
         """Once all 24 hours of a UTC day are kept, keep their sums once more, per day: a month
         then reads 31 points per pod instead of 744. Rebuilding an hour rebuilds its day."""
-        if len(await self.covered_hours(metric, day, day + DAY_NS)) < 24:
+        if len(await self.covered_hours(metric, day, day + DAY_NS, lane=BG)) < 24:
             return
         params = {"metric": metric.name, "first": day, "end": day + DAY_NS}
         if rebuild:
             for measurement in (DAYS, DAILY, DAILY_NS):
                 await self.influx.execute(f'DELETE FROM "{measurement}" WHERE "metric" = $metric AND time >= $first '
-                                          "AND time < $end", params, kind="rollup")
-        pods = await self._rolled(metric, day, day + DAY_NS, Scope())
+                                          "AND time < $end", params, kind="rollup", lane=BG)
+        pods = await self._rolled(metric, day, day + DAY_NS, Scope(), lane=BG)
         points = [{"measurement": DAILY, "time": day,
                    "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
                             "source": next(iter(c.sources)) if len(c.sources) == 1 else "mixed"},
@@ -265,40 +267,40 @@ class Rollups:
                              "source": next(iter(c.sources)) if len(c.sources) == 1 else "mixed"},
                     "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
                    for ns, c in sorted(namespaces.items()) if c.count]
-        await self.influx.write(points, self.rp)
+        await self.influx.write(points, self.rp, lane=BG)
         await self.influx.write([{"measurement": DAYS, "time": day, "tags": {"metric": metric.name},
-                                  "fields": {"pods": len(points)}}], self.rp)
+                                  "fields": {"pods": len(points)}}], self.rp, lane=BG)
 
     async def covered_days(self, metric: Metric, first: int, end: int) -> list[int]:
         """The UTC days in [first, end) whose sums are kept at the daily level."""
         series = await self.influx.query(f'SELECT "pods" FROM "{self.rp}"."{DAYS}" WHERE "metric" = $metric AND '
                                          "time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup")
+                                         kind="rollup", lane=BG)
         return sorted({t for s in series for t, _ in s.get("values", [])})
 
     async def _raw_points(self, metric: Metric, first: int, end: int) -> int:
         series = await self.influx.query(
             f'SELECT count("value") FROM {quote_measurement(metric)} WHERE ("type" = $pod_type OR "type" = $container_type) '
             "AND time >= $first AND time < $end",
-            {"pod_type": "pod", "container_type": "pod_container", "first": first, "end": end}, kind="rollup")
+            {"pod_type": "pod", "container_type": "pod_container", "first": first, "end": end}, kind="rollup", lane=BG)
         return sum(v or 0 for s in series for _, v in s.get("values", []))
 
     async def coverage_hours(self, metric: Metric, first: int, end: int) -> dict[int, tuple[int, int]]:
         """{hour: (intervals with collector data, intervals)} for the rolled-up hours in [first, end)."""
         series = await self.influx.query(f'SELECT "covered", "intervals" FROM {self._hours} WHERE "metric" = $metric '
                                          "AND time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup")
+                                         kind="rollup", lane=BG)
         return {t: (int(c), int(n)) for s in series for t, c, n in s.get("values", []) if c is not None and n}
 
     async def last_hour(self, metric: Metric) -> int | None:
         series = await self.influx.query(f'SELECT last("pods") FROM {self._hours} WHERE "metric" = $metric',
-                                         {"metric": metric.name}, kind="rollup")
+                                         {"metric": metric.name}, kind="rollup", lane=BG)
         return next((t for s in series for t, _ in s.get("values", [])), None)
 
     async def first_data_hour(self, metric: Metric) -> int | None:
         series = await self.influx.query(f'SELECT first("value") FROM {quote_measurement(metric)} WHERE '
                                          '("type" = $pod_type OR "type" = $container_type)',
-                                         {"pod_type": "pod", "container_type": "pod_container"}, kind="rollup")
+                                         {"pod_type": "pod", "container_type": "pod_container"}, kind="rollup", lane=BG)
         first = next((t for s in series for t, _ in s.get("values", [])), None)
         return None if first is None else hour_of(first)
 
@@ -328,7 +330,7 @@ class Rollups:
         first = end - LATE_WINDOW_HOURS * HOUR_NS
         series = await self.influx.query(f'SELECT "raw_points" FROM {self._hours} WHERE "metric" = $metric AND '
                                          "time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup")
+                                         kind="rollup", lane=BG)
         marked = {t: v for s in series for t, v in s.get("values", [])}
         new = 0
         for hour, kept in marked.items():

@@ -318,12 +318,12 @@ def per_pod(hours: dict[tuple[PodKey, int], Counted]) -> dict[PodKey, Counted]:
 
 
 async def raw_hours(influx, metric: Metric, begin_ns: int, end_ns: int, scope: Scope,
-                    interval_ns: int) -> dict[tuple[PodKey, int], Counted]:
+                    interval_ns: int, lane: str = "api") -> dict[tuple[PodKey, int], Counted]:
     """The usage rule over raw points: {(pod instance, hour): Counted} for [begin, end]."""
     plan = RawPlan(metric, begin_ns, end_ns, scope, interval_ns)
-    first = list(await asyncio.gather(*(influx.query(text, params, kind="usage") for text, params in plan.first())))
+    first = list(await asyncio.gather(*(influx.query(text, params, kind="usage", lane=lane) for text, params in plan.first())))
     statements = await influx.compute(plan.second, first)
-    second = list(await asyncio.gather(*(influx.query(text, params, kind="usage") for text, params in statements)))
+    second = list(await asyncio.gather(*(influx.query(text, params, kind="usage", lane=lane) for text, params in statements)))
     return await influx.compute(plan.combine, first, second)
 
 

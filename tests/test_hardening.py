@@ -363,3 +363,17 @@ async def test_a_big_users_file_is_read_off_the_event_loop(app, http_client, bas
     app.users._checked_at = 0
     assert (await browser.fetch("/web/stats/index")).code == 200
     assert "over the" in (app.users.error or "") and app.users.cached(WEB_USER) is not None
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_reconnecting_in_a_loop_is_refused_cheaply(base_url, browser, web_user):
+    from tornado.httpclient import HTTPClientError
+    cookie = await session(browser)
+    refused = 0
+    for _ in range(30):
+        try:
+            (await websocket_connect(ws_request(base_url, cookie))).close()
+        except HTTPClientError as exc:
+            assert exc.code == 429
+            refused += 1
+    assert refused >= 5  # a burst of 20, then one a second

@@ -38,6 +38,10 @@ MAX_CONNECTIONS_PER_USER = 20
 # (a burst of RATE_BURST, refilled at RATE_PER_SECOND) is closed with 1008.
 RATE_PER_SECOND = 5.0
 RATE_BURST = 40.0
+# New connections per user: a burst of 20, then one a second (a page reconnects with a
+# back-off from 1 s to 30 s); a client reconnecting in a loop is refused (429) cheaply.
+CONNECT_PER_SECOND = 1.0
+CONNECT_BURST = 20.0
 
 
 class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
@@ -60,6 +64,12 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             raise tornado.web.HTTPError(401, "log in first")
         if self.app.live_connections.get(self.current_user, 0) >= MAX_CONNECTIONS_PER_USER:
             raise tornado.web.HTTPError(429, "too many live connections for this user")
+        now = time.monotonic()
+        tokens, at = self.app.live_attempts.get(self.current_user, (CONNECT_BURST, now))
+        tokens = min(CONNECT_BURST, tokens + (now - at) * CONNECT_PER_SECOND)
+        if tokens < 1:
+            raise tornado.web.HTTPError(429, "reconnecting too fast")
+        self.app.live_attempts[self.current_user] = (tokens - 1, now)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         self.error_headers(status_code, kwargs.get("exc_info", (None, None, None))[1])
