@@ -325,7 +325,7 @@ async def test_a_deadline_covers_the_wait_for_a_thread(make_app, http_client):
         answers = await asyncio.gather(*(one() for _ in range(12)))
         codes = sorted(r.code for r, _ in answers)
         assert codes.count(504) == 8 and codes.count(503) == 4, codes  # 8 threads; the rest refused early
-        assert max(t for _, t in answers) < 2.0 + 0.5  # INFLUXDB_TIMEOUT means the whole request
+        assert max(t for _, t in answers) < 2.0 + 1.0  # INFLUXDB_TIMEOUT means the whole request (it was 2 + 2 + queueing)
         busy = [r for r, _ in answers if r.code == 503]
         assert all(r.headers["Retry-After"] == "2" and "busy" in json.loads(r.body)["message"] for r in busy)
         assert all("within 2 s" in json.loads(r.body)["message"] for r, _ in answers if r.code == 504)
