@@ -59,8 +59,8 @@ async def collected_intervals(influx: InfluxGateway, metric: Metric, begin: int,
     return {t for s in series for t, count in s.get("values", []) if count}
 
 
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Adjacent [a, b) spans joined: one query each."""
+def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted [a, b) spans with adjacent ones joined (one query each; one gap each)."""
     out: list[tuple[int, int]] = []
     for a, b in spans:
         if out and out[-1][1] == a:
@@ -193,7 +193,7 @@ class Rollups:
             cursor = hour + HOUR_NS
         if cursor <= end:
             raw.append((cursor, end))
-        hourly, daily = _merge(hourly), _merge(daily)
+        hourly, daily = merge_spans(hourly), merge_spans(daily)
         parts = await asyncio.gather(*(self._rolled(metric, a, b, scope) for a, b in hourly),
                                      *(self._rolled(metric, a, b, scope, daily=True, per_namespace=per_namespace)
                                        for a, b in daily),
