@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 
+from . import yamlfile
 from .config import parse_duration
 from .errors import UserError
 from .metrics import CATALOG, METRIC_NAME
@@ -97,13 +98,8 @@ def parse(text: str, path: str) -> RateCard:
         line = f" line {node.start_mark.line + 1}" if node is not None else ""
         raise RateCardError(f"billing file {path}{line}: {problem}; {fix}")
 
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise RateCardError(f"billing file {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)}); "
-                            "fix the indentation or quoting there (conf/billing.example.yaml shows the layout)") from None
+    root = yamlfile.compose(text, f"billing file {path}", "fix the indentation or quoting there "
+                            "(conf/billing.example.yaml shows the layout)", RateCardError)
     if root is None:
         return RateCard(**{**DEFAULT.__dict__, "path": path})
     mapping = _mapping(root, fail, "the file must be a mapping of currency, timezone, close_after, resources, groups")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import bcrypt
 import yaml
 
+from . import yamlfile
 from .errors import UserError
 
 log = logging.getLogger("kubemonitor.users")
@@ -99,13 +100,7 @@ def _line_of(node: yaml.Node | None) -> str:
 
 def parse_users(text: str, path: str) -> dict[str, User]:
     """Parse and check the file's content; errors name the file and the line."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UsersFileError(f"users file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}; "
-                             "fix it by hand or restore it from a backup") from None
+    root = yamlfile.compose(text, f"users file {path}", "fix it by hand or restore it from a backup", UsersFileError)
     if root is None:
         return {}
     hint = "expected `users:` mapping names to {email, password, created}"
