@@ -136,13 +136,7 @@ def parse(text: str, path: str) -> RateCard:
     if entry is None:
         resources = list(DEFAULT_RESOURCES)
     else:
-        for key, (key_node, value) in _mapping(entry[1], fail, "resources maps a key (cpu) to {metric, unit, divide_by, price}").items():
-            if not KEY.fullmatch(key):
-                fail(key_node, f"resource key {key!r} is not a short lower-case name", "e.g. cpu, memory, gpu")
-            fields = _mapping(value, fail, f"resource {key} must be a mapping of {', '.join(RESOURCE_KEYS)}")
-            for name, (name_node, _) in fields.items():
-                if name not in RESOURCE_KEYS:
-                    fail(name_node, f"unknown key {name!r} in resource {key}", f"use only {', '.join(RESOURCE_KEYS)}")
+        for key, value, fields in _entries(entry[1], fail, "resource", RESOURCE_KEYS, "e.g. cpu, memory, gpu"):
             metric = _text(fields, "metric", fail, value, f"resource {key} needs a metric, e.g. metric: cpu/usage_rate")
             if not METRIC_NAME.fullmatch(metric) or metric not in CATALOG:
                 fail(fields["metric"][1], f"unknown metric {metric!r} in resource {key}",
@@ -164,13 +158,7 @@ def parse(text: str, path: str) -> RateCard:
     owner: dict[str, str] = {}
     entry = mapping.get("groups")
     if entry is not None and not (isinstance(entry[1], yaml.ScalarNode) and entry[1].value in ("", "null", "~")):
-        for key, (key_node, value) in _mapping(entry[1], fail, "groups maps a key to {name, account, namespaces}").items():
-            if not KEY.fullmatch(key):
-                fail(key_node, f"group key {key!r} is not a short lower-case name", "e.g. astro")
-            fields = _mapping(value, fail, f"group {key} must be a mapping of {', '.join(GROUP_KEYS)}")
-            for name, (name_node, _) in fields.items():
-                if name not in GROUP_KEYS:
-                    fail(name_node, f"unknown key {name!r} in group {key}", f"use only {', '.join(GROUP_KEYS)}")
+        for key, value, fields in _entries(entry[1], fail, "group", GROUP_KEYS, "e.g. astro"):
             namespaces_entry = fields.get("namespaces")
             if namespaces_entry is None or not isinstance(namespaces_entry[1], yaml.SequenceNode) or not namespaces_entry[1].value:
                 fail(value, f"group {key} needs a list of namespaces", "e.g. namespaces: [astro-lab, astro-dev]")
@@ -199,6 +187,19 @@ def _mapping(node, fail, hint: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
             fail(key, f"{key.value!r} appears twice", "keep one")
         out[key.value] = (key, value)
     return out
+
+
+def _entries(node, fail, kind: str, allowed, example: str):
+    """(key, value node, fields) of a `resources:` or `groups:` mapping, keys and field names checked."""
+    fields_hint = "{" + ", ".join(allowed) + "}"
+    for key, (key_node, value) in _mapping(node, fail, f"{kind}s maps a key to {fields_hint}").items():
+        if not KEY.fullmatch(key):
+            fail(key_node, f"{kind} key {key!r} is not a short lower-case name", example)
+        fields = _mapping(value, fail, f"{kind} {key} must be a mapping of {', '.join(allowed)}")
+        for name, (name_node, _) in fields.items():
+            if name not in allowed:
+                fail(name_node, f"unknown key {name!r} in {kind} {key}", f"use only {', '.join(allowed)}")
+        yield key, value, fields
 
 
 def _text(fields, name, fail, parent, hint):

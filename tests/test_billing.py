@@ -205,7 +205,10 @@ def test_a_dst_month_and_day_in_zurich():
 
 
 @pytest.mark.parametrize("text,words", [
-    ("currency: CHF\n  bad: [", ["not valid YAML"]),
+    ("currency: CHF\n  bad: [", ["not valid YAML", "line 2"]),
+    ("resources:\n  CPU: {metric: cpu/usage_rate, unit: core-hours}\n", ["line 2", "resource key 'CPU'"]),
+    ("groups:\n  a: {nme: x, namespaces: [a]}\n", ["line 2", "unknown key 'nme' in group a", "name, account, namespaces"]),
+    ("groups: [a]\n", ["line 1", "groups maps a key to {name, account, namespaces}"]),
     ("currency: CHF\nprices: 1\n", ["line 2", "unknown key 'prices'"]),
     ("resources:\n  cpu: {metric: cpu/nope, unit: core-hours, divide_by: 1000, price: 1}\n", ["line 2", "unknown metric"]),
     ("resources:\n  cpu: {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: -1}\n", ["line 2", "negative"]),
