@@ -92,6 +92,7 @@ def test_simulate_live_survives_a_hung_influxdb_with_one_line_each_way(running_i
         os.kill(running_influxd.process.pid, signal.SIGSTOP)
         try:
             wait_for("did not answer within 1 s")
+            time.sleep(2.5)  # two more samples time out in the same outage: they must stay quiet
         finally:
             os.kill(running_influxd.process.pid, signal.SIGCONT)
         wait_for("takes samples again")
@@ -101,7 +102,11 @@ def test_simulate_live_survives_a_hung_influxdb_with_one_line_each_way(running_i
         rest = proc.communicate(timeout=20)[1]
     text = "".join(lines) + rest
     assert proc.returncode == 0 and "Traceback" not in text, text
-    assert sum("did not answer" in line for line in text.splitlines()) == 1  # once per outage, not per sample
+    # Once per outage, not per sample: each "did not answer" follows the start or a recovery. (A loaded
+    # machine may see influxd stall again right after SIGCONT: a second outage, with its own line.)
+    events = [line for line in text.splitlines() if "did not answer" in line or "takes samples again" in line]
+    assert events and "did not answer" in events[0], text
+    assert all("did not answer" not in a or "did not answer" not in b for a, b in zip(events, events[1:])), text
     assert running_influxd.query("SELECT count(*) FROM \"cpu/usage_rate\"", db=scratch_db)["results"][0]["series"]
 
 
