@@ -263,6 +263,18 @@ async def test_a_kept_statement_outlives_its_raw_points(served, http_client, run
     assert json.loads(first)["rows"][0]["usage"]["cpu"] == 0.1  # 60 samples of 100 millicores
     running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'jan-lab'", db=month_db)
     assert (await statement(http_client, served, {"period": "2026-01"}, raw=True)).body == first
+    # New prices apply to periods not yet kept: a closed period keeps the prices it was issued with.
+    import dataclasses
+
+    from kubemonitor.billing import Billing
+    from kubemonitor.ratecard import period_from
+    billing = billing_app.billing
+    card = billing.card
+    repriced = dataclasses.replace(card, resources=tuple(dataclasses.replace(r, price=(r.price or 0) * 10 + 1)
+                                                         for r in card.resources))
+    later = Billing(billing.influx, billing.catalog, repriced, billing.rollups, billing.excluded, billing.interval_ns)
+    period = period_from({"period": "2026-01"}, repriced.timezone)
+    assert await later.statement(period, "group") == first.decode("utf-8")
 
 
 @pytest.mark.gen_test(timeout=60)
