@@ -6,7 +6,10 @@ alternates each API request with what a user would do instead: the simplest
 InfluxQL that gives the same answer, sent straight to InfluxDB's HTTP API and
 decoded as JSON. Prints both medians and their ratio.
 Targets: ratio <= 1.3 for `all-pod` over 24 h, <= 2.0 for a raw query (limit 100).
-Then: /healthz latency while slow aggregations keep the server busy.
+Then: the same raw query by a scoped named client (three namespaces, checked against
+the clients file on every call) against the full-access pair: authorising must not
+add measurable latency (target: within 10 %). Then: /healthz latency while slow
+aggregations keep the server busy.
 
     python bench/api_overhead.py [--rounds 25]
 """
@@ -82,6 +85,19 @@ def main() -> None:
         print(f"{'case':<16} {'API median':>11} {'simplest InfluxQL':>18} {'ratio':>6}  (statements, rows)")
         for name, (a, d, n, rows) in results.items():
             print(f"{name:<16} {a:9.1f} ms {d:14.1f} ms {a / d:6.2f}  ({n}, {rows})")
+
+        # authorisation: the same raw query, full-access pair and scoped named client, alternating
+        payload = json.dumps(cases["raw, limit 100"])
+        timings: dict[str, list[float]] = {"full-access": [], "scoped client": []}
+        for _ in range(3 * args.rounds):
+            for who, h in (("full-access", headers), ("scoped client", server.scoped_headers)):
+                started = time.perf_counter()
+                r = api.post(f"{server.url}/api/cpu/usage_rate", data=payload, headers=h, timeout=120)
+                r.raise_for_status()
+                timings[who].append(time.perf_counter() - started)
+        full, scoped = median_ms(timings["full-access"]), median_ms(timings["scoped client"])
+        print(f"raw, limit 100: full-access {full:.2f} ms, scoped client {scoped:.2f} ms, ratio {scoped / full:.3f} "
+              "(target <= 1.10)")
 
         # /healthz while two clients keep slow aggregations running
         stop = threading.Event()

@@ -11,6 +11,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from kubemonitor.apiclients import ClientStore  # noqa: E402
 from kubemonitor.config import Config  # noqa: E402
 from kubemonitor.influxd import Influxd, free_port, wait_for_http  # noqa: E402
 from kubemonitor.simulate import Cluster, backfill, client_for  # noqa: E402
@@ -18,6 +19,7 @@ from kubemonitor.users import UserStore  # noqa: E402
 
 API_USER, API_PASS = "bench", "bench-password"
 WEB_USER, WEB_PASS = "bench", "bench-password"
+SCOPED_CLIENT = "group-script"
 
 
 def seeded_influxd(hours: float, pods: int, namespaces: int, db: str = "k8s") -> Influxd:
@@ -39,9 +41,14 @@ class Server:
         self.dir = tempfile.mkdtemp(prefix="kubemonitor-bench-")
         users = os.path.join(self.dir, "users.yaml")
         UserStore(users, rounds=4).add(WEB_USER, "bench@example.org", WEB_PASS)
+        clients = os.path.join(self.dir, "api-clients.yaml")
+        # a named client of three namespaces: what a group's script would use
+        _, secret = ClientStore(clients).add(SCOPED_CLIENT, ("astro-lab", "bio-sim", "climate"), billing=True)
+        self.scoped_headers = {"X-USERNAME": SCOPED_CLIENT, "X-PASSWORD": secret}
         self.port = free_port()
         env = {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(influxd.http_port), "INFLUXDB_DB": db,
                "API_USERNAME": API_USER, "API_PASSWORD": API_PASS, "KUBEMONITOR_USERS_FILE": users,
+               "KUBEMONITOR_API_CLIENTS_FILE": clients,
                "KUBEMONITOR_LOG_DIR": self.dir, "KUBEMONITOR_POLL_INTERVAL": str(poll_interval),
                "KUBEMONITOR_COOKIE_SECRET": "bench-" + "x" * 40, "KUBEMONITOR_ADDRESS": "127.0.0.1",
                "INFLUXDB_TIMEOUT": "120", **(env or {})}

@@ -6,10 +6,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
+import tornado.ioloop
 import tornado.web
 from tornado.web import url
 
 from . import ratecard
+from .apiclients import ClientStore
 from .billing import Billing
 from .config import Config
 from .handlers import api, auth, billing, billing_pages, live, ops, pages
@@ -44,7 +46,7 @@ class KubeMonitorApp(tornado.web.Application):
     """
 
     def __init__(self, config: Config, *, influx: InfluxGateway | None = None,
-                 telemetry: Telemetry | None = None, users: UserStore | None = None,
+                 telemetry: Telemetry | None = None, users: UserStore | None = None, clients: ClientStore | None = None,
                  poller: Poller | None = None, rollups: Rollups | None = None, static_path: str | None = None,
                  debug: bool = False, rollup_every: float = 60.0):
         self.config = config
@@ -53,6 +55,9 @@ class KubeMonitorApp(tornado.web.Application):
         self.catalog = MetricCatalog(self.influx.list_measurements)
         self.catalog.list_namespaces = self.influx.list_namespaces
         self.users = users or UserStore(config.users_file)
+        # Looked at (a stat) on every call of a named client, so that a revoked one is refused at once.
+        self.clients = clients or ClientStore(config.api_clients_file)
+        self.client_slots: dict[str, int] = {}  # API queries running, per client
         self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry,
                                       sample_interval=config.sample_interval)
         self.rollups = rollups or Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics,
@@ -65,9 +70,11 @@ class KubeMonitorApp(tornado.web.Application):
         self.live_attempts: dict[str, tuple[float, float]] = {}  # per user: (connect tokens, when)
         self.login_throttle = auth.LoginThrottle()
         self.sessions = RevokedSessions()
-        self._users_read: asyncio.Future | None = None
-        # bcrypt is slow on purpose; its own small pool keeps logins from starving queries
+        self._reads: dict[object, asyncio.Future] = {}
+        # bcrypt is slow on purpose; its own small pool keeps logins from starving queries,
+        # and the users and clients files are read in another, never queued behind a bcrypt.
         self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
+        self.files_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="files")
         settings = dict(
             template_path=resource_dir("templates"),
             static_path=static_path or resource_dir("static"),
@@ -109,13 +116,16 @@ class KubeMonitorApp(tornado.web.Application):
             # -- anything else: NotFoundHandler (default_handler_class), JSON under /api
         ]
 
-    async def fresh_users(self) -> None:
-        """Re-read the users file when it is due, in an executor; concurrent callers share one read."""
-        if self._users_read is None or self._users_read.done():
-            if not self.users.due():
+    async def fresh(self, store, now: bool = False) -> None:
+        """Re-read the users or clients file when it is due (`now`: when it changed on disk),
+        in an executor; concurrent callers share one read."""
+        pending = self._reads.get(store)
+        if pending is None or pending.done():
+            if not (store.changed() if now else store.due()):
                 return
-            self._users_read = asyncio.get_running_loop().run_in_executor(self.auth_executor, self.users.users)
-        await asyncio.shield(self._users_read)
+            pending = self._reads[store] = asyncio.get_running_loop().run_in_executor(
+                self.files_executor, store.entries, now)
+        await asyncio.shield(pending)
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """One access line per request, and the Prometheus request metrics."""
@@ -132,8 +142,16 @@ class KubeMonitorApp(tornado.web.Application):
         access_log.log(level, "%s %s %s %s %d %.1fms", getattr(handler, "request_id", "-"), user, method,
                        request.path[:300], status, seconds * 1000)
 
+    def watch_users(self) -> None:
+        """Open live views follow the users file too (a narrowed scope, a deleted user), not
+        only new requests: look at it every second (idempotent; the first websocket starts it)."""
+        if getattr(self, "_users_watch", None) is None:
+            self._users_watch = tornado.ioloop.PeriodicCallback(lambda: asyncio.ensure_future(self.fresh(self.users)), 1000)
+            self._users_watch.start()
+
     async def start(self) -> None:
         """Warm caches, start the poller and the rollup task; InfluxDB being down is not fatal here."""
+        self.watch_users()
         self.poller.start()
         self.rollups.start(self.rollup_every)  # it prepares the retention policy itself, and retries
         try:
@@ -142,7 +160,10 @@ class KubeMonitorApp(tornado.web.Application):
             logging.getLogger("kubemonitor").warning("InfluxDB not reachable at start-up: %s", exc.message)
 
     async def shutdown(self) -> None:
+        if getattr(self, "_users_watch", None) is not None:
+            self._users_watch.stop()
         await self.poller.stop()
         await self.rollups.stop()
         self.influx.close()
         self.auth_executor.shutdown(wait=False)
+        self.files_executor.shutdown(wait=False)

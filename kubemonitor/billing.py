@@ -138,9 +138,10 @@ class Billing:
                 pass  # served now, kept next time
         return encode(statement)
 
-    async def daily(self, period: Period) -> dict:
+    async def daily(self, period: Period, namespaces: frozenset[str] | None = None) -> dict:
         """Per local day and group, the cost (usage of the first resource without prices), from
-        the rolled-up hours: the page's stacked bar chart. {"days": [...], "groups": {...}}."""
+        the rolled-up hours: the page's stacked bar chart. {"days": [...], "groups": {...}}.
+        `namespaces`: a scoped user's (their namespaces alone)."""
         days = period.days()
         series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(days))
         if self.rollups is None or self.rollups.state != "on":
@@ -153,7 +154,7 @@ class Billing:
             metric = await self.catalog.resolve(resource.metric)
             if metric is None:
                 continue
-            conditions, params = Scope(None, self.excluded).conditions()
+            conditions, params = Scope(None, self.excluded, None if namespaces is None else tuple(sorted(namespaces))).conditions()
             scope_text = "".join(f" AND {c}" for c in conditions)  # fixed fragments with $parameters
             rows = await self.influx.query(
                 f'SELECT sum("sum") FROM "{self.rollups.rp}"."kubemonitor_usage_hourly" WHERE "metric" = $metric AND '
@@ -200,7 +201,6 @@ class Billing:
             coverage[resource.key] = share
             gaps.extend(holes)
         rows = self.rows(usages, by, {r.key: self.interval_ns(metrics[r.key]) for r in card.resources})
-        totals_usage = {r.key: sum(row["usage"][r.key] for row in rows) for r in card.resources}
         header = {
             "period": {"from": format_ns(period.start_ns), "to": format_ns(period.end_ns), "label": period.label,
                        "timezone": period.timezone, "state": "closed" if state == "closed" else "provisional",
@@ -209,22 +209,66 @@ class Billing:
             "resources": [{"key": r.key, "metric": r.metric, "unit": r.unit, "price": r.price} for r in card.resources],
             "coverage": {k: round(v, 6) for k, v in coverage.items()},
             "gaps": [{"from": format_ns(a), "to": format_ns(b)} for a, b in _largest(gaps)],
-            "totals": {"usage": {k: round(v, 6) for k, v in totals_usage.items()},
-                       "cost": ({r.key: float(sum((Decimal(repr(row["cost"][r.key])) for row in rows), Decimal(0)))
-                                 for r in card.resources if r.price is not None} if card.priced else None),
-                       "total": (float(sum((Decimal(repr(row["total"])) for row in rows), Decimal(0)))
-                                 if card.priced else None)},
+            "totals": self.totals(rows),
         }
         if notes:
             header["notes"] = notes
         if state != "closed" and now_ns < period.end_ns and now_ns > period.start_ns:
             # The running period: usage so far, at the current rate to the period's end.
-            factor = (period.end_ns - period.start_ns) / (now_ns - period.start_ns)
-            projected = {k: round(v * factor, 6) for k, v in totals_usage.items()}
-            header["projection"] = {"usage": projected, "total": (float(sum(
-                money(projected[r.key] * r.price) for r in card.resources if r.price is not None)) if card.priced else None)}
+            header["projection"] = self.projection(header["totals"], (period.end_ns - period.start_ns) / (now_ns - period.start_ns))
         header["rows"] = rows  # last: a kept statement is its header's fields, then its rows, in this order
         return header
+
+    def totals(self, rows: list[dict]) -> dict:
+        """Sums of the rows: usage, and the rounded costs (so a spreadsheet adds up to the total)."""
+        card = self.card
+        return {"usage": {r.key: round(sum(row["usage"][r.key] for row in rows), 6) for r in card.resources},
+                "cost": ({r.key: float(sum((Decimal(repr(row["cost"][r.key])) for row in rows), Decimal(0)))
+                          for r in card.resources if r.price is not None} if card.priced else None),
+                "total": float(sum((Decimal(repr(row["total"])) for row in rows), Decimal(0))) if card.priced else None}
+
+    def projection(self, totals: dict, factor: float) -> dict:
+        projected = {k: round(v * factor, 6) for k, v in totals["usage"].items()}
+        return {"factor": factor, "usage": projected, "total": (float(sum(
+            money(projected[r.key] * r.price) for r in self.card.resources if r.price is not None)) if self.card.priced else None)}
+
+    def priced_row(self, row: dict, usage: dict[str, float]) -> dict:
+        """`row` with its usage, each resource's cost (half-up to cents) and the total."""
+        card = self.card
+        row["usage"] = {r.key: round(usage.get(r.key, 0.0), 6) for r in card.resources}
+        if card.priced:
+            cost = {r.key: float(money(row["usage"][r.key] * r.price)) for r in card.resources if r.price is not None}
+            row["cost"] = cost
+            row["total"] = float(sum((Decimal(repr(v)) for v in cost.values()), Decimal(0)))
+        else:
+            row["cost"], row["total"] = None, None
+        return row
+
+    async def scoped_statement(self, period: Period, by: str, namespaces: frozenset[str]) -> str:
+        """The statement for a scoped user or client: the full statement's rows of its
+        namespaces (by namespace or pod, the very rows the billing office sees; by group,
+        those rows added up per group), with totals of those rows. A closed period's
+        figures come from its kept statement, so they never change either."""
+        full = json.loads(await self.statement(period, "pod" if by == "pod" else "namespace"))
+        mine = [row for row in full["rows"] if row["namespace"] in namespaces]
+        for row in mine:
+            row["namespaces"] = [n for n in row["namespaces"] if n in namespaces]
+        if by == "group":
+            merged: dict[str, dict] = {}
+            sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+            for row in mine:
+                merged.setdefault(row["group"], {k: v for k, v in row.items()
+                                                 if k in ("group", "name", "account", "namespaces")})
+                for key, value in row["usage"].items():
+                    sums[row["group"]][key] += value
+            mine = [self.priced_row(merged[g], sums[g]) for g in sorted(merged)]
+        header = {k: v for k, v in full.items() if k != "rows"}
+        header["scope"] = sorted(namespaces)
+        header["totals"] = self.totals(mine)
+        if "projection" in full:
+            header["projection"] = self.projection(header["totals"], full["projection"]["factor"])
+        header["rows"] = mine
+        return encode(header)
 
     def rows(self, usages: dict[str, dict[PodKey, Counted]], by: str, intervals: dict[str, int]) -> list[dict]:
         card = self.card
@@ -238,21 +282,13 @@ class Billing:
         out = []
         for line in sorted(totals):
             group = next((g for g in card.groups if g.key == line[0]), None) or card.group_of(line[0])
-            usage = {r.key: round(totals[line].get(r.key, 0.0), 6) for r in card.resources}
             row = {"group": group.key, "name": group.name, "account": group.account,
                    "namespaces": sorted(group.namespaces)}
             if by in ("namespace", "pod"):
                 row["namespace"] = line[1]
             if by == "pod":
                 row["pod"] = line[2]
-            row["usage"] = usage
-            if card.priced:
-                cost = {r.key: float(money(usage[r.key] * r.price)) for r in card.resources if r.price is not None}
-                row["cost"] = cost
-                row["total"] = float(sum((Decimal(repr(v)) for v in cost.values()), Decimal(0)))
-            else:
-                row["cost"], row["total"] = None, None
-            out.append(row)
+            out.append(self.priced_row(row, totals[line]))
         return out
 
     async def coverage(self, metric: Metric, begin: int, end: int) -> tuple[float, list[tuple[int, int]]]:
@@ -368,7 +404,12 @@ def response_schema() -> dict:
                 "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"}}}},
             "totals": {"type": "object", "properties": {"usage": {"type": "object", "additionalProperties": {"type": "number"}},
                                                         "cost": money_map, "total": {"type": "number", "nullable": True}}},
-            "projection": {"type": "object"},
+            "projection": {"type": "object", "properties": {
+                "factor": {"type": "number", "description": "the period's length over the time elapsed so far"},
+                "usage": {"type": "object", "additionalProperties": {"type": "number"}},
+                "total": {"type": "number", "nullable": True}}},
+            "scope": {"type": "array", "items": {"type": "string"},
+                      "description": "present when the caller sees only these namespaces: rows and totals cover them alone"},
             "notes": {"type": "array", "items": {"type": "string"}},
             "rows": {"type": "array", "items": {"type": "object", "required": ["group", "name", "namespaces", "usage"],
                                                 "properties": {"group": {"type": "string"}, "name": {"type": "string"},

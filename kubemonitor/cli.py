@@ -13,6 +13,7 @@ import sys
 import threading
 
 from . import __version__
+from .apiclients import ClientStore
 from .config import SETTINGS, Config, check_log_dir, parse_duration
 from .errors import UserError
 from .users import UserInputError, UserStore, validate_email, validate_username
@@ -32,6 +33,18 @@ def add_setting_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | N
         default = "unset" if s.default is None else repr(s.default)
         group.add_argument(s.flag, dest=s.field, metavar="VALUE", default=None,
                            help=f"{s.help} [{s.env}, default {default}]")
+
+
+def add_scope_flags(parser: argparse.ArgumentParser, whom: str, everything: bool = False) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--namespaces", metavar="A,B", default=None,
+                       help=f"the only namespaces {whom} sees, comma-separated (default: every namespace)")
+    if everything:
+        which.add_argument("--all-namespaces", action="store_true", help=f"{whom} sees every namespace again")
+    billing = parser.add_mutually_exclusive_group()
+    billing.add_argument("--billing", dest="billing", action="store_true", default=None,
+                         help=f"{whom} may see billing statements (default: yes for every namespace, no for a list)")
+    billing.add_argument("--no-billing", dest="billing", action="store_false", help=f"{whom} may not see statements")
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -71,6 +84,36 @@ def user_store(args: argparse.Namespace) -> UserStore:
     return UserStore(load_config(args).users_file)
 
 
+def audited(args: argparse.Namespace, action: str, target: str, **details) -> None:
+    """Leave the change's line in audit.log (with the OS user); a log directory this user
+    cannot write is a warning, not a refusal: the change itself is already made."""
+    from . import audit
+    from .logs import setup_audit
+    config = load_config(args)
+    try:
+        check_log_dir(config.log_dir)
+        setup_audit(config.log_dir)
+    except (UserError, OSError) as exc:
+        print(f"kubemonitor: warning: not written to the audit log: {exc}", file=sys.stderr)
+        return
+    audit.cli_change(action, target, **details)
+
+
+def scope_args(args: argparse.Namespace):
+    """(namespaces, billing) from --namespaces/--all-namespaces and --billing/--no-billing; KEEP where not given."""
+    from .access import KEEP, parse_namespaces
+    namespaces = KEEP
+    if getattr(args, "all_namespaces", False):
+        namespaces = None
+    elif args.namespaces is not None:
+        namespaces = parse_namespaces(args.namespaces)
+    return namespaces, KEEP if args.billing is None else args.billing
+
+
+def _scope_text(entry) -> str:
+    return entry.access.describe()
+
+
 # ------------------------------------------------------------------ commands
 def cmd_serve(args: argparse.Namespace) -> int:
     from .logs import setup_logging
@@ -81,19 +124,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     check_log_dir(config.log_dir)
     UserStore(config.users_file).check_readable()
+    ClientStore(config.api_clients_file).check_readable()
     setup_logging(config.log_dir)
     asyncio.run(serve(config, int(port)))
     return 0
 
 
 def cmd_adduser(args: argparse.Namespace) -> int:
+    from .access import KEEP
     store = user_store(args)
     validate_username(args.username)
     validate_email(args.email)
+    namespaces, billing = scope_args(args)
     if store.read().get(args.username):
         raise UserInputError(f"user {args.username!r} already exists; use `kubemonitor passwd {args.username}`")
-    store.add(args.username, args.email, read_password(args.password_stdin))
-    print(f"added user {args.username} to {store.path}")
+    user = store.add(args.username, args.email, read_password(args.password_stdin),
+                     None if namespaces is KEEP else namespaces, None if billing is KEEP else billing)
+    print(f"added user {args.username} to {store.path} ({_scope_text(user)})")
+    audited(args, "adduser", args.username, scope=_scope_text(user))
     return 0
 
 
@@ -103,13 +151,30 @@ def cmd_passwd(args: argparse.Namespace) -> int:
         raise UserInputError(f"no user {args.username!r}; `kubemonitor users` lists them")
     store.set_password(args.username, read_password(args.password_stdin))
     print(f"changed the password of {args.username}")
+    audited(args, "passwd", args.username)
     return 0
 
 
 def cmd_deluser(args: argparse.Namespace) -> int:
     user_store(args).delete(args.username)
     print(f"deleted user {args.username}")
+    audited(args, "deluser", args.username)
     return 0
+
+
+def change_scope(args: argparse.Namespace, store, name: str, action: str) -> int:
+    from .access import KEEP
+    namespaces, billing = scope_args(args)
+    if namespaces is KEEP and billing is KEEP:
+        raise UsageError("say what to change: --namespaces a,b (or --all-namespaces) and/or --billing / --no-billing")
+    entry = store.set_scope(name, namespaces, billing)
+    print(f"{name}: {_scope_text(entry)}")
+    audited(args, action, name, scope=_scope_text(entry))
+    return 0
+
+
+def cmd_scope(args: argparse.Namespace) -> int:
+    return change_scope(args, user_store(args), args.username, "scope")
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -118,7 +183,66 @@ def cmd_users(args: argparse.Namespace) -> int:
     if not users:
         print(f"no users in {store.path}; add one with `kubemonitor adduser --username=NAME --email=ADDRESS`")
     for user in sorted(users.values(), key=lambda u: u.username):
-        print(f"{user.username}\t{user.email}\t{user.created}")
+        print(f"{user.username}\t{user.email}\t{user.created}\t{_scope_text(user)}")
+    return 0
+
+
+def client_store(args: argparse.Namespace) -> ClientStore:
+    return ClientStore(load_config(args).api_clients_file)
+
+
+def cmd_apiclient_add(args: argparse.Namespace) -> int:
+    from .access import KEEP
+    config = load_config(args)
+    if config.api_username and args.name == config.api_username:
+        raise UsageError(f"{args.name!r} is the server's API_USERNAME (the full-access client); choose another name")
+    namespaces, billing = scope_args(args)
+    store = client_store(args)
+    client, secret = store.add(args.name, None if namespaces is KEEP else namespaces, None if billing is KEEP else billing)
+    print(f"added API client {client.name} to {store.path} ({_scope_text(client)})", file=sys.stderr)
+    print("its secret, shown this once (only its SHA-256 is kept):", file=sys.stderr)
+    print(secret, flush=True)  # alone on stdout, so a script can capture it
+    audited(args, "apiclient add", client.name, scope=_scope_text(client))
+    return 0
+
+
+def cmd_apiclient_list(args: argparse.Namespace) -> int:
+    store = client_store(args)
+    clients = store.read()
+    if not clients:
+        print(f"no API clients in {store.path}; add one with `kubemonitor apiclient add NAME`")
+    for c in sorted(clients.values(), key=lambda c: c.name):
+        state = f"revoked {c.revoked}" if c.revoked else "active"
+        print(f"{c.name}\t{c.created}\t{state}\t{_scope_text(c)}")
+    return 0
+
+
+def cmd_apiclient_scope(args: argparse.Namespace) -> int:
+    return change_scope(args, client_store(args), args.name, "apiclient scope")
+
+
+def cmd_apiclient_revoke(args: argparse.Namespace) -> int:
+    client = client_store(args).revoke(args.name)
+    print(f"revoked API client {client.name}; it is refused from now on")
+    audited(args, "apiclient revoke", client.name)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from . import audit
+    config = load_config(args)
+    rows = list(audit.entries(config.log_dir, args.since, args.who))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    elif rows:
+        sys.stdout.write(audit.table(rows))
+    else:
+        where = audit.files(config.log_dir)
+        print("no audit entries" + (" match" if where else f": there is no {audit.FILE} in {config.log_dir} "
+                                    "(KUBEMONITOR_LOG_DIR)"), file=sys.stderr)
     return 0
 
 
@@ -207,6 +331,8 @@ def cmd_rollup(args: argparse.Namespace) -> int:
                 progress(done, total, started)
         print(f"{'rebuilt' if args.rebuild else 'rolled up'} {len(hours)} hour(s) x {len(metrics)} metric(s) "
               f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        audited(args, "rollup --rebuild" if args.rebuild else "rollup", f"{format_ns(first)}..{format_ns(after)}",
+                hours=len(hours), metrics=[m.name for m in metrics])
         if args.rebuild:
             from .billing import Kept
             labels = await Kept(influx, config.rollup_rp).invalidate(first, after)
@@ -282,27 +408,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     stdin_help = "read the password from the first line of standard input (for scripts)"
+    users_flags = ("users_file", "log_dir")
     p = sub.add_parser("adduser", help="add a web user (password prompted twice)")
     p.add_argument("--username", required=True)
     p.add_argument("--email", required=True)
     p.add_argument("--password-stdin", action="store_true", help=stdin_help)
-    add_setting_flags(p, only=("users_file",))
+    add_scope_flags(p, "the user")
+    add_setting_flags(p, only=users_flags)
     p.set_defaults(func=cmd_adduser)
 
     p = sub.add_parser("passwd", help="change a web user's password")
     p.add_argument("username")
     p.add_argument("--password-stdin", action="store_true", help=stdin_help)
-    add_setting_flags(p, only=("users_file",))
+    add_setting_flags(p, only=users_flags)
     p.set_defaults(func=cmd_passwd)
 
     p = sub.add_parser("deluser", help="delete a web user")
     p.add_argument("username")
-    add_setting_flags(p, only=("users_file",))
+    add_setting_flags(p, only=users_flags)
     p.set_defaults(func=cmd_deluser)
 
-    p = sub.add_parser("users", help="list web users")
+    p = sub.add_parser("scope", help="change which namespaces a web user sees, and whether statements",
+                       description="Change a web user's scope; open pages and live views follow within seconds.")
+    p.add_argument("username")
+    add_scope_flags(p, "the user", everything=True)
+    add_setting_flags(p, only=users_flags)
+    p.set_defaults(func=cmd_scope)
+
+    p = sub.add_parser("users", help="list web users and their scopes")
     add_setting_flags(p, only=("users_file",))
     p.set_defaults(func=cmd_users)
+
+    clients_flags = ("api_clients_file", "log_dir", "api_username")
+    p = sub.add_parser("apiclient", help="add, list or revoke named API clients")
+    client_sub = p.add_subparsers(dest="action", metavar="ACTION")
+    client_sub.required = True
+    c = client_sub.add_parser("add", help="add a client and print its secret once")
+    c.add_argument("name")
+    add_scope_flags(c, "the client")
+    add_setting_flags(c, only=clients_flags)
+    c.set_defaults(func=cmd_apiclient_add)
+    c = client_sub.add_parser("list", help="list clients, their scopes and whether they are revoked")
+    add_setting_flags(c, only=clients_flags)
+    c.set_defaults(func=cmd_apiclient_list)
+    c = client_sub.add_parser("scope", help="change which namespaces a client sees, and whether statements")
+    c.add_argument("name")
+    add_scope_flags(c, "the client", everything=True)
+    add_setting_flags(c, only=clients_flags)
+    c.set_defaults(func=cmd_apiclient_scope)
+    c = client_sub.add_parser("revoke", help="refuse a client from now on")
+    c.add_argument("name")
+    add_setting_flags(c, only=clients_flags)
+    c.set_defaults(func=cmd_apiclient_revoke)
+
+    p = sub.add_parser("audit", help="print the audit log (logins, API calls, changes to access) as a table")
+    p.add_argument("--since", type=duration, default=None, metavar="DURATION", help="only the last DURATION, e.g. 24h")
+    p.add_argument("--who", default=None, metavar="NAME", help="only lines by (or about) this user or client")
+    p.add_argument("--json", action="store_true", help="the JSON lines themselves, not a table")
+    add_setting_flags(p, only=("log_dir",))
+    p.set_defaults(func=cmd_audit)
 
     from .simulate import __doc__ as simulate_doc
     p = sub.add_parser("simulate", help="write a simulated cluster into InfluxDB (Heapster schema)",

@@ -149,9 +149,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api_username", "API_USERNAME", "--api-username", _optional, None, "API user (unset = the API refuses all requests)"),
     Setting("api_password", "API_PASSWORD", "--api-password", _optional, None, "API password", secret=True),
     Setting("users_file", "KUBEMONITOR_USERS_FILE", "--users-file", _text, "conf/users.yaml", "web users file"),
+    Setting("api_clients_file", "KUBEMONITOR_API_CLIENTS_FILE", "--api-clients-file", _text, "conf/api-clients.yaml",
+            "named API clients file (kubemonitor apiclient add)"),
+    Setting("client_concurrency", "KUBEMONITOR_CLIENT_CONCURRENCY", "--client-concurrency", _positive_int, "4",
+            "API queries one client may have running at once; more get 429"),
     Setting("cookie_secret", "KUBEMONITOR_COOKIE_SECRET", "--cookie-secret", _cookie_secret, None,
             "secret signing session cookies (random per process when unset)", secret=True),
-    Setting("log_dir", "KUBEMONITOR_LOG_DIR", "--log-dir", _text, "/logs/kube-monitoring", "where info.log and errors.log go"),
+    Setting("log_dir", "KUBEMONITOR_LOG_DIR", "--log-dir", _text, "/logs/kube-monitoring", "where info.log, errors.log and audit.log go"),
     Setting("poll_interval", "KUBEMONITOR_POLL_INTERVAL", "--poll-interval", _positive_float, "10", "seconds between live refreshes"),
     Setting("sample_interval", "KUBEMONITOR_SAMPLE_INTERVAL", "--sample-interval", _sample_interval, "60s",
             "the collector's sampling interval (Heapster's --metric_resolution): each sample stands for this long"),
@@ -194,6 +198,8 @@ class Config:
     api_username: str | None = None
     api_password: str | None = None
     users_file: str = "conf/users.yaml"
+    api_clients_file: str = "conf/api-clients.yaml"
+    client_concurrency: int = 4
     cookie_secret: str | None = None
     log_dir: str = "/logs/kube-monitoring"
     poll_interval: float = 10.0

@@ -17,6 +17,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 
+from .apiclients import ClientStore
 from .config import Config
 from .influxd import Influxd, InfluxdError, find_influxd
 from .logs import setup_logging
@@ -26,6 +27,8 @@ from .users import UserStore
 
 DEMO_USER = "demo"
 API_USER = "billing"
+# A member of one group: sees only its namespaces (and their statements), as a scoped user and an API client.
+GROUP_USER, GROUP_CLIENT, GROUP_NAMESPACES = "physics", "physics-script", ("astro-lab", "climate")
 # The demo's rate card: prices, and two groups of the simulated namespaces.
 RATE_CARD = """\
 currency: CHF
@@ -99,8 +102,8 @@ def examples(cluster: Cluster) -> list[tuple[str, str, dict]]:
     ]
 
 
-def curl(url: str, metric: str, body: dict, password: str) -> str:
-    return (f"curl -X POST {url}/api/{metric} -H 'X-USERNAME: {API_USER}' -H 'X-PASSWORD: {password}' "
+def curl(url: str, metric: str, body: dict, password: str, user: str = API_USER) -> str:
+    return (f"curl -X POST {url}/api/{metric} -H 'X-USERNAME: {user}' -H 'X-PASSWORD: {password}' "
             f"-d '{json.dumps(body)}'")
 
 
@@ -123,7 +126,8 @@ def run_demo(options: DemoOptions) -> None:
         config = Config(
             influxdb_host="127.0.0.1", influxdb_port=influxd.http_port, influxdb_db="k8s",
             api_username=API_USER, api_password=api_password,
-            users_file=os.path.join(root, "users.yaml"), cookie_secret=secrets.token_hex(32),
+            users_file=os.path.join(root, "users.yaml"), api_clients_file=os.path.join(root, "api-clients.yaml"),
+            cookie_secret=secrets.token_hex(32),
             log_dir=os.path.join(root, "logs"), poll_interval=options.interval, address=options.address,
             sample_interval=options.sample_interval, billing_file=os.path.join(root, "billing.yaml"),
         )
@@ -142,6 +146,10 @@ def run_demo(options: DemoOptions) -> None:
                                   kwargs={"on_error": lambda exc: None}, name="simulate-live", daemon=True)
         writer.start()
         UserStore(config.users_file).add(DEMO_USER, "demo@example.org", web_password)
+        group_password = secrets.token_urlsafe(9)
+        UserStore(config.users_file).add(GROUP_USER, "physics@example.org", group_password, namespaces=GROUP_NAMESPACES,
+                                         billing=True)
+        _, group_secret = ClientStore(config.api_clients_file).add(GROUP_CLIENT, GROUP_NAMESPACES, billing=True)
         setup_logging(config.log_dir, console=options.verbose)
 
         host = "localhost" if options.address in ("127.0.0.1", "", "0.0.0.0") else options.address
@@ -160,7 +168,8 @@ def run_demo(options: DemoOptions) -> None:
             _say()
             _say("kubemonitor demo is ready")
             _say(f"  web:      {url}/web")
-            _say(f"  login:    {DEMO_USER} / {web_password}")
+            _say(f"  login:    {DEMO_USER} / {web_password}    (every namespace)")
+            _say(f"  login:    {GROUP_USER} / {group_password}    (only {', '.join(GROUP_NAMESPACES)}: a group's view)")
             _say(f"  InfluxDB: {influxd.url} (database k8s); logs in {config.log_dir}")
             _say("  API (the README's examples use these variables):")
             _say(f"    export KUBEMONITOR_URL={url} API_USERNAME={API_USER} API_PASSWORD={api_password}")
@@ -170,6 +179,8 @@ def run_demo(options: DemoOptions) -> None:
             _say("  # this month's statement, priced by the demo's rate card (add \"format\": \"csv\" for CSV)")
             _say(f"    curl -X POST {url}/api/billing/statement -H 'X-USERNAME: {API_USER}' -H 'X-PASSWORD: {api_password}' "
                  f"-d '{{\"period\": \"{month}\"}}'")
+            _say(f"  # the same as the group's own API client, which sees only {', '.join(GROUP_NAMESPACES)}")
+            _say(f"    {curl(url, 'cpu/usage_rate', {'agg': 'all-namespace'}, group_secret, GROUP_CLIENT)}")
             _say(f"  billing:  {url}/web/billing")
             _say("Ctrl-C stops everything and removes the temporary directory.")
             await server

@@ -57,10 +57,28 @@ def _fill(node, log_dir: str):
     return node
 
 
-def setup_logging(log_dir: str, config_path: str | None = None, console: bool = True) -> None:
+def _spec(log_dir: str, config_path: str | None) -> dict:
     path = config_path or os.path.join(resource_dir("conf"), "logging.yaml")
     with open(path, encoding="utf-8") as fh:
-        spec = _fill(yaml.safe_load(fh), log_dir)
+        return _fill(yaml.safe_load(fh), log_dir)
+
+
+AUDIT_LOGGER = "kubemonitor.audit"
+
+
+def setup_audit(log_dir: str, config_path: str | None = None) -> None:
+    """Only the audit logger, as logging.yaml configures it: for CLI commands that change
+    access, which must leave their line in the server's audit.log and nothing else."""
+    spec = _spec(log_dir, config_path)
+    logger = spec["loggers"][AUDIT_LOGGER]
+    handlers = {name: spec["handlers"][name] for name in logger.get("handlers", [])}
+    formatters = {h["formatter"]: spec["formatters"][h["formatter"]] for h in handlers.values() if "formatter" in h}
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False, "formatters": formatters,
+                               "handlers": handlers, "loggers": {AUDIT_LOGGER: logger}})
+
+
+def setup_logging(log_dir: str, config_path: str | None = None, console: bool = True) -> None:
+    spec = _spec(log_dir, config_path)
     if not console:
         spec["handlers"].pop("console", None)
         spec["root"]["handlers"] = [h for h in spec["root"]["handlers"] if h != "console"]

@@ -10,6 +10,8 @@ from .metrics import CATALOG, METRIC_NAME
 from .request import FIELDS, body_schema
 from .usage import TAG_KEYS
 
+UNAUTHORIZED = "Credentials missing or wrong, the client revoked, or no client configured on the server"
+
 
 def _error(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -60,10 +62,13 @@ def openapi_document(config: Config) -> dict:
                                     {"type": "array", "items": {"$ref": "#/components/schemas/NamespaceUsage"}},
                                 ]}}}},
                         "400": _error("Body not a JSON object, unknown field, or a bad value (the message names it)"),
-                        "401": _error("Credentials missing, wrong, or not configured on the server"),
+                        "401": _error(UNAUTHORIZED),
+                        "403": _error("The namespace asked for is outside the client's scope (the message names it)"),
                         "404": _error("Unknown metric"),
                         "405": _error("Any method but POST"),
                         "413": _error("Body over 64 KiB"),
+                        "429": _error("This client already has KUBEMONITOR_CLIENT_CONCURRENCY queries running; "
+                                      "retry after Retry-After seconds"),
                         "502": _error("InfluxDB answered with an error"),
                         "503": _error("InfluxDB unreachable"),
                         "504": _error("InfluxDB did not answer within INFLUXDB_TIMEOUT"),
@@ -81,9 +86,12 @@ def openapi_document(config: Config) -> dict:
                                 "content": {"application/json": {"schema": billing.response_schema()},
                                             "text/csv": {"schema": {"type": "string"}}}},
                         "400": _error("Body not a JSON object, unknown field, a bad or future period, bad by/format"),
-                        "401": _error("Credentials missing, wrong, or not configured on the server"),
+                        "401": _error(UNAUTHORIZED),
+                        "403": _error("The client may not fetch statements (no `billing` in its scope)"),
                         "405": _error("Any method but POST"),
                         "413": _error("Body over 64 KiB"),
+                        "429": _error("This client already has KUBEMONITOR_CLIENT_CONCURRENCY queries running; "
+                                      "retry after Retry-After seconds"),
                         "502": _error("InfluxDB answered with an error"),
                         "503": _error("InfluxDB unreachable"),
                         "504": _error("InfluxDB did not answer within INFLUXDB_TIMEOUT"),
@@ -100,8 +108,13 @@ def openapi_document(config: Config) -> dict:
         },
         "components": {
             "securitySchemes": {
-                "username": {"type": "apiKey", "in": "header", "name": "X-USERNAME"},
-                "password": {"type": "apiKey", "in": "header", "name": "X-PASSWORD"},
+                "username": {"type": "apiKey", "in": "header", "name": "X-USERNAME",
+                             "description": "API_USERNAME (the full-access client) or a named client's name"},
+                "password": {"type": "apiKey", "in": "header", "name": "X-PASSWORD",
+                             "description": "API_PASSWORD, or the secret `kubemonitor apiclient add` printed for the "
+                                            "client (compared in constant time; only its SHA-256 is stored). A scoped "
+                                            "client's cluster-wide aggregations and statements cover its namespaces "
+                                            "only; another namespace is a 403."},
             },
             "schemas": {
                 "Query": body_schema(config.max_limit),

@@ -2,6 +2,8 @@
 request per watched view per interval, however many people watch it.
 
 A view is (metric, namespace, range), namespace "all" for the cluster-wide view.
+A scoped user's "all" is the same view, filtered to their namespaces when it is
+handed out (`text_for`): scopes never add InfluxDB requests.
 Each round queries every view that has at least one subscriber (concurrently,
 through the InfluxDB gateway's executor, at most `concurrency` at once), builds and
 encodes the snapshot once (in the executor), and hands the same text to every
@@ -26,7 +28,7 @@ from typing import Protocol
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric
 from .times import format_ns
-from .usage import WINDOWS, Window, bucket_usage, latest_rows, view_lines, view_statements
+from .usage import LATEST_ROWS, WINDOWS, Window, bucket_usage, latest_rows, view_lines, view_statements
 
 log = logging.getLogger("kubemonitor.poller")
 ALL = "all"
@@ -46,6 +48,8 @@ class View:
     text: str | None = None         # the snapshot, JSON-encoded once for all subscribers
     idle_since: float | None = None
     pending: asyncio.Future | None = None
+    latest: list[dict] = field(default_factory=list)   # every latest row, before the cap (for scoped copies)
+    scoped: dict = field(default_factory=dict)          # namespaces -> the snapshot text for that scope
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -53,8 +57,9 @@ class View:
 
 
 def build_snapshot(metric: Metric, namespace: str, window: Window, results: list[list[dict]], now_ns: int,
-                   stale_ns: int) -> dict:
-    """The `snapshot` message (README "The web dashboard") from the three statements' series."""
+                   stale_ns: int) -> tuple[dict, list[dict]]:
+    """The `snapshot` message (README "The web dashboard") from the three statements'
+    series, and every latest row (the message carries the first LATEST_ROWS)."""
     pod_series, container_series, latest_series = (results + [[], [], []])[:3]
     lines = view_lines(None if namespace == ALL else namespace, bucket_usage(pod_series, container_series))
     series = {name: [[t // 1_000_000, round(v, 6)] for t, v in sorted(points.items())]
@@ -63,11 +68,24 @@ def build_snapshot(metric: Metric, namespace: str, window: Window, results: list
     # the pods that already reported in it, and would make the totals flicker.
     current_at = now_ns // window.bucket_ns * window.bucket_ns - window.bucket_ns
     values = {name: round(points[current_at], 6) for name, points in sorted(lines.items()) if current_at in points}
+    latest = latest_rows(latest_series, now_ns - stale_ns, limit=None)
     return {"type": "snapshot", "metric": metric.name, "namespace": namespace, "range": window.name,
             "unit": metric.unit, "polled_at": format_ns(now_ns // 1_000_000 * 1_000_000),
             "bucket_ms": window.bucket_ns // 1_000_000, "series": series,
             "current": {"at": current_at // 1_000_000, "values": values, "total": round(sum(values.values()), 6)},
-            "latest": latest_rows(latest_series, now_ns - stale_ns)}
+            "latest": latest[:LATEST_ROWS]}, latest
+
+
+def scoped_snapshot(snapshot: dict, latest: list[dict], namespaces: frozenset[str]) -> dict:
+    """A cluster view's snapshot as a scoped user sees it: their namespaces' lines, values
+    and latest rows, and the total of those ("your namespaces"). Made from the shared
+    view, so a thousand scoped watchers cost InfluxDB nothing more than one."""
+    current = snapshot["current"]
+    values = {ns: v for ns, v in current["values"].items() if ns in namespaces}
+    return {**snapshot, "series": {ns: points for ns, points in snapshot["series"].items() if ns in namespaces},
+            "current": {"at": current["at"], "values": values, "total": round(sum(values.values()), 6)},
+            "latest": [r for r in latest if r.get("namespace_name") in namespaces][:LATEST_ROWS],
+            "scope": sorted(namespaces)}
 
 
 class Poller:
@@ -146,28 +164,43 @@ class Poller:
             # Shaping and encoding happen here, in the executor: the event loop only hands out text.
             results = client.query(statements, bind_params=params, epoch="ns")
             results = results if isinstance(results, list) else [results]
-            snapshot = build_snapshot(view.metric, view.namespace, view.window,
-                                      [r.raw.get("series", []) for r in results], now_ns, self.stale_ns)
-            return snapshot, json.dumps(snapshot, separators=(",", ":"))
+            snapshot, latest = build_snapshot(view.metric, view.namespace, view.window,
+                                              [r.raw.get("series", []) for r in results], now_ns, self.stale_ns)
+            return snapshot, latest, json.dumps(snapshot, separators=(",", ":"))
 
         self.requests += 1
         try:
-            view.snapshot, view.text = await self.influx.call(run, kind="poll", lane="live")
+            view.snapshot, view.latest, view.text = await self.influx.call(run, kind="poll", lane="live")
+            view.scoped = {}
         except InfluxError as exc:
             self._set_state("degraded", exc.message)  # at once, not when the round ends
             raise
         return view.snapshot
 
-    async def snapshot(self, metric: Metric, namespace: str, window: str = "1h") -> dict | None:
-        """The cached snapshot of a view, or a fresh one (for a page's first paint).
-        None when InfluxDB cannot be reached."""
+    async def snapshot(self, metric: Metric, namespace: str, window: str = "1h",
+                       scope: frozenset[str] | None = None) -> dict | None:
+        """The cached snapshot of a view, or a fresh one (for a page's first paint), as
+        `scope` (a scoped user's namespaces) sees it. None when InfluxDB cannot be reached."""
         view = self.view(metric, namespace, window)
-        if view.snapshot is not None:
+        if view.snapshot is None:
+            try:
+                await self.fetch(view)
+            except InfluxError:
+                return None
+        if scope is None or view.namespace != ALL:
             return view.snapshot
-        try:
-            return await self.fetch(view)
-        except InfluxError:
-            return None
+        return scoped_snapshot(view.snapshot, view.latest, scope)
+
+    def text_for(self, view: View, scope: frozenset[str] | None) -> str | None:
+        """The view's snapshot text for a subscriber of this scope: the shared text, or a
+        scoped copy of a cluster view, made once per scope and round."""
+        if view.text is None or scope is None or view.namespace != ALL:
+            return view.text
+        text = view.scoped.get(scope)
+        if text is None:
+            text = view.scoped[scope] = json.dumps(scoped_snapshot(view.snapshot, view.latest, scope),
+                                                   separators=(",", ":"))
+        return text
 
     async def poll_once(self) -> None:
         now = time.monotonic()
@@ -207,7 +240,8 @@ class Poller:
 
     def _broadcast(self, view: View, text: str, key: object) -> None:
         for subscriber in list(view.subscribers):
-            self._deliver(subscriber, text, key)
+            # The scope is asked now, not at subscription: a narrowed scope counts from the next round.
+            self._deliver(subscriber, self.text_for(view, getattr(subscriber, "scope", None)), key)
 
     def _deliver(self, subscriber: Subscriber, text: str, key: object) -> None:
         try:

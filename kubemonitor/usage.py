@@ -86,19 +86,29 @@ PodKey = tuple[str, str, str]
 
 @dataclass(frozen=True)
 class Scope:
-    """Which namespaces an aggregation covers: one (`namespace`), or all but `excluded`."""
+    """Which namespaces an aggregation covers: one (`namespace`), or all but `excluded`
+    (of `only`, when given: a scoped user's or client's namespaces)."""
     namespace: str | None = None
     excluded: tuple[str, ...] = ()
+    only: tuple[str, ...] | None = None
 
     def conditions(self) -> tuple[list[str], dict]:
         if self.namespace is not None:
             return ['"namespace_name" = $namespace'], {"namespace": self.namespace}
         names = sorted(set(self.excluded))
-        return ([f'"namespace_name" != $excluded_{i}' for i in range(len(names))],
-                {f"excluded_{i}": name for i, name in enumerate(names)})
+        conditions = [f'"namespace_name" != $excluded_{i}' for i in range(len(names))]
+        params: dict[str, Any] = {f"excluded_{i}": name for i, name in enumerate(names)}
+        if self.only is not None:
+            allowed = sorted(set(self.only) - set(names))
+            # An empty list matches nothing: a namespace name is never the empty string.
+            conditions.append("(" + " OR ".join(f'"namespace_name" = $only_{i}' for i in range(max(1, len(allowed)))) + ")")
+            params.update({f"only_{i}": name for i, name in enumerate(allowed or [""])})
+        return conditions, params
 
     def covers(self, namespace: str) -> bool:
-        return namespace == self.namespace if self.namespace is not None else namespace not in self.excluded
+        if self.namespace is not None:
+            return namespace == self.namespace
+        return namespace not in self.excluded and (self.only is None or namespace in self.only)
 
 
 @dataclass
@@ -328,10 +338,12 @@ async def raw_hours(influx, metric: Metric, begin_ns: int, end_ns: int, scope: S
 
 
 async def aggregate(influx, metric: Metric, q: ApiQuery, excluded: Iterable[str], interval_ns: int,
-                    rollups=None) -> list[dict]:
+                    rollups=None, only: Iterable[str] | None = None) -> list[dict]:
     """The rows of an aggregation (README "Aggregations"): from hourly rollups for the
-    whole hours they cover, from raw points for the rest."""
-    scope = Scope(q.namespace if q.agg == "pod-by-namespace" else None, tuple(excluded))
+    whole hours they cover, from raw points for the rest. `only`: a scoped client's
+    namespaces (cluster-wide aggregations cover those alone)."""
+    scope = Scope(q.namespace if q.agg == "pod-by-namespace" else None, tuple(excluded),
+                  None if only is None else tuple(sorted(only)))
     if rollups is not None:
         pods = await rollups.usage(metric, q.begin_ns, q.end_ns, scope, interval_ns)
     else:
@@ -425,7 +437,7 @@ def view_lines(namespace: str | None, pods: dict[tuple[str, str], dict[int, floa
     return lines
 
 
-def latest_rows(latest_series: list[dict], stale_before_ns: int) -> list[dict]:
+def latest_rows(latest_series: list[dict], stale_before_ns: int, limit: int | None = LATEST_ROWS) -> list[dict]:
     """The newest point of each pod's counted series (its containers when it has
     them, else its pod-level series), newest pods first within a namespace; a row
     older than `stale_before_ns` is marked stale (the pod stopped reporting)."""
@@ -442,4 +454,4 @@ def latest_rows(latest_series: list[dict], stale_before_ns: int) -> list[dict]:
         candidates = pods[key]
         containers = [r for r in candidates if r["type"] == "pod_container"]
         rows.extend(sorted(containers, key=lambda r: r["container_name"] or "") or candidates)
-    return rows[:LATEST_ROWS]
+    return rows[:limit]

@@ -18,3 +18,34 @@ def compose(text: str, what: str, fix: str, error: Callable[[str], Exception]) -
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise error(f"{what} is not valid YAML{where}: {getattr(exc, 'problem', exc)}; {fix}") from None
+
+
+def line_of(node: yaml.Node | None) -> str:
+    return f" (line {node.start_mark.line + 1})" if node is not None else ""
+
+
+def named_entries(text: str, what: str, section: str, hint: str,
+                  error: Callable[[str], Exception]) -> list[tuple[str, dict[str, yaml.Node], yaml.Node]]:
+    """The entries of a `section:` mapping of names to mappings (the users file, the API
+    clients file), as (name, {field: node}, entry node); each complaint names the line.
+    A name listed twice is refused: the second entry would silently win otherwise."""
+    root = compose(text, what, "fix it by hand or restore it from a backup", error)
+    if root is None:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        raise error(f"{what}{line_of(root)}: {hint}")
+    node = next((v for k, v in root.value if k.value == section), None)
+    if node is None or (isinstance(node, yaml.ScalarNode) and node.value in ("", "null", "~")):
+        return []
+    if not isinstance(node, yaml.MappingNode):
+        raise error(f"{what}{line_of(node)}: {hint}")
+    out, seen = [], set()
+    for key, value in node.value:
+        name = str(key.value)
+        if name in seen:
+            raise error(f"{what}{line_of(key)}: {name[:80]!r} is listed twice; keep one entry")
+        seen.add(name)
+        if not isinstance(value, yaml.MappingNode):
+            raise error(f"{what}{line_of(value)}: {name[:80]!r} must be a mapping; {hint}")
+        out.append((name, {k.value: v for k, v in value.value}, value))
+    return out

@@ -45,7 +45,8 @@ def running_influxd(influxd):
 def config(running_influxd, anchors, tmp_path) -> Config:
     return Config(influxdb_host="127.0.0.1", influxdb_port=running_influxd.http_port, influxdb_db=DB,
                   influxdb_timeout=3.0, api_username=API_USER, api_password=API_PASS,
-                  users_file=str(tmp_path / "users.yaml"), cookie_secret="test-secret-" + "x" * 40,
+                  users_file=str(tmp_path / "users.yaml"), api_clients_file=str(tmp_path / "api-clients.yaml"),
+                  cookie_secret="test-secret-" + "x" * 40,
                   log_dir=str(tmp_path), poll_interval=0.5)
 
 

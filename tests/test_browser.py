@@ -289,3 +289,34 @@ def test_the_billing_page_shows_table_chart_and_the_apis_csv(running_influxd, mo
         assert page.errors == []
     finally:
         served.stop()
+
+
+def test_a_scoped_user_sees_only_their_group(server, page, running_influxd, scratch_db, tmp_path):
+    """A member of group astro logs in: the overview, its chart legend, the picker and the live
+    table name astro's namespaces only; another group's page is not there."""
+    UserStore(str(tmp_path / "users.yaml"), rounds=4).add("astro", "astro@example.org", "astro-pw-1",
+                                                          namespaces=("astro-lab", "astro-dev"))
+    minutes_of(running_influxd, scratch_db, "astro-lab", "star-1", {"main": 1000.0})
+    minutes_of(running_influxd, scratch_db, "astro-dev", "comet-1", {"main": 500.0})
+    minutes_of(running_influxd, scratch_db, "bio-sim", "gene-1", {"main": 2000.0})
+    page.goto(server.url + "/web/login")
+    page.fill("input[name=username]", "astro")
+    page.fill("input[name=password]", "astro-pw-1")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/web/stats/index")
+    page.wait_for_selector("#conn-state.state-live", timeout=10_000)
+    page.wait_for_selector("section.card .uplot canvas", timeout=10_000)
+    card = page.locator("section.card").nth(0)
+    assert page.locator("h1").inner_text() == "Your namespaces"
+    assert "Total of your namespaces" in card.inner_text() and "1.50 cores" in card.inner_text()
+    assert {"astro-lab", "astro-dev"} <= set(card.locator("[data-namespaces] td:first-child").all_inner_texts())
+    assert "bio-sim" not in page.content() and "gene-1" not in page.content()
+    options = page.locator("#picker-namespace option").all_inner_texts()
+    assert options == ["your namespaces", "astro-dev", "astro-lab"]
+    assert page.locator("nav a:has-text('Billing')").count() == 0  # no statements for this user
+    page.goto(server.url + "/web/stats/cpu/usage_rate")
+    page.wait_for_selector("table.latest td:has-text('star-1')", timeout=10_000)
+    assert "gene-1" not in page.inner_text("table.latest") and "bio-sim" not in page.content()
+    response = page.goto(server.url + "/web/stats/cpu/usage_rate/bio-sim")
+    assert response.status == 404 and "gene-1" not in page.content()
+    assert page.errors == []

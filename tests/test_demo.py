@@ -30,7 +30,7 @@ def test_demo_runs_serves_and_cleans_up(tmp_path):
         text = "".join(output)
         root = re.search(r"in (/\S+kubemonitor-demo-\S+)", text).group(1)
         assert os.path.isdir(root)
-        login = re.search(r"login:\s+(\S+) / (\S+)", text)
+        login, group_login = re.findall(r"login:\s+(\S+) / (\S+)", text)
         api_password = re.search(r"API_PASSWORD=(\S+)", text).group(1)
         url = f"http://localhost:{port}"
         assert f"{url}/web" in text
@@ -39,7 +39,12 @@ def test_demo_runs_serves_and_cleans_up(tmp_path):
         exports = dict(pair.split("=", 1) for pair in re.search(r"export (.+)", text).group(1).split())
         assert exports["KUBEMONITOR_URL"] == url and exports["API_USERNAME"] == "billing"
         printed = re.findall(r"^\s+(curl -X POST .+)$", text, re.M)
+        scoped = [c for c in printed if "'X-USERNAME: physics-script'" in c]
+        printed = [c for c in printed if c not in scoped]
         assert len(printed) == 5 and all("'X-PASSWORD: " + api_password + "'" in c for c in printed)
+        (scoped,) = scoped
+        rows = json.loads(subprocess.run(["bash", "-c", scoped], capture_output=True, text=True, timeout=30).stdout)
+        assert {row["namespace_name"] for row in rows} == {"astro-lab", "climate"}
         readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
         examples = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "$KUBEMONITOR_URL/api/" in b]
         assert len(examples) >= 4
@@ -67,13 +72,21 @@ def test_demo_runs_serves_and_cleans_up(tmp_path):
         s = requests.Session()
         page = s.get(f"{url}/web/login", timeout=10).text
         token = re.search(r'name="_xsrf" value="([^"]+)"', page).group(1)
-        r = s.post(f"{url}/web/login", data={"_xsrf": token, "username": login.group(1), "password": login.group(2)},
+        r = s.post(f"{url}/web/login", data={"_xsrf": token, "username": login[0], "password": login[1]},
                    allow_redirects=False, timeout=10)
         assert r.status_code == 302
         overview = s.get(f"{url}/web/stats/index", timeout=10)
         assert overview.status_code == 200 and "astro-lab" in overview.text
         billing = s.get(f"{url}/web/billing", timeout=30)
         assert billing.status_code == 200 and "Physics and Climate" in billing.text and "Download CSV" in billing.text
+        group = requests.Session()
+        token = re.search(r'name="_xsrf" value="([^"]+)"', group.get(f"{url}/web/login", timeout=10).text).group(1)
+        assert group_login[0] == "physics"
+        r = group.post(f"{url}/web/login", data={"_xsrf": token, "username": group_login[0], "password": group_login[1]},
+                       allow_redirects=False, timeout=10)
+        assert r.status_code == 302
+        overview = group.get(f"{url}/web/stats/index", timeout=10).text
+        assert "astro-lab" in overview and "climate" in overview and "bio-sim" not in overview
         ready = json.loads(urllib.request.urlopen(f"{url}/readyz", timeout=5).read())
         assert ready["status"] == "ready"
     finally:

@@ -48,7 +48,12 @@ def test_app_and_grafana_sidecar_with_probes_resources_and_no_literal_secrets():
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     users_mount = next(m for m in app["volumeMounts"] if m["name"] == "users")
-    assert volumes["users"]["secret"]["secretName"] and users_mount["readOnly"]
+    sources = [source["secret"] for source in volumes["users"]["projected"]["sources"]]
+    assert users_mount["readOnly"] and volumes["users"]["projected"]["defaultMode"] == 0o440
+    assert [(s["name"], s.get("optional", False), [i["path"] for i in s["items"]]) for s in sources] == [
+        ("kube-monitoring-users", False, ["users.yaml"]), ("kube-monitoring-api-clients", True, ["api-clients.yaml"])]
+    app_env = {e["name"]: e.get("value") for e in app["env"]}
+    assert app_env["KUBEMONITOR_API_CLIENTS_FILE"] == users_mount["mountPath"].rstrip("/") + "/api-clients.yaml"
     text = open(MANIFEST).read()
     assert "kind: Secret" not in text  # created with kubectl, never committed
     (service,) = by_kind("Service")

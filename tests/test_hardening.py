@@ -312,7 +312,8 @@ async def test_a_deadline_covers_the_wait_for_a_thread(make_app, http_client):
     from test_api_errors import BlackHole
     hole = BlackHole()
     try:
-        app = make_app(influxdb_port=hole.port, influxdb_timeout=2.0)
+        # one client sends all twelve: its own cap (KUBEMONITOR_CLIENT_CONCURRENCY) is lifted to test the lane
+        app = make_app(influxdb_port=hole.port, influxdb_timeout=2.0, client_concurrency=32)
         base, server = await serve_app(app)
         from tornado.simple_httpclient import SimpleAsyncHTTPClient
         client = SimpleAsyncHTTPClient(max_clients=32, force_instance=True)  # all twelve at once

@@ -43,7 +43,13 @@ async def test_openapi_document_is_valid_openapi_3(http_client, base_url):
     doc = json.loads(r.body)
     validate(doc)
     post = doc["paths"]["/api/{metric}"]["post"]
-    assert set(post["responses"]) == {"200", "400", "401", "404", "405", "413", "502", "503", "504"}
+    assert set(post["responses"]) == {"200", "400", "401", "403", "404", "405", "413", "429", "502", "503", "504"}
+    statement = doc["paths"]["/api/billing/statement"]["post"]
+    assert {"401", "403", "429"} <= set(statement["responses"]) and "billing" in statement["responses"]["403"]["description"]
+    schemes = doc["components"]["securitySchemes"]
+    assert {(s["in"], s["name"]) for s in schemes.values()} == {("header", "X-USERNAME"), ("header", "X-PASSWORD")}
+    assert "apiclient add" in schemes["password"]["description"] and "403" in schemes["password"]["description"]
+    assert post["security"] == statement["security"] == [{"username": [], "password": []}]
     assert set(doc["components"]["schemas"]["Query"]["properties"]) == {
         "namespace", "limit", "agg", "timeBeginInterval", "timeEndInterval", "pod", "type"}
 

@@ -112,30 +112,47 @@ def test_concurrent_adduser_processes_lose_nothing(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
 
-def test_a_writer_killed_mid_write_leaves_the_old_file_intact(tmp_path):
-    f = tmp_path / "u.yaml"
-    UserStore(str(f), rounds=4).add("dave", "d@example.org", "pw")
-    before = f.read_text()
+# The same writing code serves both files the CLI edits; each is checked against a killed writer.
+STORES = {
+    "users": ("from kubemonitor.users import UserStore as Store", "Store(PATH, rounds=4).add(NAME, NAME + '@example.org', 'pw')"),
+    "clients": ("from kubemonitor.apiclients import ClientStore as Store", "Store(PATH).add(NAME)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STORES))
+def test_a_writer_killed_mid_write_leaves_the_old_file_intact(tmp_path, kind):
+    f = str(tmp_path / f"{kind}.yaml")
+    importing, adding = STORES[kind]
+
+    def add(name):
+        namespace = {"PATH": f, "NAME": name}
+        exec(importing + "\n" + adding, namespace)
+        return namespace["Store"]
+
+    store = add("dave")
+    before = open(f).read()
     script = textwrap.dedent(f"""
         import os, sys, time
-        from kubemonitor import users
+        from kubemonitor import filestore
         def slow_write(path, text, mode=0o600):
             fd = os.open(path + ".partial", os.O_WRONLY | os.O_CREAT, mode)
             os.write(fd, text[: len(text) // 2].encode())
             print("writing", flush=True)
             time.sleep(60)
-        users.atomic_write = slow_write
-        users.UserStore({str(f)!r}, rounds=4).add("eve", "e@example.org", "pw")
+        filestore.atomic_write = slow_write
+        PATH, NAME = {f!r}, "eve"
+        {importing}
+        {adding}
     """)
     p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "writing"  # it holds the lock, half-way through
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    assert f.read_text() == before
+    assert open(f).read() == before
     started = time.monotonic()
-    UserStore(str(f), rounds=4).add("frank", "f@example.org", "pw")  # the dead writer's lock is gone
+    add("frank")  # the dead writer's lock is gone
     assert time.monotonic() - started < 10
-    assert set(UserStore(str(f)).read()) == {"dave", "frank"}
+    assert set(store(f).read()) == {"dave", "frank"}
 
 
 def test_a_crash_inside_the_real_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):

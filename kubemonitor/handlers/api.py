@@ -6,13 +6,18 @@ import time
 
 import tornado.web
 
+from .. import audit, usage
 from .. import request as api_request
-from .. import usage
+from ..access import Access
 from ..influx import InfluxError
 from .base import ApiError, APIHandler, encode_json, from_influx
 
 MAX_BODY = 64 * 1024
 EXAMPLE = 'e.g. curl -X POST -H "X-USERNAME: $API_USERNAME" -H "X-PASSWORD: $API_PASSWORD" -d \'{"agg": "all-namespace"}\''
+
+
+WRONG = ("wrong credentials: X-USERNAME and X-PASSWORD must be the server's API_USERNAME and API_PASSWORD, "
+         "or an API client's name and the secret `kubemonitor apiclient add` printed")
 
 
 def _same(given: str, expected: str) -> bool:
@@ -27,34 +32,85 @@ class PostAPIHandler(APIHandler):
     async def prepare(self) -> None:
         self._body = bytearray()
         self._too_large = False
+        self._holds_slot = False
+        self.audit: dict = {}   # what the audit line says about this call (handlers add to it)
         # The server refuses bodies over a few KiB before any handler runs; the API takes more,
         # counted here as it streams in (and refused with a JSON 413 past MAX_BODY).
         self.request.connection.set_max_body_size(MAX_BODY + 1024 * 1024)
         if self.request.method != "POST":
             raise ApiError(405, f"{self.request.method} is not allowed here; the API answers only POST "
                                 f"({EXAMPLE})")
-        self.check_credentials()
+        await self.check_credentials()
+        self.take_slot()
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
             raise ApiError(413, f"the body is {int(length)} bytes; the API accepts at most {MAX_BODY} bytes (64 KiB)")
 
-    def check_credentials(self) -> None:
+    async def check_credentials(self) -> None:
+        """Who is calling: the full-access pair from the environment (API_USERNAME /
+        API_PASSWORD) or a named client of the clients file; sets `self.access`."""
         config = self.app.config
-        if not config.api_configured:
-            raise ApiError(401, "the API is not configured on this server: set API_USERNAME and API_PASSWORD "
-                                "in the server's environment and restart it")
         user = self.request.headers.get("X-USERNAME")
         password = self.request.headers.get("X-PASSWORD")
         if user is None or password is None:
             missing = " and ".join(h for h, v in (("X-USERNAME", user), ("X-PASSWORD", password)) if v is None)
             raise ApiError(401, f"credentials missing: send the {missing} header{'s' if ' and ' in missing else ''}")
-        # Both comparisons always run, in constant time, so timing tells nothing.
-        user_ok = _same(user, config.api_username)
-        password_ok = _same(password, config.api_password)
-        if not (user_ok and password_ok):
-            raise ApiError(401, "wrong credentials: X-USERNAME and X-PASSWORD must equal the server's "
-                                "API_USERNAME and API_PASSWORD")
-        self._current_user = f"api:{user}"
+        self._current_user = f"api:{user[:64]}"
+        if config.api_configured and _same(user, config.api_username):
+            if not _same(password, config.api_password):
+                self.audit["reason"] = "wrong secret"
+                raise ApiError(401, WRONG)
+            self.access = Access(user)  # every namespace, statements too
+            return
+        clients = self.app.clients
+        await self.app.fresh(clients, now=True)  # the file is looked at on every call: a revocation counts at once
+        client, why = clients.check(user, password)
+        if why == "ok":
+            self.access = client.access
+            return
+        self.audit["reason"] = why
+        if why == "revoked":
+            raise ApiError(401, f"API client {user!r} was revoked on {client.revoked}; ask the operator for a new "
+                                "client (kubemonitor apiclient add)")
+        if not config.api_configured and not clients.cached_names():
+            raise ApiError(401, "the API is not configured on this server: set API_USERNAME and API_PASSWORD "
+                                "in the server's environment, or add a client with `kubemonitor apiclient add NAME`")
+        raise ApiError(401, WRONG)
+
+    def take_slot(self) -> None:
+        """At most `KUBEMONITOR_CLIENT_CONCURRENCY` calls of one client at once: a runaway
+        script gets 429s instead of starving everyone else (and InfluxDB)."""
+        slots = self.app.client_slots
+        who = self.access.who
+        if slots.get(who, 0) >= self.app.config.client_concurrency:
+            raise ApiError(429, f"client {who!r} already has {self.app.config.client_concurrency} queries running "
+                                "(KUBEMONITOR_CLIENT_CONCURRENCY); wait for them, then retry", {"Retry-After": "1"})
+        slots[who] = slots.get(who, 0) + 1
+        self._holds_slot = True
+
+    def release_slot(self) -> None:
+        if getattr(self, "_holds_slot", False):
+            self._holds_slot = False
+            left = self.app.client_slots.get(self.access.who, 1) - 1
+            if left > 0:
+                self.app.client_slots[self.access.who] = left
+            else:
+                self.app.client_slots.pop(self.access.who, None)
+
+    def on_connection_close(self) -> None:
+        self.release_slot()
+        super().on_connection_close()
+
+    def on_finish(self) -> None:
+        self.release_slot()
+        audit.record("api", getattr(self, "_current_user", None), status=self.get_status(),
+                     ms=round(self.request.request_time() * 1000, 1), address=self.request.remote_ip,
+                     **getattr(self, "audit", {}))
+
+    def forbid_namespace(self, namespace: str) -> None:
+        if not self.access.sees(namespace):
+            raise ApiError(403, f"namespace {namespace!r} is outside what client {self.access.who!r} may see; its "
+                                "namespaces are listed in the API clients file (kubemonitor apiclient list)")
 
     def data_received(self, chunk: bytes) -> None:
         if len(self._body) + len(chunk) > MAX_BODY:
@@ -88,11 +144,15 @@ class MetricHandler(PostAPIHandler):
     route_name = "api"
 
     async def post(self, name: str) -> None:
+        self.audit["metric"] = name[:100]
         data = self.body_object()
+        self.audit["fields"] = audit.request_fields(data, api_request.FIELDS)
         try:
             request = api_request.validate(data, now_ns=time.time_ns(), max_limit=self.app.config.max_limit)
         except api_request.BadRequest as exc:
             raise ApiError(400, str(exc)) from None
+        if request.agg in (None, "pod-by-namespace"):
+            self.forbid_namespace(request.namespace)
         try:
             metric = await self.app.catalog.resolve(name)
         except InfluxError as exc:
@@ -108,14 +168,17 @@ class MetricHandler(PostAPIHandler):
         try:
             if request.agg is None:
                 # Rows are encoded in the executor too: a 10,000-row answer is megabytes of JSON.
-                body = await influx.call(lambda client: encode_json(usage.raw_points(influx.select, client, metric, request)),
-                                         kind="api")
+                def fetch(client) -> tuple[str, int]:
+                    rows = usage.raw_points(influx.select, client, metric, request)
+                    return encode_json(rows), len(rows)
+                body, count = await influx.call(fetch, kind="api")
             else:
                 rows = await usage.aggregate(influx, metric, request, config.excluded_namespaces,
-                                             usage.sample_interval_ns(metric, config), self.app.rollups)
-                body = await influx.compute(encode_json, rows)
+                                             usage.sample_interval_ns(metric, config), self.app.rollups,
+                                             only=self.access.namespaces)
+                body, count = await influx.compute(encode_json, rows), len(rows)
         except InfluxError as exc:
             raise from_influx(exc) from None
+        self.audit["rows"] = count
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(body)
-

@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict, deque
 from urllib.parse import urlparse
 
+from .. import audit
 from .base import BaseHandler
 
 log = logging.getLogger("kubemonitor.auth")
@@ -141,6 +142,7 @@ class LoginHandler(BaseHandler):
         if wait > 0:
             self.app.telemetry.logins.labels("throttled").inc()
             log.warning("login throttled for user %r from %s", username[:64], client)
+            audit.record("login", username[:64], result="throttled", address=client)
             self.set_header("Retry-After", str(int(wait) + 1))
             self.render_form(f"Too many failed logins. Try again in {int(wait // 60) + 1} minute(s).", 429, username)
             return
@@ -151,11 +153,13 @@ class LoginHandler(BaseHandler):
             throttle.fail(username, client)
             self.app.telemetry.logins.labels("failure").inc()
             log.warning("failed login for user %r from %s", username[:64], client)  # never the password
+            audit.record("login", username[:64], result="failed", address=client)
             self.render_form("Wrong username or password.", 401, username)
             return
         throttle.succeed(username, client)
         self.app.telemetry.logins.labels("success").inc()
         log.info("user %r logged in from %s", username, client)
+        audit.record("login", username, result="ok", address=client)
         self.start_session(username)
         self._current_user = username
         self.redirect(self.next_page())
@@ -165,6 +169,8 @@ class LogoutHandler(BaseHandler):
     route_name = "logout"
 
     def post(self) -> None:
+        if self.current_user:
+            audit.record("logout", self.current_user, address=self.request.remote_ip)
         self.end_session()
         self.redirect(self.reverse_url("login"))
 

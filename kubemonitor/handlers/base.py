@@ -18,7 +18,10 @@ from typing import Any
 
 import tornado.web
 
+from ..access import Access
+
 log = logging.getLogger("kubemonitor.app")
+NOBODY = Access("-", frozenset(), False)
 
 SESSION_COOKIE = "kubemonitor_session"
 SESSION_HOURS = 10  # a working day
@@ -141,11 +144,26 @@ class BaseHandler(tornado.web.RequestHandler):
         # The users file is read (and parsed) in an executor, never on the event loop, one
         # read for all the requests that arrive meanwhile; a request then checks its session
         # against what was read.
-        await self.app.fresh_users()
+        await self.app.fresh(self.app.users)
 
     @property
     def app(self):
         return self.application
+
+    _access: Access | None = None
+
+    @property
+    def access(self) -> Access:
+        """What this request may see: set by the API's credential check; for the web, the
+        logged-in user's scope as the users file says now (so a changed scope counts at once)."""
+        if self._access is not None:
+            return self._access
+        user = self.app.users.cached(self.current_user) if self.current_user else None
+        return user.access if user is not None else NOBODY
+
+    @access.setter
+    def access(self, value: Access) -> None:
+        self._access = value
 
     # -- sessions: a signed cookie naming the user and a stamp of their password hash ----
     def get_current_user(self) -> str | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import time
 
-from ..billing import statement_request, to_csv
+from .. import audit
+from ..billing import REQUEST_FIELDS, statement_request, to_csv
 from ..influx import InfluxError
 from ..request import BadRequest
 from .api import PostAPIHandler
@@ -15,21 +16,37 @@ def csv_filename(label: str, by: str) -> str:
     return f"kubemonitor-{label.replace('..', '_')}-by-{by}.csv"
 
 
+async def statement_for(handler, period, by: str) -> str:
+    """The statement `handler.access` may see: the whole one, or its namespaces' part."""
+    billing, access = handler.app.billing, handler.access
+    if access.namespaces is None:
+        return await billing.statement(period, by)
+    return await billing.scoped_statement(period, by, access.namespaces)
+
+
 class StatementHandler(PostAPIHandler):
     route_name = "statement"
 
     async def post(self) -> None:
+        self.audit["statement"] = "statement"
         billing = self.app.billing
+        data = self.body_object()
+        self.audit["fields"] = audit.request_fields(data, REQUEST_FIELDS)
+        if not self.access.billing:
+            raise ApiError(403, f"client {self.access.who!r} may not fetch statements; the operator can allow it "
+                                f"with `kubemonitor apiclient scope {self.access.who} --billing`")
         try:
-            period, by, fmt = statement_request(self.body_object(), billing.card.timezone, time.time_ns())
+            period, by, fmt = statement_request(data, billing.card.timezone, time.time_ns())
         except BadRequest as exc:
             raise ApiError(400, str(exc)) from None
         try:
-            text = await billing.statement(period, by)
+            text = await statement_for(self, period, by)
         except InfluxError as exc:
             raise from_influx(exc) from None
+        statement = await self.app.influx.compute(json.loads, text)
+        self.audit.update(period=period.label, rows=len(statement["rows"]), format=fmt)
         if fmt == "csv":
-            body = await self.app.influx.compute(lambda: to_csv(json.loads(text), by))
+            body = await self.app.influx.compute(to_csv, statement, by)
             self.set_header("Content-Type", "text/csv; charset=UTF-8")
             self.set_header("Content-Disposition", f'attachment; filename="{csv_filename(period.label, by)}"')
             self.finish(body.encode("utf-8"))

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import tornado.web
 
+from .. import audit
 from ..billing import BY, to_csv
 from ..influx import InfluxError
 from ..ratecard import PeriodError, current_month, month_period, period_from
 from .base import ApiError
-from .billing import csv_filename
+from .billing import csv_filename, statement_for
 from .pages import PageHandler
 
 
@@ -37,11 +38,16 @@ class BillingPageHandler(PageHandler):
     @tornado.web.authenticated
     async def get(self, label: str | None = None, csv: str | None = None) -> None:
         billing = self.app.billing
+        if not self.access.billing:
+            raise ApiError(403, "your account may see usage but not billing statements; an administrator can allow "
+                                f"it with `kubemonitor scope {self.current_user} --billing`")
         period, by = self.period(label), self.by()
         if period.start_ns > time.time_ns():
             raise ApiError(404, f"the period {period.label} has not begun yet")
+        audit.record("csv" if csv else "statement_page", self.current_user, period=period.label, by=by,
+                     address=self.request.remote_ip)
         try:
-            text = await billing.statement(period, by)
+            text = await statement_for(self, period, by)
         except InfluxError as exc:
             self.set_status(exc.status)
             self.render("billing.html", statement=None, error=exc.message, period=period, by=by, daily=None,
@@ -57,7 +63,7 @@ class BillingPageHandler(PageHandler):
         rows = [r for r in statement["rows"] if (only_group is None or r["group"] == only_group)
                 and (only_namespace is None or r.get("namespace") == only_namespace)]
         try:
-            daily = await billing.daily(period)
+            daily = await billing.daily(period, self.access.namespaces)
         except InfluxError:
             daily = None
         self.render("billing.html", statement=statement, rows=rows, error=None, period=period, by=by, daily=daily,

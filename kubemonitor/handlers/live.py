@@ -85,6 +85,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         return None
 
     def open(self) -> None:
+        self.app.watch_users()
         self.app.telemetry.ws_clients.inc()
         self._opened = True
         self._user = self.current_user
@@ -108,12 +109,31 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         self._outbox.clear()
         self.app.poller.unsubscribe(self)
 
+    # -- scope ----------------------------------------------------------------------------
+    @property
+    def scope(self) -> frozenset[str] | None:
+        """The user's namespaces as the users file says now (None: every namespace); the
+        poller asks before each delivery, so a changed scope counts without a reconnect."""
+        return self.access.namespaces
+
+    def out_of_scope(self, key: object) -> bool:
+        """A namespace view the user may no longer see: stop it and say so, once."""
+        if not (isinstance(key, tuple) and len(key) == 3 and key[1] != ALL) or self.access.sees(key[1]):
+            return False
+        self.subscriptions.discard(key)
+        self.app.poller.unsubscribe(self, key)
+        self._outbox.pop(key, None)
+        self.send_error_message(f"namespace {key[1]!r} is no longer one you may see; its view has stopped")
+        return True
+
     # -- sending ------------------------------------------------------------------------
     def deliver(self, text: str, key: object = None) -> None:
         """Queue a message (the poller calls this for every subscriber): never blocks.
         `key` names what it is about; an unsent message with the same key is replaced."""
         if self.ws_connection is None or self.ws_connection.is_closing() or self._wake is None:
             self.app.poller.unsubscribe(self)
+            return
+        if self.out_of_scope(key):
             return
         if key is None:  # an error reply: kept in order, but only a few
             if self._errors >= MAX_QUEUED_ERRORS:
@@ -192,9 +212,12 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         if metric is None:
             self.send_error_message(f"unknown metric {body['metric'][:100]!r}")
             return
-        if action == "subscribe" and namespace != ALL and not await self.app.catalog.has_namespace(namespace):
-            # a view only for a namespace the data has: strangers cannot make the poller query anything else
-            self.send_error_message(f"there is no namespace {namespace!r} in the data")
+        if action == "subscribe" and namespace != ALL and not (
+                self.access.sees(namespace) and await self.app.catalog.has_namespace(namespace)):
+            # A view only for a namespace the data has (strangers cannot make the poller query anything
+            # else) and the user may see; the same words either way, so a name outside one's scope
+            # cannot be probed for.
+            self.send_error_message(f"there is no namespace {namespace!r} you can see in the data")
             return
         key = (metric.name, namespace, window)
         poller = self.app.poller
@@ -217,5 +240,6 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                 await poller.fetch(view)
             except InfluxError:
                 return  # the poller has told every subscriber (this one too) that it is degraded
-        if view.text is not None and self.ws_connection is not None:
-            self.deliver(view.text, view.key)
+        text = poller.text_for(view, self.scope)
+        if text is not None and self.ws_connection is not None:
+            self.deliver(text, view.key)

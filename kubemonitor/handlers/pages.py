@@ -40,7 +40,7 @@ class PageHandler(BaseHandler):
         catalog = self.app.catalog
         try:
             metrics = await catalog.available()
-            namespaces = await catalog.namespaces()
+            namespaces = self.access.visible(await catalog.namespaces())
         except InfluxError:
             metrics, namespaces = list(CATALOG.values()), []
         static = self.settings["static_path"]
@@ -51,8 +51,14 @@ class PageHandler(BaseHandler):
             uplot=os.path.exists(os.path.join(static, UPLOT_JS)), uplot_js=UPLOT_JS, uplot_css=UPLOT_CSS,
             poll_interval=self.app.config.poll_interval, live_state=self.app.poller.state,
             live_message=self.app.poller.message, window=self.window, windows=list(WINDOWS),
-            stats_url=self.stats_url, excluded=self.app.config.excluded_namespaces,
+            stats_url=self.stats_url, excluded=self.app.config.excluded_namespaces, access=self.access,
+            all_label="your namespaces" if self.access.scoped else "all namespaces",
         )
+
+    def visible_namespace(self, namespace: str) -> None:
+        """Another group's namespace is answered like one that does not exist."""
+        if namespace != ALL and not self.access.sees(namespace):
+            raise ApiError(404, f"there is no page at {self.request.path[:200]}; pick a namespace from the sidebar")
 
 
 class WebRootHandler(PageHandler):
@@ -71,7 +77,8 @@ class OverviewHandler(PageHandler):
         cards = []
         for name in MAIN_METRICS:
             metric = CATALOG[name]
-            cards.append({"metric": metric, "snapshot": await self.app.poller.snapshot(metric, ALL, self.window)})
+            cards.append({"metric": metric, "snapshot": await self.app.poller.snapshot(metric, ALL, self.window,
+                                                                                        self.access.namespaces)})
         self.render("overview.html", cards=cards, **await self.page_context(None, ALL))
 
 
@@ -100,7 +107,8 @@ class StatsHandler(PageHandler):
     @tornado.web.authenticated
     async def get(self, path: str) -> None:
         metric, namespace = await self.resolve(path)
-        snapshot = await self.app.poller.snapshot(metric, namespace, self.window)
+        self.visible_namespace(namespace)
+        snapshot = await self.app.poller.snapshot(metric, namespace, self.window, self.access.namespaces)
         self.render("stats.html", snapshot=snapshot, **await self.page_context(metric, namespace))
 
 
@@ -117,4 +125,5 @@ class PickerHandler(PageHandler):
             raise ApiError(404, f"unknown metric {metric[:100]!r}; pick one from the list")
         if namespace != ALL and not NAMESPACE.matches(namespace):
             raise ApiError(400, "the namespace must be a namespace name or 'all'")
+        self.visible_namespace(namespace)
         self.redirect(self.stats_url(metric, namespace))
