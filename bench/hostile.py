@@ -7,7 +7,8 @@ with what a normal user sees at rest and under each attack:
 * websocket flood — a logged-in client sends one-byte frames as fast as it can
   (reconnecting when closed);
 * view flood — 100 connections x 20 subscriptions to random namespace-shaped names;
-* 500 API clients — 500 concurrent clients asking for the last hour's points.
+* 500 API clients — 500 concurrent calls of one named client (a runaway script) asking
+  for the last hour's points; the normal user calls the API as another client.
 
 During each attack (`--seconds`, default 30) a normal user polls `/healthz` (every
 50 ms), calls the API (every 250 ms) and watches one live view; the table shows
@@ -187,7 +188,9 @@ def attacks(url: str, cookie: str) -> dict:
 
     async def api_clients():
         # A process of its own too (500 clients' work must not slow the measuring loop).
+        # the attacker is one named client (a runaway script); the normal user calls as another
         proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--api-clients", url,
+                                                    json.dumps(attacks.attacker_headers),
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         try:
             await proc.wait()
@@ -210,6 +213,7 @@ async def main(seconds: float) -> None:
         url = server.url
         cookie = await login_cookie(url)
         rows = [("at rest", await NormalUser(url, cookie, server).run(seconds, None), True)]
+        attacks.attacker_headers = server.scoped_headers
         for name, attack in attacks(url, cookie).items():
             result = await NormalUser(url, cookie, server).run(seconds, attack)
             await asyncio.sleep(3)
@@ -222,7 +226,8 @@ async def main(seconds: float) -> None:
             if name == "500 API clients":
                 st = attacks.api_stats
                 print(f"500 API clients: {st.get('answers')} answers, p50 {st.get('p50')} ms, p99 {st.get('p99')} ms, "
-                      f"{st.get('errors')} errors ({st.get('busy')} of them 503 busy, refused early)", file=sys.stderr)
+                      f"{st.get('errors')} errors ({st.get('capped')} of them 429, past the client's cap; "
+                      f"{st.get('busy')} 503 busy, refused early)", file=sys.stderr)
         print(f"| attack ({seconds:g} s) | server RSS peak | /healthz p99 | user's API p99 (errors) | longest gap between live "
               f"updates (poll {POLL:g} s) | /healthz after |")
         print("|---|---|---|---|---|---|")
@@ -249,8 +254,8 @@ async def flood(url: str, cookie: str) -> None:
             await asyncio.sleep(0.1)
 
 
-async def api_flood(url: str) -> None:
-    """500 concurrent API clients until SIGTERM; then their figures as JSON on stdout."""
+async def api_flood(url: str, headers: dict) -> None:
+    """500 concurrent API calls of one client until SIGTERM; then their figures as JSON on stdout."""
     import signal
     client = AsyncHTTPClient(force_instance=True, max_clients=500)
     times: list[float] = []
@@ -262,7 +267,7 @@ async def api_flood(url: str) -> None:
         while not stop.is_set():
             started = time.monotonic()
             r = await client.fetch(url + "/api/cpu/usage_rate", method="POST", raise_error=False, request_timeout=60,
-                                   headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS}, body='{"namespace": "astro-lab"}')
+                                   headers=headers, body='{"namespace": "astro-lab"}')
             times.append(time.monotonic() - started)
             codes[r.code] = codes.get(r.code, 0) + 1
     tasks = [asyncio.ensure_future(one()) for _ in range(500)]
@@ -270,12 +275,13 @@ async def api_flood(url: str) -> None:
     for t in tasks:
         t.cancel()
     print(json.dumps({"answers": len(times), "p50": round(percentile(times, 50) * 1000), "p99": round(percentile(times, 99) * 1000),
-                      "errors": sum(n for c, n in codes.items() if c != 200), "busy": codes.get(503, 0)}), flush=True)
+                      "errors": sum(n for c, n in codes.items() if c != 200), "busy": codes.get(503, 0),
+                      "capped": codes.get(429, 0)}), flush=True)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--api-clients"]:
-        asyncio.run(api_flood(sys.argv[2]))
+        asyncio.run(api_flood(sys.argv[2], json.loads(sys.argv[3])))
         sys.exit(0)
     if sys.argv[1:2] == ["--flood"]:
         asyncio.run(flood(sys.argv[2], sys.argv[3]))

@@ -16,6 +16,8 @@ scoped one only when given `billing: true`.
 """
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -110,3 +112,50 @@ def scope_to_yaml(namespaces: tuple[str, ...] | None, billing: bool | None) -> d
     if billing is not None:
         out["billing"] = billing
     return out
+
+
+class ClientSlots:
+    """At most `limit` API calls of one client at once. A call past it waits up to `wait`
+    seconds for a slot (a short burst is served, in order), then is refused (429): a
+    runaway script gets one answer a second per connection instead of spinning the
+    event loop on instant refusals, and never takes the others' share of InfluxDB."""
+
+    def __init__(self, limit: int, wait: float = 1.0):
+        self.limit, self.wait = limit, wait
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, deque] = {}
+
+    def running(self, who: str) -> int:
+        return self._running.get(who, 0)
+
+    async def acquire(self, who: str) -> bool:
+        if self._running.get(who, 0) < self.limit:
+            self._running[who] = self._running.get(who, 0) + 1
+            return True
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(who, deque()).append(turn)
+        try:
+            await asyncio.wait_for(asyncio.shield(turn), self.wait)
+            return True  # a finishing call handed its slot over
+        except TimeoutError:
+            if turn.done():  # handed over just as the wait ran out: give it back
+                self.release(who)
+            return False
+        finally:
+            queue = self._waiting.get(who)
+            if queue is not None:
+                if turn in queue:
+                    queue.remove(turn)
+                if not queue:
+                    del self._waiting[who]
+
+    def release(self, who: str) -> None:
+        for turn in self._waiting.get(who, ()):
+            if not turn.done():
+                turn.set_result(None)  # the slot passes on; the count stays
+                return
+        left = self._running.get(who, 1) - 1
+        if left > 0:
+            self._running[who] = left
+        else:
+            self._running.pop(who, None)

@@ -10,7 +10,8 @@ import tornado.ioloop
 import tornado.web
 from tornado.web import url
 
-from . import ratecard
+from . import audit, ratecard
+from .access import ClientSlots
 from .apiclients import ClientStore
 from .billing import Billing
 from .config import Config
@@ -57,7 +58,8 @@ class KubeMonitorApp(tornado.web.Application):
         self.users = users or UserStore(config.users_file)
         # Looked at (a stat) on every call of a named client, so that a revoked one is refused at once.
         self.clients = clients or ClientStore(config.api_clients_file)
-        self.client_slots: dict[str, int] = {}  # API queries running, per client
+        self.client_slots = ClientSlots(config.client_concurrency)  # API queries running, per client
+        self.audit_sampler = audit.Sampler()      # a flood of refused calls is counted, not written line by line
         self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry,
                                       sample_interval=config.sample_interval)
         self.rollups = rollups or Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics,

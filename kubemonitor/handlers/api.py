@@ -41,7 +41,7 @@ class PostAPIHandler(APIHandler):
             raise ApiError(405, f"{self.request.method} is not allowed here; the API answers only POST "
                                 f"({EXAMPLE})")
         await self.check_credentials()
-        self.take_slot()
+        await self.take_slot()
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
             raise ApiError(413, f"the body is {int(length)} bytes; the API accepts at most {MAX_BODY} bytes (64 KiB)")
@@ -77,25 +77,20 @@ class PostAPIHandler(APIHandler):
                                 "in the server's environment, or add a client with `kubemonitor apiclient add NAME`")
         raise ApiError(401, WRONG)
 
-    def take_slot(self) -> None:
-        """At most `KUBEMONITOR_CLIENT_CONCURRENCY` calls of one client at once: a runaway
-        script gets 429s instead of starving everyone else (and InfluxDB)."""
-        slots = self.app.client_slots
-        who = self.access.who
-        if slots.get(who, 0) >= self.app.config.client_concurrency:
-            raise ApiError(429, f"client {who!r} already has {self.app.config.client_concurrency} queries running "
+    async def take_slot(self) -> None:
+        """At most `KUBEMONITOR_CLIENT_CONCURRENCY` calls of one client at once (a call past
+        it waits up to a second for a slot): a runaway script gets 429s instead of starving
+        everyone else (and InfluxDB)."""
+        if not await self.app.client_slots.acquire(self.access.who):
+            limit = self.app.config.client_concurrency
+            raise ApiError(429, f"client {self.access.who!r} already has {limit} queries running "
                                 "(KUBEMONITOR_CLIENT_CONCURRENCY); wait for them, then retry", {"Retry-After": "1"})
-        slots[who] = slots.get(who, 0) + 1
         self._holds_slot = True
 
     def release_slot(self) -> None:
         if getattr(self, "_holds_slot", False):
             self._holds_slot = False
-            left = self.app.client_slots.get(self.access.who, 1) - 1
-            if left > 0:
-                self.app.client_slots[self.access.who] = left
-            else:
-                self.app.client_slots.pop(self.access.who, None)
+            self.app.client_slots.release(self.access.who)
 
     def on_connection_close(self) -> None:
         self.release_slot()
@@ -103,9 +98,14 @@ class PostAPIHandler(APIHandler):
 
     def on_finish(self) -> None:
         self.release_slot()
-        audit.record("api", getattr(self, "_current_user", None), status=self.get_status(),
-                     ms=round(self.request.request_time() * 1000, 1), address=self.request.remote_ip,
-                     **getattr(self, "audit", {}))
+        who, status = getattr(self, "_current_user", None), self.get_status()
+        held = None
+        if status in (401, 429):
+            write, held = self.app.audit_sampler.admit((who, self.request.remote_ip, status))
+            if not write:
+                return
+        audit.record("api", who, status=status, ms=round(self.request.request_time() * 1000, 1),
+                     address=self.request.remote_ip, held_back=held or None, **getattr(self, "audit", {}))
 
     def forbid_namespace(self, namespace: str) -> None:
         if not self.access.sees(namespace):
