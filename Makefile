@@ -4,6 +4,7 @@ IMAGE_NAME ?= kubemonitor/kube-monitoring
 VERSION    ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' kubemonitor/__init__.py)
 PYTHON     ?= python3
 PORT       ?= 8000
+SOURCE     ?= heapster
 
 .PHONY: all build push install system-deps test demo run bench lint vendor
 
@@ -33,10 +34,11 @@ test: system-deps
 	  exit $$status
 
 # Installs the package when missing (influxd is installed by `kubemonitor demo` itself
-# from Debian's packages), then runs the demo until Ctrl-C.
+# from Debian's packages), then runs the demo until Ctrl-C. `make demo SOURCE=telegraf`
+# simulates Telegraf and the DCGM exporter instead of Heapster.
 demo:
 	@$(PYTHON) tools/requirements_met.py || $(PYTHON) -m pip install -q -e .
-	$(PYTHON) -m kubemonitor demo --port $(PORT)
+	$(PYTHON) -m kubemonitor demo --port $(PORT) --source $(SOURCE)
 
 run:
 	$(PYTHON) -m kubemonitor serve $(PORT)

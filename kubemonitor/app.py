@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -22,6 +23,7 @@ from .metrics import MetricCatalog
 from .poller import Poller
 from .resources import resource_dir
 from .rollups import Rollups
+from .source import source_named
 from .telemetry import Telemetry
 from .usage import sample_interval_ns
 from .users import UserStore
@@ -53,8 +55,8 @@ class KubeMonitorApp(tornado.web.Application):
         self.config = config
         self.telemetry = telemetry or (influx.telemetry if influx else Telemetry())
         self.influx = influx or InfluxGateway(config, self.telemetry)
-        self.catalog = MetricCatalog(self.influx.list_measurements)
-        self.catalog.list_namespaces = self.influx.list_namespaces
+        self.source = source_named(config.source)
+        self.catalog = MetricCatalog.of(self.influx, self.source)
         self.users = users or UserStore(config.users_file)
         # Looked at (a stat) on every call of a named client, so that a revoked one is refused at once.
         self.clients = clients or ClientStore(config.api_clients_file)
@@ -67,6 +69,8 @@ class KubeMonitorApp(tornado.web.Application):
                                           interval_ns=lambda metric: sample_interval_ns(metric, config))
         self.billing = Billing(self.influx, self.catalog, ratecard.load(config.billing_file), self.rollups,
                                config.excluded_namespaces, lambda metric: sample_interval_ns(metric, config))
+        self.billing.problems = self.source_problems
+        self._problems: tuple[float, list[str]] | None = None
         self.rollup_every = rollup_every
         self.live_connections: dict[str, int] = {}  # open websockets per user
         self.live_attempts: dict[str, tuple[float, float]] = {}  # per user: (connect tokens, when)
@@ -143,6 +147,13 @@ class KubeMonitorApp(tornado.web.Application):
         # The path only: query strings may carry things we should not keep.
         access_log.log(level, "%s %s %s %s %d %.1fms", getattr(handler, "request_id", "-"), user, method,
                        request.path[:300], status, seconds * 1000)
+
+    async def source_problems(self) -> list[str]:
+        """The source's collection problems, looked for at most once a minute."""
+        now = time.monotonic()
+        if self._problems is None or now - self._problems[0] > 60:
+            self._problems = (now, await self.source.problems(self.influx))
+        return self._problems[1]
 
     def watch_users(self) -> None:
         """Open live views follow the users file too (a narrowed scope, a deleted user), not

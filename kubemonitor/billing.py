@@ -33,7 +33,7 @@ from .ratecard import Period, PeriodError, RateCard, period_from
 from .request import BadRequest, reject_unknown
 from .rollups import collected_intervals, merge_spans
 from .times import HOUR_NS, NS, format_ns
-from .usage import Counted, PodKey, Scope, raw_hours
+from .usage import Counted, PodKey, Scope, layout_of, raw_hours
 
 STATEMENT = "kubemonitor_statement"
 REVISION = "kubemonitor_statement_revision"
@@ -115,6 +115,7 @@ class Billing:
         self.influx, self.catalog, self.card, self.rollups = influx, catalog, card, rollups
         self.excluded, self.interval_ns = tuple(excluded), interval_ns
         self.kept = Kept(influx, rollups.rp) if rollups is not None else None
+        self.problems = None  # async () -> [str]: the data source's collection problems (notes on statements)
 
     def state(self, period: Period, now_ns: int) -> str:
         return "closed" if now_ns >= period.end_ns + int(self.card.close_after * NS) else "open"
@@ -187,11 +188,13 @@ class Billing:
         coverage: dict[str, float] = {}
         gaps: list[tuple[int, int]] = []
         present = await self.catalog.measurements()
-        measured = [r for r in card.resources if metrics[r.key] is not None and metrics[r.key].name in present]
+        measured = [r for r in card.resources if metrics[r.key] is not None and layout_of(metrics[r.key]).measurement in present]
         for resource in card.resources:
             if resource not in measured:
                 usages[resource.key], coverage[resource.key] = {}, 0.0
                 notes.append(f"{resource.metric} is not in the database: {resource.key} shows 0 and coverage 0")
+        if self.problems is not None:
+            notes.extend(await self.problems())
         # every resource's usage and coverage at once: independent queries
         results = await asyncio.gather(*(self.usage(metrics[r.key], period, by) for r in measured),
                                        *(self.coverage(metrics[r.key], period.start_ns, end_ns) for r in measured))

@@ -252,7 +252,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from . import simulate
     config = load_config(args)
     try:
-        cluster = simulate.Cluster(seed=args.seed, namespaces=args.namespaces, pods=args.pods, nodes=args.nodes)
+        cluster = simulate.Cluster(seed=args.seed, namespaces=args.namespaces, pods=args.pods, nodes=args.nodes,
+                                   source=config.source)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     stop = threading.Event()
@@ -269,12 +270,13 @@ def with_influx(config: Config, work) -> int:
     from .influx import InfluxError, InfluxGateway
     from .metrics import MetricCatalog
     from .rollups import Rollups
+    from .source import source_named
     from .usage import sample_interval_ns
     logging.getLogger("kubemonitor.influx").setLevel(logging.ERROR)  # the one-line error says it all
 
     async def run() -> int:
         influx = InfluxGateway(config)
-        catalog = MetricCatalog(influx.list_measurements)
+        catalog = MetricCatalog.of(influx, source_named(config.source))
         rollups = Rollups(influx, catalog, rp=config.rollup_rp, metrics=config.rollup_metrics, settle=config.rollup_settle,
                           interval_ns=lambda metric: sample_interval_ns(metric, config))
         try:
@@ -388,8 +390,10 @@ BY_CHOICES = ("group", "namespace", "pod")
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoOptions, run_demo
+    # Telegraf's default interval is 10 s (and the usage rule needs the collector's interval)
+    sample_interval = args.sample_interval or (10.0 if args.source == "telegraf" else 60.0)
     run_demo(DemoOptions(port=args.port, address=args.address, backfill=args.backfill, interval=args.interval,
-                         sample_interval=args.sample_interval,
+                         sample_interval=sample_interval, source=args.source,
                          namespaces=args.namespaces, pods=args.pods, seed=args.seed, password=args.password,
                          influxd=args.influxd, verbose=args.verbose))
     return 0
@@ -481,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pods", type=int, default=30, help="pods across the groups, default 30 (plus kube-system)")
     p.add_argument("--nodes", type=int, default=4, help="nodes, default 4 (the last one has GPUs)")
     p.add_argument("--seed", type=int, default=1, help="seed of the cluster's shape and noise, default 1")
-    add_setting_flags(p)
+    add_setting_flags(p)  # --source telegraf: Telegraf's schema (inputs.kubernetes, kube_inventory) and DCGM's
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("rollup", help="compute (or rebuild) hourly rollups for a range of days",
@@ -513,8 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="history to simulate first (default 24h)")
     p.add_argument("--interval", type=duration, default=10.0, metavar="DURATION",
                    help="how often the pages refresh (default 10s)")
-    p.add_argument("--sample-interval", type=duration, default=60.0, metavar="DURATION",
-                   help="how often the simulated collector samples, backfill and live (default 60s, Heapster's)")
+    p.add_argument("--sample-interval", type=duration, default=None, metavar="DURATION",
+                   help="how often the simulated collector samples, backfill and live (default 60s, Heapster's; "
+                        "10s, Telegraf's, with --source telegraf)")
+    p.add_argument("--source", choices=("heapster", "telegraf"), default="heapster",
+                   help="the schema the simulated collector writes (default heapster; telegraf: Telegraf + DCGM)")
     p.add_argument("--namespaces", type=int, default=5)
     p.add_argument("--pods", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)

@@ -95,6 +95,17 @@ def _namespaces(text: str) -> tuple[str, ...]:
     return names
 
 
+SOURCES = ("heapster", "telegraf")
+
+
+def _source(text: str) -> str:
+    value = text.strip().lower()
+    if value not in SOURCES:
+        raise ValueError(f"must be one of {', '.join(SOURCES)}: heapster (Heapster's schema) or telegraf "
+                         "(Telegraf's inputs.kubernetes and kube_inventory, DCGM through inputs.prometheus)")
+    return value
+
+
 def _cookie_secret(text: str) -> str | None:
     if text == "":
         return None
@@ -159,6 +170,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("poll_interval", "KUBEMONITOR_POLL_INTERVAL", "--poll-interval", _positive_float, "10", "seconds between live refreshes"),
     Setting("sample_interval", "KUBEMONITOR_SAMPLE_INTERVAL", "--sample-interval", _sample_interval, "60s",
             "the collector's sampling interval (Heapster's --metric_resolution): each sample stands for this long"),
+    Setting("source", "KUBEMONITOR_SOURCE", "--source", _source, "heapster",
+            "the schema the collector writes: heapster or telegraf (Telegraf + DCGM exporter)"),
+    Setting("gpu_sample_interval", "KUBEMONITOR_GPU_SAMPLE_INTERVAL", "--gpu-sample-interval", _sample_interval, "30s",
+            "with the telegraf source: DCGM's collection interval; each GPU sample stands for this long"),
     Setting("rollup_rp", "KUBEMONITOR_ROLLUP_RP", "--rollup-rp", _identifier, "kubemonitor",
             "InfluxDB retention policy (infinite) kubemonitor creates for its hourly rollups"),
     Setting("rollup_metrics", "KUBEMONITOR_ROLLUP_METRICS", "--rollup-metrics", _metrics,
@@ -204,6 +219,8 @@ class Config:
     log_dir: str = "/logs/kube-monitoring"
     poll_interval: float = 10.0
     sample_interval: float = 60.0
+    source: str = "heapster"
+    gpu_sample_interval: float = 30.0
     rollup_rp: str = "kubemonitor"
     rollup_metrics: tuple[str, ...] = ("cpu/usage_rate", "memory/usage", "gpu/usage")
     rollup_settle: float = 600.0

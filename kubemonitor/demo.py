@@ -57,6 +57,7 @@ class DemoOptions:
     password: str | None = None
     influxd: str | None = None
     verbose: bool = False
+    source: str = "heapster"       # the schema the simulated collector writes (telegraf: Telegraf + DCGM)
 
 
 def _say(text: str = "") -> None:
@@ -130,15 +131,16 @@ def run_demo(options: DemoOptions) -> None:
             cookie_secret=secrets.token_hex(32),
             log_dir=os.path.join(root, "logs"), poll_interval=options.interval, address=options.address,
             sample_interval=options.sample_interval, billing_file=os.path.join(root, "billing.yaml"),
+            source=options.source,
         )
         with open(config.billing_file, "w", encoding="utf-8") as fh:
             fh.write(RATE_CARD)
         client = client_for(config)
         client.create_database("k8s")
-        cluster = Cluster(seed=options.seed, namespaces=options.namespaces, pods=options.pods)
+        cluster = Cluster(seed=options.seed, namespaces=options.namespaces, pods=options.pods, source=options.source)
         if options.backfill:
             _say(f"simulating the last {options.backfill / 3600:g} h of a cluster ({options.namespaces} namespaces, "
-                 f"{options.pods} pods)…")
+                 f"{options.pods} pods, {options.source}'s schema, a sample every {options.sample_interval:g} s)…")
             backfill(cluster, client, options.backfill, options.sample_interval)
         # Live samples come at the same interval as the backfill: each sample stands for one
         # interval (the usage rule), so the two must agree.

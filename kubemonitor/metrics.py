@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .heapster import Heapster
 
 METRIC_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
 
@@ -24,6 +27,7 @@ INTEGRAL_UNITS = {
     "errors": "error-hours",
     "fraction": "fraction-hours",
     "bytes/s": "(bytes/s)-hours",
+    "percent": "percent-hours",
     "faults/s": "(faults/s)-hours",
     "errors/s": "(errors/s)-hours",
 }
@@ -36,6 +40,7 @@ class Metric:
     unit: str | None
     main: bool = False
     in_catalog: bool = True
+    layout: Any = field(default=None, compare=False, repr=False)  # where the data source keeps it (source.Layout)
 
     @property
     def integral_unit(self) -> str | None:
@@ -61,6 +66,7 @@ CATALOG: dict[str, Metric] = {m.name: m for m in (
     _m("filesystem/inodes", "inodes", "The number of available inodes in the filesystem."),
     _m("filesystem/inodes_free", "inodes", "The number of free inodes remaining in the filesystem."),
     _m("gpu/usage", "megabytes", "The usage of all GPUs in megabytes.", main=True),
+    _m("gpu/utilization", "percent", "GPU utilization in percent (DCGM; not in Heapster's schema)."),
     _m("memory/limit", "bytes", "Memory hard limit in bytes."),
     _m("memory/major_page_faults", "faults", "Number of major page faults."),
     _m("memory/major_page_faults_rate", "faults/s", "Number of major page faults per second."),
@@ -99,7 +105,12 @@ class MetricCatalog:
     cannot turn every request into a SHOW MEASUREMENTS.
     """
 
-    def __init__(self, list_measurements, ttl: float = 300.0, miss_interval: float = 10.0, clock=time.monotonic):
+    def __init__(self, list_measurements, ttl: float = 300.0, miss_interval: float = 10.0, clock=time.monotonic,
+                 source=None):
+        self.source = source or Heapster()
+        # the catalog as this source stores it: each metric with its layout; metrics it does not collect left out
+        self.known: dict[str, Metric] = {name: replace(m, layout=layout) for name, m in CATALOG.items()
+                                         if (layout := self.source.layout(name)) is not None}
         self._list = list_measurements
         self._ttl = ttl
         self._miss_interval = miss_interval
@@ -109,6 +120,13 @@ class MetricCatalog:
         self._namespaces: list[str] = []
         self._namespaces_at: float | None = None
         self.list_namespaces = None  # async callable, set by the application
+
+    @classmethod
+    def of(cls, influx, source) -> MetricCatalog:
+        """The catalog of `source` over an InfluxDB gateway."""
+        catalog = cls(influx.list_measurements, source=source)
+        catalog.list_namespaces = lambda: influx.list_namespaces(source.namespace_queries())
+        return catalog
 
     async def namespaces(self) -> list[str]:
         """Namespace names seen in any measurement (for the page picker), cached for a minute."""
@@ -142,10 +160,13 @@ class MetricCatalog:
         return self._names
 
     async def available(self) -> list[Metric]:
-        """Every metric a user can pick: the catalog plus the database's extra measurements."""
+        """Every metric a user can pick: the catalog (what the source collects) plus, for a source
+        with a measurement per metric, the database's extra measurements."""
+        if not self.source.extra_measurements:
+            return list(self.known.values())
         names = await self.measurements()
         extra = [self._extra(n) for n in sorted(names) if n not in CATALOG and self.valid_name(n)]
-        return list(CATALOG.values()) + extra
+        return list(self.known.values()) + extra
 
     async def resolve(self, name: str) -> Metric | None:
         """The Metric for `name`, or None when it is neither in the catalog nor in the database.
@@ -153,9 +174,9 @@ class MetricCatalog:
         Raises the gateway's errors (503...) only when the name is outside the catalog
         and the database has to be asked.
         """
-        if name in CATALOG:
-            return CATALOG[name]
-        if not self.valid_name(name):
+        if name in self.known:
+            return self.known[name]
+        if not self.valid_name(name) or not self.source.extra_measurements or name in CATALOG:
             return None
         names = await self.measurements()
         if name not in names and self._fetched_at is not None and self._clock() - self._fetched_at >= self._miss_interval:
@@ -164,10 +185,11 @@ class MetricCatalog:
 
     def resolve_cached(self, name: str) -> Metric | None:
         """Like resolve, without asking the database (for page routing on the event loop)."""
-        if name in CATALOG:
-            return CATALOG[name]
-        return self._extra(name) if self.valid_name(name) and name in self._names else None
+        if name in self.known:
+            return self.known[name]
+        return (self._extra(name) if self.source.extra_measurements and name not in CATALOG and self.valid_name(name)
+                and name in self._names else None)
 
-    @staticmethod
-    def _extra(name: str) -> Metric:
-        return Metric(name, "A measurement found in InfluxDB (not in Heapster's catalog).", None, in_catalog=False)
+    def _extra(self, name: str) -> Metric:
+        return Metric(name, "A measurement found in InfluxDB (not in Heapster's catalog).", None, in_catalog=False,
+                      layout=self.source.layout(name))

@@ -28,7 +28,7 @@ from typing import Protocol
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric
 from .times import format_ns
-from .usage import LATEST_ROWS, WINDOWS, Window, bucket_usage, latest_rows, view_lines, view_statements
+from .usage import LATEST_ROWS, WINDOWS, Window, bucket_usage, latest_rows, layout_of, view_lines, view_results, view_statements
 
 log = logging.getLogger("kubemonitor.poller")
 ALL = "all"
@@ -60,15 +60,16 @@ def build_snapshot(metric: Metric, namespace: str, window: Window, results: list
                    stale_ns: int) -> tuple[dict, list[dict]]:
     """The `snapshot` message (README "The web dashboard") from the three statements'
     series, and every latest row (the message carries the first LATEST_ROWS)."""
-    pod_series, container_series, latest_series = (results + [[], [], []])[:3]
-    lines = view_lines(None if namespace == ALL else namespace, bucket_usage(pod_series, container_series))
+    pod_series, container_series, latest_series = (view_results(metric, results) + [[], [], []])[:3]
+    layout = layout_of(metric)
+    lines = view_lines(None if namespace == ALL else namespace, bucket_usage(pod_series, container_series, layout))
     series = {name: [[t // 1_000_000, round(v, 6)] for t, v in sorted(points.items())]
               for name, points in sorted(lines.items()) if points}
     # "Current" is the newest bucket that has ended: a bucket still filling holds only
     # the pods that already reported in it, and would make the totals flicker.
     current_at = now_ns // window.bucket_ns * window.bucket_ns - window.bucket_ns
     values = {name: round(points[current_at], 6) for name, points in sorted(lines.items()) if current_at in points}
-    latest = latest_rows(latest_series, now_ns - stale_ns, limit=None)
+    latest = latest_rows(latest_series, now_ns - stale_ns, limit=None, layout=layout)
     return {"type": "snapshot", "metric": metric.name, "namespace": namespace, "range": window.name,
             "unit": metric.unit, "polled_at": format_ns(now_ns // 1_000_000 * 1_000_000),
             "bucket_ms": window.bucket_ns // 1_000_000, "series": series,

@@ -33,8 +33,9 @@ from collections.abc import Callable
 
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric, MetricCatalog
+from .source import Layout
 from .times import HOUR_NS
-from .usage import Counted, PodKey, Scope, hour_of, per_pod, quote_measurement, raw_hours
+from .usage import Counted, PodKey, Scope, counted_series, hour_of, layout_of, merged, per_pod, raw_hours, statement
 
 log = logging.getLogger("kubemonitor.rollups")
 BG = "background"  # the gateway's lane for the rollup task: it never takes the API's threads
@@ -52,10 +53,15 @@ async def collected_intervals(influx: InfluxGateway, metric: Metric, begin: int,
                               lane: str = "api") -> set[int]:
     """The starts of the sample intervals in [begin, end) in which the collector wrote any
     cluster- or node-level sample of `metric`: what a statement's coverage counts."""
+    layout = layout_of(metric)
+    if layout.collected is None:
+        return set()
+    measurement, field, condition = layout.collected
+    texts, params = merged(condition)
     series = await influx.query(
-        f'SELECT count("value") FROM {quote_measurement(metric)} WHERE ("type" = $cluster OR "type" = $node) '
-        f'AND time >= $begin AND time < $end GROUP BY time({interval_ns // 10**9}s) fill(none)',
-        {"cluster": "cluster", "node": "node", "begin": begin, "end": end}, kind="coverage", lane=lane)
+        statement("count({v})", Layout(measurement, field), [*texts, "time >= $begin", "time < $end"],
+                  f"GROUP BY time({interval_ns // 10**9}s) fill(none)"),
+        {**params, "begin": begin, "end": end}, kind="coverage", lane=lane)
     return {t for s in series for t, count in s.get("values", []) if count}
 
 
@@ -279,10 +285,9 @@ class Rollups:
         return sorted({t for s in series for t, _ in s.get("values", [])})
 
     async def _raw_points(self, metric: Metric, first: int, end: int) -> int:
-        series = await self.influx.query(
-            f'SELECT count("value") FROM {quote_measurement(metric)} WHERE ("type" = $pod_type OR "type" = $container_type) '
-            "AND time >= $first AND time < $end",
-            {"pod_type": "pod", "container_type": "pod_container", "first": first, "end": end}, kind="rollup", lane=BG)
+        texts, params = counted_series(metric)
+        series = await self.influx.query(statement("count({v})", metric, [*texts, "time >= $first", "time < $end"]),
+                                         {**params, "first": first, "end": end}, kind="rollup", lane=BG)
         return sum(v or 0 for s in series for _, v in s.get("values", []))
 
     async def coverage_hours(self, metric: Metric, first: int, end: int) -> dict[int, tuple[int, int]]:
@@ -298,9 +303,9 @@ class Rollups:
         return next((t for s in series for t, _ in s.get("values", [])), None)
 
     async def first_data_hour(self, metric: Metric) -> int | None:
-        series = await self.influx.query(f'SELECT first("value") FROM {quote_measurement(metric)} WHERE '
-                                         '("type" = $pod_type OR "type" = $container_type)',
-                                         {"pod_type": "pod", "container_type": "pod_container"}, kind="rollup", lane=BG)
+        texts, params = counted_series(metric)
+        series = await self.influx.query(statement("first({v})", metric, texts), params,
+                                         kind="rollup", lane=BG)
         first = next((t for s in series for t, _ in s.get("values", [])), None)
         return None if first is None else hour_of(first)
 

@@ -1,4 +1,5 @@
-"""`kubemonitor simulate`: a believable cluster written in Heapster's schema (README "The simulator").
+"""`kubemonitor simulate`: a believable cluster written in Heapster's schema, or with
+`--source telegraf` in Telegraf's and the DCGM exporter's (README "The simulator").
 
 The cluster (nodes, research-group namespaces, services, batch jobs, GPU training
 jobs, kube-system) is drawn once from `--seed`. Every tick it writes, for all 37
@@ -62,6 +63,56 @@ def _escape(value: str) -> str:
 
 def series_key(metric: str, tags: dict[str, str]) -> str:
     return metric + "," + ",".join(f"{k}={_escape(v)}" for k, v in sorted(tags.items()) if v)
+
+
+# --------------------------------------------------------------- the telegraf schema
+DCGM_INTERVAL = 30  # DCGM's default collection interval: GPU points only every 30 s
+INVENTORY_TAGS = {"phase": "Running", "state": "running", "readiness": "ready"}  # kube_inventory's own tags
+
+
+@dataclass(frozen=True)
+class TelegrafEntry:
+    series: str       # measurement and tags, escaped
+    field: str
+    mul: float = 1.0  # stored = catalog value x mul
+    integer: bool = True
+    gpu: bool = False
+
+
+# catalog metric of a container series -> (field, factor to the stored unit, integer), as Telegraf writes them
+KUBELET_FIELDS = {"cpu/usage_rate": ("cpu_usage_nanocores", 1e6), "cpu/usage": ("cpu_usage_core_nanoseconds", 1),
+                  "memory/usage": ("memory_usage_bytes", 1), "memory/working_set": ("memory_working_set_bytes", 1),
+                  "memory/rss": ("memory_rss_bytes", 1)}
+INVENTORY_FIELDS = {"cpu/request": "resource_requests_millicpu_units", "cpu/limit": "resource_limits_millicpu_units",
+                    "memory/request": "resource_requests_memory_bytes", "memory/limit": "resource_limits_memory_bytes"}
+NODE_FIELDS = {"cpu/usage_rate": ("cpu_usage_nanocores", 1e6), "cpu/usage": ("cpu_usage_core_nanoseconds", 1),
+               "memory/usage": ("memory_usage_bytes", 1), "memory/working_set": ("memory_working_set_bytes", 1)}
+
+
+def telegraf_entry(metric: str, tags: dict[str, str]) -> TelegrafEntry | None:
+    """Where Telegraf (inputs.kubernetes, kube_inventory) or DCGM (through inputs.prometheus)
+    writes what Heapster wrote as (metric, tags); None when they write nothing like it
+    (pod, namespace and cluster sums; metrics they do not collect)."""
+    kind = tags.get("type")
+    if kind == "pod_container":
+        base = {"namespace": tags["namespace_name"], "pod_name": tags["pod_name"],
+                "container_name": tags["container_name"], "node_name": tags["nodename"]}
+        if metric in KUBELET_FIELDS:
+            field, mul = KUBELET_FIELDS[metric]
+            return TelegrafEntry(series_key("kubernetes_pod_container", base), field, mul)
+        if metric in INVENTORY_FIELDS:
+            return TelegrafEntry(series_key("kubernetes_pod_container", {**base, **INVENTORY_TAGS}), INVENTORY_FIELDS[metric])
+        if metric == "gpu/usage":
+            dcgm = {"namespace": tags["namespace_name"], "pod": tags["pod_name"], "container": tags["container_name"],
+                    "gpu": "0", "UUID": "GPU-" + _uid(tags["nodename"], 0), "Hostname": tags["nodename"]}
+            return TelegrafEntry(series_key("DCGM_FI_DEV_FB_USED", dcgm), "gauge", 1 / 1.048576, integer=False, gpu=True)
+    elif kind == "pod" and metric in ("network/rx", "network/tx"):
+        base = {"namespace": tags["namespace_name"], "pod_name": tags["pod_name"], "node_name": tags["nodename"]}
+        return TelegrafEntry(series_key("kubernetes_pod_network", base), metric.split("/")[1] + "_bytes")
+    elif kind == "node" and metric in NODE_FIELDS:
+        field, mul = NODE_FIELDS[metric]
+        return TelegrafEntry(series_key("kubernetes_node", {"node_name": tags["nodename"]}), field, mul)
+    return None
 
 
 def _uid(*parts: object) -> str:
@@ -142,7 +193,11 @@ class Node:
 class Cluster:
     """The simulated cluster and its state; `tick(t)` yields the line-protocol lines of one sample."""
 
-    def __init__(self, seed: int = 1, namespaces: int = 5, pods: int = 30, nodes: int = 4, start: float | None = None):
+    def __init__(self, seed: int = 1, namespaces: int = 5, pods: int = 30, nodes: int = 4, start: float | None = None,
+                 source: str = "heapster"):
+        if source not in ("heapster", "telegraf"):
+            raise ValueError("--source must be heapster or telegraf")
+        self.source = source
         if not 1 <= namespaces <= len(GROUPS):
             raise ValueError(f"--namespaces must be from 1 to {len(GROUPS)}")
         if pods < namespaces:
@@ -163,8 +218,9 @@ class Cluster:
             c = Container(name, f"k8s.gcr.io/{name}", cpu, 100, 0, mem, 100 * MIB, 0)
             self.pods.append(Pod("kube-system", f"{name}-{_uid(seed, name)[:5]}", self.nodes[0].name, "system",
                                  [c], f"k8s-app:{name}", net_rx_base=2e3, net_tx_base=2e3))
-        self._keys: dict[tuple, str] = {}
+        self._keys: dict[tuple, object] = {}
         self._last_t: float | None = None
+        self._gpu_slot: int | None = None
 
     def _make_pod(self, rng: random.Random, namespace: str, i: int) -> Pod:
         roll = rng.random()
@@ -209,11 +265,11 @@ class Cluster:
     def _noise(self, t: float) -> random.Random:
         return random.Random(self.seed * 1_000_003 + int(t))
 
-    def _key(self, metric: str, **tags: str) -> str:
+    def _key(self, metric: str, **tags: str):
         k = (metric, *sorted(tags.items()))
         key = self._keys.get(k)
         if key is None:
-            key = self._keys[k] = series_key(metric, tags)
+            key = self._keys[k] = series_key(metric, tags) if self.source == "heapster" else telegraf_entry(metric, tags)
         return key
 
     def tick(self, t: float) -> list[str]:
@@ -227,14 +283,19 @@ class Cluster:
         ns_sum: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         node_sum: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         emit = lines.append
+        telegraf: dict[str, list[str]] = defaultdict(list)  # series -> its fields at this tick (one line each)
+        gpu_due = ts // DCGM_INTERVAL != self._gpu_slot  # DCGM: the first tick of each 30 s slot
+        self._gpu_slot = ts // DCGM_INTERVAL
 
-        def put(key: str, metric: str, value: float) -> float:
+        def put(key, metric: str, value: float) -> float:
             """Write one point; return the value as written, so that sums add what was written."""
             if metric in INTEGER_METRICS:
                 value = int(value)
-                emit(f"{key} value={value}i {ts}")
-            else:
-                emit(f"{key} value={value:.6g} {ts}")
+            if self.source == "heapster":
+                emit(f"{key} value={value}i {ts}" if metric in INTEGER_METRICS else f"{key} value={value:.6g} {ts}")
+            elif key is not None and (not key.gpu or gpu_due):
+                stored = value * key.mul
+                telegraf[key.series].append(f"{key.field}={round(stored)}i" if key.integer else f"{key.field}={stored:.6g}")
             return value
 
         for pod in self.pods:
@@ -349,6 +410,7 @@ class Cluster:
             put(self._key("uptime", **node_tags), "uptime", (t - node.booted) * 1000)
         for metric, value in cluster.items():
             put(self._key(metric, type="cluster"), metric, value)
+        lines.extend(f"{series} {','.join(fields)} {ts}" for series, fields in telegraf.items())
         return lines
 
     def _node(self, name: str) -> Node:

@@ -16,9 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .heapster import Heapster
 from .metrics import METRIC_NAME, Metric
 from .request import ApiQuery
+from .source import Condition, Layout, quote
 from .times import HOUR_NS, NS, format_ns
+
+HEAPSTER = Heapster()
 
 TAG_KEYS = ("namespace_name", "pod_name", "container_name", "nodename", "type")
 # How many container-only pods one fallback query names (keeps the URL and the OR short).
@@ -28,47 +32,117 @@ SHORT_RANGE_NS = 2 * HOUR_NS
 
 
 # ---------------------------------------------------------------- InfluxQL
-def quote_measurement(metric: Metric) -> str:
-    """The metric as an InfluxQL identifier. Only names that match the metric pattern get here."""
+def layout_of(metric: Metric) -> Layout:
+    """Where the metric is stored: its source's layout (Heapster's when none was attached).
+    A Heapster measurement name is quoted only after it matched the metric pattern."""
+    if metric.layout is not None:
+        return metric.layout
     if not METRIC_NAME.fullmatch(metric.name):
         raise ValueError(f"refusing to quote {metric.name!r}")
-    return '"' + metric.name + '"'
+    return HEAPSTER.layout(metric.name)
 
 
-def statement(fields: str, metric: Metric, conditions: Iterable[str], tail: str = "") -> str:
-    """Assemble a SELECT from fixed fragments; every value in `conditions` is a `$param`."""
-    parts = ["SELECT", fields, "FROM", quote_measurement(metric), "WHERE", " AND ".join(conditions)]
+def quote_measurement(metric: Metric) -> str:
+    return layout_of(metric).m
+
+
+def tags_of(layout: Layout, *canonical: str) -> str:
+    """`"namespace", "pod_name"`: the source's names of these tags (the ones it has), quoted."""
+    return ", ".join(quote(t) for t in (layout.tag(c) for c in canonical) if t is not None)
+
+
+def statement(fields: str, metric: Metric | Layout, conditions: Iterable[str | None], tail: str = "") -> str:
+    """Assemble a SELECT from fixed fragments; every value in `conditions` is a `$param`.
+    `{v}` in `fields` stands for the metric's value: its field, or — for a counter whose
+    rate is the metric — the non-negative per-second derivative of each series (a reset
+    drops one interval instead of going negative)."""
+    layout = metric if isinstance(metric, Layout) else layout_of(metric)
+    where = " AND ".join(c for c in conditions if c)
+    where = f" WHERE {where}" if where else ""
+    if layout.rate:
+        inner = f'SELECT non_negative_derivative({layout.f}, 1s) AS "value" FROM {layout.m}{where} GROUP BY *'
+        parts = ["SELECT", fields.format(v='"value"'), f"FROM ({inner})"]
+    else:
+        parts = ["SELECT", fields.format(v=layout.f), f"FROM {layout.m}{where}"]
     if tail:
         parts.append(tail)
     return " ".join(parts)
 
 
-def raw_statement(metric: Metric, q: ApiQuery) -> tuple[str, dict]:
-    conditions = ['"namespace_name" = $namespace', "time >= $begin", "time <= $end"]
+def merged(*conditions: Condition | None) -> tuple[list[str], dict]:
+    """Conditions (text, params) of a layout, as a list of texts and one dict of params."""
+    texts, params = [], {}
+    for c in conditions:
+        if c is not None:
+            texts.append(c[0])
+            params.update(c[1])
+    return texts, params
+
+
+def counted_series(metric: Metric) -> tuple[list[str], dict]:
+    """The condition for the series the counting rule reads (pod- and container-level)."""
+    L = layout_of(metric)
+    pod, container = merged(L.pod_level), merged(L.container_level)
+    texts = [t for t in (pod[0] + container[0])]
+    return ([f"({' OR '.join(texts)})"] if len(texts) > 1 else texts), {**pod[1], **container[1]}
+
+
+def type_condition(layout: Layout, series_type: str) -> Condition | None | bool:
+    """The condition for the API's `type` filter: a condition, None (all series are of that
+    type) or False (the source has no series of that type)."""
+    if layout.series_type is not None:
+        return (f"{quote(layout.series_type)} = $type", {"type": series_type})
+    return layout.container_level if series_type == "pod_container" else False
+
+
+def raw_statement(metric: Metric, q: ApiQuery) -> tuple[str, dict] | None:
+    layout = layout_of(metric)
+    conditions = [f"{quote(layout.namespace)} = $namespace", "time >= $begin", "time <= $end"]
     params: dict[str, Any] = {"namespace": q.namespace, "begin": q.begin_ns, "end": q.end_ns, "limit": q.limit}
     if q.pod is not None:
-        conditions.append('"pod_name" = $pod')
+        conditions.append(f"{quote(layout.pod)} = $pod")
         params["pod"] = q.pod
     if q.type is not None:
-        conditions.append('"type" = $type')
-        params["type"] = q.type
-    return statement('"value", *::tag', metric, conditions, "ORDER BY time DESC LIMIT $limit"), params
+        which = type_condition(layout, q.type)
+        if which is False:
+            return None
+        texts, extra = merged(which)
+        conditions += texts
+        params.update(extra)
+    else:
+        texts, extra = merged(layout.container_level) if layout.pod_level is None else ([], {})
+        conditions += texts
+        params.update(extra)
+    if layout.rate:
+        # InfluxDB 1.x computes a derivative in the query's time order, so a subquery read newest
+        # first is wrong: the rates come oldest first, per series, and raw_points keeps the newest.
+        return (f'SELECT non_negative_derivative({layout.f}, 1s) AS "value" FROM {layout.m} WHERE '
+                + " AND ".join(conditions) + " GROUP BY *"), params
+    return statement('{v} AS "value", *::tag', layout, conditions, "ORDER BY time DESC LIMIT $limit"), params
 
 
 def raw_points(select, client, metric: Metric, q: ApiQuery) -> list[dict]:
     """Up to `limit` points, newest first (no aggregation). Blocking: for the executor."""
-    influxql, params = raw_statement(metric, q)
+    built = raw_statement(metric, q)
+    if built is None:
+        return []
+    layout = layout_of(metric)
     rows = []
-    for series in select(client, influxql, params):
+    for series in select(client, *built):
         columns = series["columns"]
         for values in series.get("values", []):
-            point = dict(zip(columns, values))
-            row = {"time": format_ns(point.pop("time")), "value": _number(point.pop("value"))}
+            point = {**(series.get("tags") or {}), **dict(zip(columns, values))}
+            t, value = point.pop("time"), point.pop("value")
+            point = layout.canonical({k: v for k, v in point.items() if _tag(v) is not None})
+            row = {"time": format_ns(t), "value": _number(layout.value(value))}
             for key in TAG_KEYS:
                 row[key] = _tag(point.pop(key, None))
             row.update((k, v) for k, v in sorted(point.items()) if _tag(v) is not None)
-            rows.append(row)
-    return rows
+            rows.append((t, row))
+    if layout.rate:
+        rows.sort(key=lambda pair: -pair[0])
+        del rows[q.limit:]
+    return [row for _, row in rows]
 
 
 def _tag(value: Any) -> Any:
@@ -92,16 +166,17 @@ class Scope:
     excluded: tuple[str, ...] = ()
     only: tuple[str, ...] | None = None
 
-    def conditions(self) -> tuple[list[str], dict]:
+    def conditions(self, tag: str = '"namespace_name"') -> tuple[list[str], dict]:
+        """`tag`: the quoted namespace tag (the source's, or the rollups' canonical one)."""
         if self.namespace is not None:
-            return ['"namespace_name" = $namespace'], {"namespace": self.namespace}
+            return [f"{tag} = $namespace"], {"namespace": self.namespace}
         names = sorted(set(self.excluded))
-        conditions = [f'"namespace_name" != $excluded_{i}' for i in range(len(names))]
+        conditions = [f"{tag} != $excluded_{i}" for i in range(len(names))]
         params: dict[str, Any] = {f"excluded_{i}": name for i, name in enumerate(names)}
         if self.only is not None:
             allowed = sorted(set(self.only) - set(names))
             # An empty list matches nothing: a namespace name is never the empty string.
-            conditions.append("(" + " OR ".join(f'"namespace_name" = $only_{i}' for i in range(max(1, len(allowed)))) + ")")
+            conditions.append("(" + " OR ".join(f"{tag} = $only_{i}" for i in range(max(1, len(allowed)))) + ")")
             params.update({f"only_{i}": name for i, name in enumerate(allowed or [""])})
         return conditions, params
 
@@ -131,9 +206,9 @@ def hour_of(t_ns: int) -> int:
     return t_ns - t_ns % HOUR_NS
 
 
-def _key(tags: dict | None) -> PodKey:
+def _key(layout: Layout, tags: dict | None) -> PodKey:
     tags = tags or {}
-    return (tags.get("namespace_name", ""), tags.get("pod_name", ""), tags.get("pod_id", ""))
+    return (tags.get(layout.namespace, ""), tags.get(layout.pod, ""), tags.get(layout.pod_id, "") if layout.pod_id else "")
 
 
 class RawPlan:
@@ -164,6 +239,7 @@ class RawPlan:
 
     def __init__(self, metric: Metric, begin_ns: int, end_ns: int, scope: Scope, interval_ns: int):
         self.metric, self.begin, self.end, self.scope, self.interval_ns = metric, begin_ns, end_ns, scope, interval_ns
+        self.layout = layout_of(metric)
         self.interval = f"{interval_ns // NS}s"
         # the hours the range covers only partly
         self.edges = {h for h, covered in ((hour_of(begin_ns), begin_ns % HOUR_NS == 0),
@@ -173,41 +249,65 @@ class RawPlan:
         self.compact = end_ns - begin_ns < SHORT_RANGE_NS
 
     def _common(self) -> tuple[list[str], dict]:
-        conditions, params = self.scope.conditions()
-        return ["time >= $begin", "time <= $end", *conditions], {**params, "begin": self.begin, "end": self.end,
-                                                                  "pod_type": "pod", "container_type": "pod_container"}
+        conditions, params = self.scope.conditions(quote(self.layout.namespace))
+        return ["time >= $begin", "time <= $end", *conditions], {**params, "begin": self.begin, "end": self.end}
 
-    def first(self) -> list[tuple[str, dict]]:
+    def _pod(self) -> tuple[list[str], dict] | None:
+        """The pod-level condition with the common ones (None: the source has no pod-level series)."""
+        if self.layout.pod_level is None:
+            return None
         conditions, params = self._common()
+        texts, extra = merged(self.layout.pod_level)
+        return [*texts, *conditions], {**params, **extra}
+
+    def _container(self) -> tuple[list[str], dict]:
+        conditions, params = self._common()
+        texts, extra = merged(self.layout.container_level)
+        return [*texts, *conditions], {**params, **extra}
+
+    def by_pod(self, *extra: str) -> str:
+        return "GROUP BY " + ", ".join(x for x in (*extra, tags_of(self.layout, "namespace_name", "pod_name", "pod_id")) if x)
+
+    def first(self) -> list[tuple[str, dict] | None]:
+        """The statements of step 1; None where the source has no such series (an empty answer)."""
+        L = self.layout
+        pod, container = self._pod(), self._container()
+        stats = 'count({v}) AS "count", sum({v}) AS "sum", max({v}) AS "max"'
         if self.compact:
-            return [(statement('count("value") AS "count", sum("value") AS "sum", max("value") AS "max"', self.metric,
-                               ['("type" = $pod_type OR "type" = $container_type)', *conditions],
-                               'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id", "type" fill(none)'), params)]
-        by_pod = 'GROUP BY "namespace_name", "pod_name", "pod_id"'
-        pod, container = ['"type" = $pod_type', *conditions], ['"type" = $container_type', *conditions]
-        return [(statement('count("value") AS "count", sum("value") AS "sum", max("value") AS "max"', self.metric, pod, by_pod), params),
-                (statement('count("value") AS "count"', self.metric, pod,
-                           'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id" fill(none)'), params),
-                (statement('first("value")', self.metric, container, by_pod), params),
-                (statement('last("value")', self.metric, container, by_pod), params)]
+            if pod is None:
+                where, params = container
+            else:  # either kind, told apart by the series type
+                pod_text, container_text = " AND ".join(pod[0][:1]), " AND ".join(container[0][:1])
+                where, params = [f"({pod_text} OR {container_text})", *pod[0][1:]], {**container[1], **pod[1]}
+            return [(statement(stats, L, where, self.by_pod("time(1h)") + (f", {quote(L.series_type)}" if L.series_type else "")
+                               + " fill(none)"), params)]
+        return [None if pod is None else (statement(stats, L, pod[0], self.by_pod()), pod[1]),
+                None if pod is None else (statement('count({v}) AS "count"', L, pod[0], self.by_pod("time(1h)") + " fill(none)"), pod[1]),
+                (statement("first({v})", L, container[0], self.by_pod()), container[1]),
+                (statement("last({v})", L, container[0], self.by_pod()), container[1])]
+
+    def _kind(self, tags: dict | None) -> str:
+        if self.layout.series_type is None:
+            return "pod_container"
+        return (tags or {}).get(self.layout.series_type, "pod")
 
     def second(self, first: list[list[dict]]) -> list[tuple[str, dict]]:
         """The container sums (and edge-hour checks) for pod instances whose containers
         reported in an hour without pod-level samples."""
+        L = self.layout
         pod_hours: dict[PodKey, set[int]] = defaultdict(set)
         container_hours: dict[PodKey, set[int]] = defaultdict(set)
         if self.compact:
             for s in first[0]:
-                kind = (s.get("tags") or {}).get("type")
-                hours = pod_hours if kind == "pod" else container_hours
-                hours[_key(s.get("tags"))].update(t for t, count, *_ in s.get("values", []) if count)
+                hours = pod_hours if self._kind(s.get("tags")) == "pod" else container_hours
+                hours[_key(L, s.get("tags"))].update(t for t, count, *_ in s.get("values", []) if count)
         else:
             for s in first[1]:
-                pod_hours[_key(s.get("tags"))].update(t for t, count in s.get("values", []) if count)
+                pod_hours[_key(L, s.get("tags"))].update(t for t, count in s.get("values", []) if count)
             extent: dict[PodKey, list[int]] = {}
             for s in first[2] + first[3]:
                 for t, _value in s.get("values", []):
-                    extent.setdefault(_key(s.get("tags")), []).append(t)
+                    extent.setdefault(_key(L, s.get("tags")), []).append(t)
             for key, times in extent.items():
                 container_hours[key] = set(range(hour_of(min(times)), hour_of(max(times)) + HOUR_NS, HOUR_NS))
         self.needs = {}
@@ -215,49 +315,50 @@ class RawPlan:
             missing = hours - pod_hours.get(key, set())
             if missing:
                 self.needs[key] = missing
-        conditions, params = self._common()
+        conditions, params = self._container()
         out = []
         pods = sorted(self.needs)
         for start in range(0, len(pods), FALLBACK_CHUNK):
-            which, chunk_params = _pods_condition(pods[start:start + FALLBACK_CHUNK])
-            out.append((statement('sum("value") AS "sum"', self.metric, ['"type" = $container_type', *conditions, which],
-                                  f'GROUP BY time({self.interval}), "namespace_name", "pod_name", "pod_id" fill(none)'),
-                        {**params, **chunk_params}))
-        at_edges = sorted(key for key, hours in self.needs.items() if hours & self.edges)
+            which, chunk_params = _pods_condition(L, pods[start:start + FALLBACK_CHUNK])
+            out.append((statement('sum({v}) AS "sum"', L, [*conditions, which], self.by_pod(f"time({self.interval})")
+                                  + " fill(none)"), {**params, **chunk_params}))
+        at_edges = sorted(key for key, hours in self.needs.items() if hours & self.edges) if L.pod_level else []
         self.checked_edges = bool(at_edges)
         if at_edges:
-            scope_conditions, scope_params = self.scope.conditions()
-            which, chunk_params = _pods_condition(at_edges)
-            out.append((statement('count("value") AS "count"', self.metric,
-                                  ['"type" = $pod_type', "time >= $hours_begin", "time < $hours_end", *scope_conditions, which],
-                                  'GROUP BY time(1h), "namespace_name", "pod_name", "pod_id" fill(none)'),
-                        {**scope_params, **chunk_params, "pod_type": "pod", "hours_begin": min(self.edges),
+            scope_conditions, scope_params = self.scope.conditions(quote(L.namespace))
+            pod_texts, pod_params = merged(L.pod_level)
+            which, chunk_params = _pods_condition(L, at_edges)
+            out.append((statement('count({v}) AS "count"', L,
+                                  [*pod_texts, "time >= $hours_begin", "time < $hours_end", *scope_conditions, which],
+                                  self.by_pod("time(1h)") + " fill(none)"),
+                        {**scope_params, **chunk_params, **pod_params, "hours_begin": min(self.edges),
                          "hours_end": max(self.edges) + HOUR_NS}))
         return out
 
     def combine(self, first: list[list[dict]], second: list[list[dict]]) -> dict[tuple[PodKey, int], Counted]:
+        L = self.layout
         hours: dict[tuple[PodKey, int], Counted] = {}
         for series in first[0]:
-            if (series.get("tags") or {}).get("type", "pod") != "pod":
+            if self._kind(series.get("tags")) != "pod":
                 continue  # compact: the container rows only told which hours need them
-            key = _key(series.get("tags"))
+            key = _key(L, series.get("tags"))
             for values in series.get("values", []):
                 row = dict(zip(series["columns"], values))
                 if row.get("count"):
                     top = row.get("max")
                     hour = hour_of(row["time"]) if self.compact else hour_of(self.begin)
-                    hours[(key, hour)] = Counted(row["count"], float(row.get("sum") or 0.0),
-                                                 None if top is None else float(top), frozenset({"pod"}))
+                    hours[(key, hour)] = Counted(row["count"], float(L.value(row.get("sum") or 0.0)),
+                                                 None if top is None else float(L.value(top)), frozenset({"pod"}))
         sums = second[:-1] if self.checked_edges else second
         if self.checked_edges:  # pod-level samples elsewhere in an edge hour: that hour is the pod's, not its containers'
             for series in second[-1]:
-                key = _key(series.get("tags"))
+                key = _key(L, series.get("tags"))
                 for t, count in series.get("values", []):
                     if count and key in self.needs:
                         self.needs[key].discard(t)
         for result in sums:
             for series in result:
-                key = _key(series.get("tags"))
+                key = _key(L, series.get("tags"))
                 wanted = self.needs.get(key, set())
                 for t, total in series.get("values", []):
                     hour = hour_of(t)
@@ -266,23 +367,26 @@ class RawPlan:
                     counted = hours.get((key, hour))
                     if counted is None:
                         counted = hours[(key, hour)] = Counted()
-                    counted.add(Counted(1, float(total), float(total), frozenset({"pod_container"})))
+                    value = float(L.value(total))
+                    counted.add(Counted(1, value, value, frozenset({"pod_container"})))
         return hours
 
 
-def _pods_condition(pods: list[PodKey]) -> tuple[str, dict]:
-    """`(namespace = .. AND pod = .. AND pod_id = ..) OR ...` for a chunk of pod instances, as bind parameters."""
+def _pods_condition(layout: Layout, pods: list[PodKey]) -> tuple[str, dict]:
+    """`(namespace = .. AND pod = .. [AND pod_id = ..]) OR ...` for a chunk of pod instances, as bind parameters."""
+    ns, pod, pod_id = quote(layout.namespace), quote(layout.pod), layout.pod_id and quote(layout.pod_id)
     params: dict[str, Any] = {}
     alternatives = []
-    for i, (ns, pod, pod_id) in enumerate(pods):
-        alternatives.append(f'("namespace_name" = $ns_{i} AND "pod_name" = $pod_{i} AND "pod_id" = $id_{i})')
-        params.update({f"ns_{i}": ns, f"pod_{i}": pod, f"id_{i}": pod_id})
+    for i, (ns_value, pod_value, id_value) in enumerate(pods):
+        alternatives.append(f"({ns} = $ns_{i} AND {pod} = $pod_{i}" + (f" AND {pod_id} = $id_{i})" if pod_id else ")"))
+        params.update({f"ns_{i}": ns_value, f"pod_{i}": pod_value, **({f"id_{i}": id_value} if pod_id else {})})
     return "(" + " OR ".join(alternatives) + ")", params
 
 
 def sample_interval_ns(metric: Metric, config) -> int:
-    """How long each sample of `metric` stands for (the collector's interval)."""
-    return int(round(config.sample_interval * NS))
+    """How long each sample of `metric` stands for (the collector's interval; DCGM's for GPU metrics)."""
+    gpu = metric.layout is not None and metric.layout.gpu
+    return int(round((config.gpu_sample_interval if gpu else config.sample_interval) * NS))
 
 
 def integral(total: float, interval_ns: int) -> float:
@@ -331,7 +435,10 @@ async def raw_hours(influx, metric: Metric, begin_ns: int, end_ns: int, scope: S
                     interval_ns: int, lane: str = "api") -> dict[tuple[PodKey, int], Counted]:
     """The usage rule over raw points: {(pod instance, hour): Counted} for [begin, end]."""
     plan = RawPlan(metric, begin_ns, end_ns, scope, interval_ns)
-    first = list(await asyncio.gather(*(influx.query(text, params, kind="usage", lane=lane) for text, params in plan.first())))
+    async def nothing() -> list:
+        return []
+    first = list(await asyncio.gather(*(nothing() if built is None else influx.query(*built, kind="usage", lane=lane)
+                                        for built in plan.first())))
     statements = await influx.compute(plan.second, first)
     second = list(await asyncio.gather(*(influx.query(text, params, kind="usage", lane=lane) for text, params in statements)))
     return await influx.compute(plan.combine, first, second)
@@ -380,46 +487,54 @@ def view_statements(metric: Metric, namespace: str | None, window: Window, exclu
                     now_ns: int) -> tuple[str, dict]:
     """Three statements sent as one request: the bucket means of pod-level series, of
     container-level series (per container), and the latest point of each series.
-    `namespace` None is the cluster view (excluded namespaces left out)."""
-    m = quote_measurement(metric)
+    `namespace` None is the cluster view (excluded namespaces left out). A source without
+    pod-level series sends the last two (`view_results` puts the answers in place)."""
+    L = layout_of(metric)
     since = (now_ns - window.span_ns) // window.bucket_ns * window.bucket_ns
-    params: dict[str, Any] = {"pod_type": "pod", "container_type": "pod_container", "since": since,
-                              "latest_since": now_ns - LATEST_WINDOW_NS}
-    if namespace is None:
-        scope_text = ""
-        for i, name in enumerate(sorted(set(excluded))):
-            scope_text += f' AND "namespace_name" != $excluded_{i}'
-            params[f"excluded_{i}"] = name
-    else:
-        scope_text = ' AND "namespace_name" = $namespace'
-        params["namespace"] = namespace
-    group = f'GROUP BY time({window.bucket}), "namespace_name", "pod_name"'
-    pods = f'SELECT mean("value") FROM {m} WHERE "type" = $pod_type AND time >= $since{scope_text} {group} fill(none)'
-    containers = (f'SELECT mean("value") FROM {m} WHERE "type" = $container_type AND time >= $since{scope_text} '
-                  f'{group}, "container_name" fill(none)')
-    latest = (f'SELECT last("value") AS "value" FROM {m} WHERE ("type" = $pod_type OR "type" = $container_type) '
-              f'AND time >= $latest_since{scope_text} '
-              'GROUP BY "namespace_name", "pod_name", "container_name", "nodename", "type"')
-    return "; ".join((pods, containers, latest)), params
+    scope, params = Scope(namespace, tuple(excluded)).conditions(quote(L.namespace))
+    params.update({"since": since, "latest_since": now_ns - LATEST_WINDOW_NS})
+    pod_texts, pod_params = merged(L.pod_level)
+    container_texts, container_params = merged(L.container_level)
+    params.update(pod_params, **container_params)
+    group = f"GROUP BY time({window.bucket}), {tags_of(L, 'namespace_name', 'pod_name')}"
+    statements = []
+    if L.pod_level is not None:
+        statements.append(statement("mean({v})", L, [*pod_texts, "time >= $since", *scope], f"{group} fill(none)"))
+    parts = "".join(f", {quote(p)}" for p in L.parts)
+    statements.append(statement("mean({v})", L, [*container_texts, "time >= $since", *scope],
+                                f"{group}, {tags_of(L, 'container_name')}{parts} fill(none)"))
+    either = (f"({pod_texts[0]} OR {container_texts[0]})" if pod_texts and container_texts
+              else (container_texts[0] if container_texts and not pod_texts else None))
+    statements.append(statement('last({v}) AS "value"', L, [either, "time >= $latest_since", *scope],
+                                "GROUP BY " + tags_of(L, "namespace_name", "pod_name", "container_name", "nodename", "type")
+                                + parts))
+    return "; ".join(statements), params
 
 
-def bucket_usage(pod_series: list[dict], container_series: list[dict]) -> dict[tuple[str, str], dict[int, float]]:
+def view_results(metric: Metric, results: list[list[dict]]) -> list[list[dict]]:
+    """The answers of `view_statements` as [pod-level, container-level, latest]."""
+    return results if layout_of(metric).pod_level is not None else [[], *results]
+
+
+def bucket_usage(pod_series: list[dict], container_series: list[dict],
+                 layout: Layout | None = None) -> dict[tuple[str, str], dict[int, float]]:
     """Each pod's value per bucket under the counting rule: its pod-level mean when it
     has pod-level samples in that bucket, else the sum of its containers' means."""
+    L = layout or HEAPSTER.layout("")
     pods: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for s in pod_series:
         tags = s.get("tags") or {}
-        line = pods[(tags.get("namespace_name", ""), tags.get("pod_name", ""))]
+        line = pods[(tags.get(L.namespace, ""), tags.get(L.pod, ""))]
         for t, value in s.get("values", []):
             if value is not None:
-                line[t] = value
+                line[t] = L.value(value)
     from_containers: dict[tuple[str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for s in container_series:
         tags = s.get("tags") or {}
-        line = from_containers[(tags.get("namespace_name", ""), tags.get("pod_name", ""))]
+        line = from_containers[(tags.get(L.namespace, ""), tags.get(L.pod, ""))]
         for t, value in s.get("values", []):
             if value is not None:
-                line[t] += value
+                line[t] += L.value(value)
     for key, line in from_containers.items():
         counted = pods[key]
         for t, value in line.items():
@@ -437,18 +552,28 @@ def view_lines(namespace: str | None, pods: dict[tuple[str, str], dict[int, floa
     return lines
 
 
-def latest_rows(latest_series: list[dict], stale_before_ns: int, limit: int | None = LATEST_ROWS) -> list[dict]:
+def latest_rows(latest_series: list[dict], stale_before_ns: int, limit: int | None = LATEST_ROWS,
+                layout: Layout | None = None) -> list[dict]:
     """The newest point of each pod's counted series (its containers when it has
     them, else its pod-level series), newest pods first within a namespace; a row
     older than `stale_before_ns` is marked stale (the pod stopped reporting)."""
+    L = layout or HEAPSTER.layout("")
     pods: dict[tuple[str, str], list[dict]] = {}
     for s in latest_series:
-        tags = {k: (v or None) for k, v in (s.get("tags") or {}).items()}
+        tags = {k: (v or None) for k, v in L.canonical(s.get("tags")).items()}
         for t, value in s.get("values", []):
-            row = {"time": format_ns(t), "value": None if value is None else float(value)}
+            row = {"time": format_ns(t), "value": None if value is None else float(L.value(value))}
             row.update({k: tags.get(k) for k in TAG_KEYS})
             row["stale"] = t < stale_before_ns
-            pods.setdefault((row["namespace_name"] or "", row["pod_name"] or ""), []).append(row)
+            same = pods.setdefault((row["namespace_name"] or "", row["pod_name"] or ""), [])
+            twin = next((r for r in same if L.parts and r["container_name"] == row["container_name"]
+                         and r["time"] == row["time"]), None)
+            if twin is not None and row["value"] is not None:  # another part of the same container (a GPU): add up
+                twin["value"] = (twin["value"] or 0.0) + row["value"]
+                continue
+            for part in L.parts:
+                row.pop(part, None)
+            same.append(row)
     rows: list[dict] = []
     for key in sorted(pods):
         candidates = pods[key]

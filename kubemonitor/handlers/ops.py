@@ -33,8 +33,14 @@ class ReadyHandler(OpsHandler):
                              "message": "InfluxDB does not answer; the server's log says which and why"}, 503)
             return
         rollups = self.app.rollups
+        try:
+            problems = await self.app.source_problems()
+        except InfluxError:
+            problems = []
         self.write_json({"status": "ready", "rollups": {"state": rollups.state, "retention_policy": rollups.rp,
-                                                        **({"reason": rollups.reason} if rollups.state == "off" else {})}})
+                                                        **({"reason": rollups.reason} if rollups.state == "off" else {})},
+                         # the collector's set-up is the operator's, not a secret: say what would bill wrongly
+                         "source": {"name": self.app.source.name, "problems": problems}})
 
 
 class MetricsHandler(OpsHandler):

@@ -1,0 +1,119 @@
+"""Where the data comes from (README "Collecting data today"): one small interface for
+the InfluxDB schemas kubemonitor reads, so that the API, the live views, rollups and
+statements never ask which collector wrote the data.
+
+A source maps each catalog metric to a `Layout`: the measurement and field that hold
+it, the tag names, the factor to the catalog's unit, whether it is stored as a
+counter whose per-second rate is the metric, and which series are pod-level (counted
+first), container-level (summed per pod when a pod has no pod-level series) and
+"the collector wrote something" (a statement's coverage). Everything else in
+kubemonitor builds its InfluxQL from a Layout, with the user's values as bind
+parameters only: the names in a Layout come from the source's fixed table, never
+from a request.
+
+Sources: `heapster` (kubemonitor/heapster.py, the default) and `telegraf`
+(kubemonitor/telegraf.py: Telegraf's inputs.kubernetes and inputs.kube_inventory,
+and NVIDIA's DCGM exporter through inputs.prometheus).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Condition = tuple[str, dict[str, Any]]   # an InfluxQL condition with $parameters, and their values
+CANONICAL_TAGS = ("namespace_name", "pod_name", "container_name", "nodename")
+
+
+def quote(name: str) -> str:
+    """An identifier from a source's table or a measurement InfluxDB listed, in double quotes."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one metric is stored. Tag names map the canonical names (the API's row keys)."""
+    measurement: str
+    field: str = "value"
+    mul: int = 1                  # the catalog's unit = stored value x mul / div (exact for integers)
+    div: int = 1
+    rate: bool = False            # stored as a counter; the metric is its non-negative rate per second
+    gpu: bool = False             # sampled at KUBEMONITOR_GPU_SAMPLE_INTERVAL
+    namespace: str = "namespace_name"
+    pod: str = "pod_name"
+    container: str = "container_name"
+    node: str = "nodename"
+    pod_id: str | None = "pod_id"                  # the pod instance's id tag, when the source has one
+    pod_level: Condition | None = ('"type" = $pod_type', {"pod_type": "pod"})
+    container_level: Condition | None = ('"type" = $container_type', {"container_type": "pod_container"})
+    # "The collector wrote something" for coverage: (measurement, field, condition)
+    collected: tuple[str, str, Condition | None] | None = None
+    series_type: str | None = "type"               # the tag telling series apart (Heapster's), if any
+    # tags that split one container into several series to be added up (DCGM: one series per GPU)
+    parts: tuple[str, ...] = ()
+
+    @property
+    def m(self) -> str:
+        return quote(self.measurement)
+
+    @property
+    def f(self) -> str:
+        return quote(self.field)
+
+    def tag(self, canonical: str) -> str | None:
+        """The source's name of a canonical tag (None: the source has no such tag)."""
+        return {"namespace_name": self.namespace, "pod_name": self.pod, "container_name": self.container,
+                "nodename": self.node, "pod_id": self.pod_id, "type": self.series_type}[canonical]
+
+    def canonical(self, tags: dict | None) -> dict[str, Any]:
+        """A series' tags under the canonical names (others kept as they are)."""
+        tags = dict(tags or {})
+        out: dict[str, Any] = {}
+        for name in (*CANONICAL_TAGS, "pod_id", "type"):
+            own = self.tag(name)
+            if own is not None and own in tags:
+                out[name] = tags.pop(own)
+        if self.series_type is None:
+            out.setdefault("type", "pod_container")  # a source without pod-level series: all are containers
+        out.update(tags)
+        return out
+
+    def value(self, stored: Any) -> Any:
+        """A stored value in the catalog's unit."""
+        if stored is None or (self.mul == 1 and self.div == 1):
+            return stored
+        return stored * self.mul / self.div
+
+    @property
+    def scaled(self) -> bool:
+        return self.mul != 1 or self.div != 1
+
+
+class Source:
+    """A schema kubemonitor can read. Subclasses fill in `name` and `layout`."""
+
+    name = "source"
+    extra_measurements = False  # whether any other measurement is queryable as a metric (Heapster: yes)
+
+    def layout(self, metric_name: str) -> Layout | None:
+        """Where `metric_name` is stored, or None when this source does not collect it."""
+        raise NotImplementedError
+
+    def namespace_queries(self) -> list[str]:
+        """Statements listing namespace names (SHOW TAG VALUES), fixed text."""
+        raise NotImplementedError
+
+    def measurement_of(self, metric_name: str) -> str | None:
+        layout = self.layout(metric_name)
+        return layout.measurement if layout else None
+
+    async def problems(self, influx) -> list[str]:
+        """Problems with how the data is collected that would bill wrongly (for /readyz and
+        statements' notes); empty when there are none. Fixed statements, no user input."""
+        return []
+
+
+def source_named(name: str) -> Source:
+    """The source for KUBEMONITOR_SOURCE (checked by the configuration: heapster or telegraf)."""
+    from .heapster import Heapster
+    from .telegraf import Telegraf
+    return {"heapster": Heapster, "telegraf": Telegraf}[name]()
