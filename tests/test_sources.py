@@ -311,6 +311,7 @@ def test_simulate_writes_the_cluster_in_telegrafs_schema(io_loop, make_app, scra
     services = [r for r in rows["cpu/usage_rate"] if not r["pod_name"].startswith(("job-", "train-"))]
     assert services and all(r["count"] == 60 for r in services)  # 10 minutes at 10 s
     gpu = rows["gpu/usage"]
-    assert gpu and all(r["count"] <= 20 for r in gpu) and any(r["count"] == 20 for r in gpu)  # DCGM: every 30 s
+    # DCGM: the first tick of each 30 s slot; 590 s of ticks touch 20 or 21 slots
+    assert gpu and all(r["count"] <= 21 for r in gpu) and any(r["count"] >= 20 for r in gpu)
     requests = {(r["namespace_name"], r["pod_name"]): r for r in rows["cpu/request"]}
     assert all(requests[(r["namespace_name"], r["pod_name"])]["mean"] > 0 for r in services)
