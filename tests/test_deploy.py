@@ -32,7 +32,7 @@ def test_every_document_validates_against_the_kubernetes_schemas(version):
 
 
 def test_app_and_grafana_sidecar_with_probes_resources_and_no_literal_secrets():
-    (deployment,) = by_kind("Deployment")
+    (deployment,) = by_kind("Deployment", "kube-monitoring")
     assert deployment["apiVersion"] == "apps/v1"
     containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
     app, grafana = containers["kube-monitoring"], containers["grafana"]
@@ -126,3 +126,95 @@ def test_makefile_targets():
     for target in ("build", "push", "all", "install", "test", "demo", "run"):
         assert re.search(rf"^{target}:", text, re.M), target
     assert "IMAGE_NAME" in text and "VERSION" in text
+
+
+# Every plugin and option the Telegraf configuration may use, as Telegraf's documentation lists
+# them (docs.influxdata.com/telegraf/v1: configuration "agent", and the READMEs of
+# outputs.influxdb, inputs.kubernetes, inputs.prometheus, inputs.kube_inventory; the plugin
+# options of CONFIGURATION.md, e.g. interval and namepass, apply to every input). `telegraf --test`
+# is not available here: a misspelt option is what this catches.
+TELEGRAF_OPTIONS = {
+    "agent": {"interval", "round_interval", "flush_interval", "omit_hostname", "metric_batch_size", "metric_buffer_limit",
+              "collection_jitter", "flush_jitter", "precision", "hostname"},
+    "outputs.influxdb": {"urls", "database", "skip_database_creation", "username", "password", "retention_policy",
+                         "timeout", "tls_ca", "insecure_skip_verify"},
+    "inputs.kubernetes": {"url", "bearer_token", "label_include", "label_exclude", "response_timeout", "tls_ca",
+                          "tls_cert", "tls_key", "insecure_skip_verify", "interval", "namepass"},
+    "inputs.prometheus": {"urls", "metric_version", "monitor_kubernetes_pods", "monitor_kubernetes_pods_method",
+                          "monitor_kubernetes_pods_port", "monitor_kubernetes_pods_path", "monitor_kubernetes_pods_scheme",
+                          "monitor_kubernetes_pods_namespace", "pod_scrape_scope", "node_ip", "pod_namespace_label_name",
+                          "kubernetes_label_selector", "kubernetes_field_selector", "bearer_token", "interval",
+                          "namepass", "tls_ca", "insecure_skip_verify"},
+    "inputs.kube_inventory": {"url", "namespace", "bearer_token", "resource_include", "resource_exclude", "tls_ca",
+                              "insecure_skip_verify", "response_timeout", "selector_include", "selector_exclude",
+                              "interval"},
+}
+
+
+def telegraf_configs():
+    import tomllib
+    (cm,) = by_kind("ConfigMap", "kube-monitoring-telegraf")
+    return {name: tomllib.loads(text) for name, text in cm["data"].items()}
+
+
+def test_the_telegraf_configuration_parses_and_uses_only_documented_options():
+    configs = telegraf_configs()
+    assert set(configs) == {"node.conf", "inventory.conf"}
+    plugins = {}
+    for name, config in configs.items():
+        for section, value in config.items():
+            entries = [(section, value)] if section == "agent" else [
+                (f"{section}.{plugin}", options) for plugin, instances in value.items() for options in instances]
+            for plugin, options in entries:
+                assert plugin in TELEGRAF_OPTIONS, (name, plugin)
+                assert set(options) <= TELEGRAF_OPTIONS[plugin], (name, plugin, set(options) - TELEGRAF_OPTIONS[plugin])
+                plugins.setdefault(name, {})[plugin] = options
+    node, inventory = plugins["node.conf"], plugins["inventory.conf"]
+    assert set(node) == {"agent", "outputs.influxdb", "inputs.kubernetes", "inputs.prometheus"}
+    assert set(inventory) == {"agent", "outputs.influxdb", "inputs.kube_inventory"}
+    # what kubemonitor's telegraf source reads
+    assert node["agent"]["interval"] == "10s"  # KUBEMONITOR_SAMPLE_INTERVAL
+    dcgm = node["inputs.prometheus"]
+    assert dcgm["metric_version"] == 1 and dcgm["interval"] == "30s"  # KUBEMONITOR_GPU_SAMPLE_INTERVAL
+    assert dcgm["pod_namespace_label_name"] == "pod_namespace"  # keeps DCGM's own namespace label
+    assert dcgm["kubernetes_field_selector"] == "spec.nodeName=${NODE_NAME}"  # its own node's exporter only
+    assert set(dcgm["namepass"]) == {"DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_GPU_UTIL"}
+    assert inventory["inputs.kube_inventory"]["resource_include"] == ["pods"]
+    for plugins_of in (node, inventory):
+        assert plugins_of["outputs.influxdb"]["database"] == "k8s"
+
+
+def test_telegraf_runs_per_node_with_the_inventory_once_and_the_least_rbac():
+    (daemonset,) = by_kind("DaemonSet", "kube-monitoring-telegraf")
+    (inventory,) = by_kind("Deployment", "kube-monitoring-telegraf-inventory")
+    assert inventory["spec"]["replicas"] == 1
+    (role,) = by_kind("ClusterRole", "kube-monitoring-telegraf")
+    (binding,) = by_kind("ClusterRoleBinding", "kube-monitoring-telegraf")
+    (account,) = by_kind("ServiceAccount", "kube-monitoring-telegraf")
+    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("nodes/stats", "get"), ("nodes/pods", "get"), ("nodes", "get"), ("nodes", "list"),
+                       ("pods", "get"), ("pods", "list"), ("pods", "watch")}
+    assert all(rule["apiGroups"] == [""] for rule in role["rules"])  # no nodes/proxy, no secrets, no wildcards
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": account["metadata"]["namespace"]}]
+    configs = {"kube-monitoring-telegraf": "node.conf", "kube-monitoring-telegraf-inventory": "inventory.conf"}
+    import re as _re
+    from tomllib import loads
+    (cm,) = by_kind("ConfigMap", "kube-monitoring-telegraf")
+    for workload in (daemonset, inventory):
+        spec = workload["spec"]["template"]["spec"]
+        assert spec["serviceAccountName"] == account["metadata"]["name"]
+        (container,) = spec["containers"]
+        assert _re.fullmatch(r"telegraf:\d+\.\d+\.\d+", container["image"])  # pinned
+        assert container["securityContext"]["readOnlyRootFilesystem"] and spec["securityContext"]["runAsNonRoot"]
+        conf = configs[workload["metadata"]["name"]]
+        assert container["args"] == ["--config", f"/etc/telegraf/{conf}"]
+        loads(cm["data"][conf])
+        # every ${VARIABLE} the configuration uses is set in the container
+        wanted = set(_re.findall(r"\$\{(\w+)\}", cm["data"][conf]))
+        env = {e["name"]: e for e in container["env"]}
+        assert wanted <= set(env), wanted - set(env)
+        for name in ("INFLUXDB_USER", "INFLUXDB_PASS"):
+            assert env[name]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert {e["name"] for e in daemonset["spec"]["template"]["spec"]["containers"][0]["env"]} >= {"HOSTIP", "NODE_NAME"}
