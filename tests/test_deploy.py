@@ -71,14 +71,27 @@ def test_grafana_is_provisioned_with_influxdb_and_a_dashboard_per_main_metric():
     ds = yaml.safe_load(prov["data"]["datasources.yaml"])["datasources"][0]
     assert ds["type"] == "influxdb" and "${INFLUXDB_HOST}" in ds["url"] and ds["jsonData"]["dbName"] == "${INFLUXDB_DB}"
     boards = dashboards()
-    assert set(boards) == {"cpu-usage_rate.json", "memory-usage.json", "gpu-usage.json"}
-    for board in boards.values():
+    heapster = {"cpu-usage_rate.json", "memory-usage.json", "gpu-usage.json"}
+    assert set(boards) == heapster | {"telegraf-" + name for name in heapster}
+    for name, board in boards.items():
         titles = [p["title"] for p in board["panels"]]
         assert any("by namespace" in t for t in titles) and any("by pod" in t for t in titles)
+        assert board["tags"] == ["kubemonitor", "telegraf" if name.startswith("telegraf-") else "heapster"]
         for panel in board["panels"]:
             for target in panel["targets"]:
+                if name.startswith("telegraf-"):  # one usage field, never kube_inventory's
+                    assert '"type"' not in target["query"] and "resource_" not in target["query"]
+                    continue
                 assert "\"type\" = 'pod'" in target["query"]  # the API's counting rule
                 assert not re.search(r"'(ns|node|cluster|pod_container)'", target["query"])
+
+
+def test_the_telegraf_dashboards_are_made_from_the_heapster_ones():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "dashboards.py"), "--check"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 def grafana_to_influxql(query, begin, end):

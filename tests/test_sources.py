@@ -315,3 +315,43 @@ def test_simulate_writes_the_cluster_in_telegrafs_schema(io_loop, make_app, scra
     assert gpu and all(r["count"] <= 21 for r in gpu) and any(r["count"] >= 20 for r in gpu)
     requests = {(r["namespace_name"], r["pod_name"]): r for r in rows["cpu/request"]}
     assert all(requests[(r["namespace_name"], r["pod_name"])]["mean"] > 0 for r in services)
+
+
+@pytest.mark.parametrize("board,metric", [("telegraf-cpu-usage_rate.json", "cpu/usage_rate"),
+                                          ("telegraf-memory-usage.json", "memory/usage"),
+                                          ("telegraf-gpu-usage.json", "gpu/usage")])
+def test_the_telegraf_dashboards_agree_with_the_api(io_loop, apps, dual, running_influxd, board, metric):
+    """Grafana's Telegraf panels over the Telegraf database: the usage table equals the API's integral
+    per pod, and the by-namespace panel the pods' sums (kube_inventory's points never counted)."""
+    from test_deploy import dashboards
+    apps, end = apps
+    dbs, _ = dual
+    times = D.minutes(end)
+    begin, last = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) for t in (times[0], times[-1]))
+    panels = {p["id"]: p["targets"][0]["query"] for p in dashboards()[board]["panels"]}
+    interval = next(v["query"] for v in dashboards()[board]["templating"]["list"] if v["name"] == "sample_interval")
+    assert interval == ("30" if metric == "gpu/usage" else "10")
+
+    def run(query):
+        q = (query.replace("$timeFilter", f"time >= '{begin}' AND time <= '{last}'").replace("$__interval", "1m")
+                  .replace("$sample_interval", "60").replace("/^$namespace$/", "/^(team-a|team-b|team-gpu)$/"))
+        result = running_influxd.query(q, dbs["telegraf"])["results"][0]
+        assert "error" not in result, (q, result)
+        return result["series"]
+    table = {(s["tags"]["namespace"], s["tags"].get("pod_name") or s["tags"].get("pod")): s["values"][0][1] for s in run(panels[3])}
+    q = validate({"agg": "all-pod", "timeBeginInterval": times[0], "timeEndInterval": times[-1]}, now_ns=time.time_ns(),
+                 max_limit=100)
+
+    async def rows():
+        app = apps["telegraf"]
+        m = await app.catalog.resolve(metric)
+        return await aggregate(app.influx, m, q, (), sample_interval_ns(m, app.config))
+    api = {(r["namespace_name"], r["pod_name"]): r["integral"] for r in io_loop.run_sync(rows)
+           if r["namespace_name"] != "kube-system"}  # the panel's $namespace here
+    assert set(table) == set(api) and api
+    for key, integral in api.items():
+        assert table[key] == pytest.approx(integral, rel=1e-12), key
+    by_namespace = {s["tags"]["namespace"]: s["values"][0][1] for s in run(panels[1])}
+    expected = {"cpu/usage_rate": {"team-a": 2000, "team-b": 250}, "memory/usage": {"team-a": 1.5 * D.GIB, "team-b": 2 * D.GIB},
+                "gpu/usage": {"team-gpu": D.GPU_MB}}[metric]
+    assert by_namespace == pytest.approx(expected)
