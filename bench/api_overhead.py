@@ -9,7 +9,10 @@ Targets: ratio <= 1.3 for `all-pod` over 24 h, <= 2.0 for a raw query (limit 100
 Then: the same raw query by a scoped named client (three namespaces, checked against
 the clients file on every call) against the full-access pair: authorising must not
 add measurable latency (target: within 10 %). Then: /healthz latency while slow
-aggregations keep the server busy.
+aggregations keep the server busy. Last: the same pods and range in Telegraf's schema
+(a second database, a second server with KUBEMONITOR_SOURCE=telegraf), its API time as a
+ratio to the Heapster case's (target <= 1.5: Telegraf has no pod-level series, so every
+pod is a sum of its containers).
 
     python bench/api_overhead.py [--rounds 25]
 """
@@ -123,6 +126,30 @@ def main() -> None:
         print(f"/healthz during slow aggregations: p50 {median_ms(health):.1f} ms, "
               f"p99 {percentile(health, 99) * 1000:.1f} ms, max {max(health) * 1000:.1f} ms")
         print(f"server RSS {server.rss_mb():.0f} MB")
+
+        # the Telegraf schema: the same cluster, pods and range, each case alternating with the Heapster server
+        seeded_influxd(hours=24, pods=200, namespaces=10, db="telegraf", influxd=influxd, source="telegraf")
+        telegraf = Server(influxd, db="telegraf", env={"KUBEMONITOR_ROLLUP_METRICS": "", "KUBEMONITOR_SOURCE": "telegraf",
+                                                     "KUBEMONITOR_SAMPLE_INTERVAL": "60s"})
+        try:
+            print()
+            print(f"{'case':<16} {'Heapster':>10} {'Telegraf':>10} {'ratio':>6}  (rows)")
+            for name, body in cases.items():
+                payload = json.dumps(body)
+                timings = {"heapster": [], "telegraf": []}
+                rows = {}
+                for _ in range(args.rounds + 3):
+                    for schema, url in (("heapster", server.url), ("telegraf", telegraf.url)):
+                        started = time.perf_counter()
+                        r = api.post(f"{url}/api/cpu/usage_rate", data=payload, headers=headers, timeout=120)
+                        r.raise_for_status()
+                        timings[schema].append(time.perf_counter() - started)
+                        rows[schema] = len(r.json())
+                h, t = median_ms(timings["heapster"][3:]), median_ms(timings["telegraf"][3:])
+                print(f"{name:<16} {h:8.1f} ms {t:8.1f} ms {t / h:6.2f}  ({rows['heapster']}, {rows['telegraf']})"
+                      + ("  (target <= 1.5)" if name.startswith("all-pod") else ""))
+        finally:
+            telegraf.stop()
     finally:
         server.stop()
         influxd.cleanup()

@@ -22,15 +22,18 @@ WEB_USER, WEB_PASS = "bench", "bench-password"
 SCOPED_CLIENT = "group-script"
 
 
-def seeded_influxd(hours: float, pods: int, namespaces: int, db: str = "k8s") -> Influxd:
-    influxd = Influxd().start()
+def seeded_influxd(hours: float, pods: int, namespaces: int, db: str = "k8s", influxd: Influxd | None = None,
+                   source: str = "heapster") -> Influxd:
+    """An influxd (new, or the one given) with the simulated cluster in `db`, in `source`'s schema."""
+    influxd = influxd or Influxd().start()
     config = Config(influxdb_host="127.0.0.1", influxdb_port=influxd.http_port, influxdb_db=db)
     client = client_for(config)
     client.create_database(db)
     started = time.monotonic()
-    points = backfill(Cluster(seed=1, namespaces=namespaces, pods=pods), client, hours * 3600, 60.0, progress=False)
-    print(f"seeded {points:,} points ({pods} pods, {hours:g} h at 60 s) in {time.monotonic() - started:.1f} s",
-          flush=True)
+    points = backfill(Cluster(seed=1, namespaces=namespaces, pods=pods, source=source), client, hours * 3600, 60.0,
+                      progress=False)
+    print(f"seeded {points:,} points ({pods} pods, {hours:g} h at 60 s, {source}'s schema) in "
+          f"{time.monotonic() - started:.1f} s", flush=True)
     return influxd
 
 

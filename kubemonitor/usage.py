@@ -268,9 +268,21 @@ class RawPlan:
     def by_pod(self, *extra: str) -> str:
         return "GROUP BY " + ", ".join(x for x in (*extra, tags_of(self.layout, "namespace_name", "pod_name", "pod_id")) if x)
 
+    @property
+    def containers_only(self) -> bool:
+        """A source without pod-level series (Telegraf): every pod is its containers' sum, so
+        one statement does it all inside InfluxDB — the sums per sample interval, then their
+        count, sum and max per pod and hour — and no second step is needed."""
+        return self.layout.pod_level is None
+
     def first(self) -> list[tuple[str, dict] | None]:
         """The statements of step 1; None where the source has no such series (an empty answer)."""
         L = self.layout
+        if self.containers_only:
+            where, params = self._container()
+            inner = statement('sum({v}) AS "s"', L, where, self.by_pod(f"time({self.interval})") + " fill(none)")
+            return [(f'SELECT count("s") AS "count", sum("s") AS "sum", max("s") AS "max" FROM ({inner}) '
+                     f"WHERE time >= $begin AND time <= $end {self.by_pod('time(1h)')} fill(none)", params)]
         pod, container = self._pod(), self._container()
         stats = 'count({v}) AS "count", sum({v}) AS "sum", max({v}) AS "max"'
         if self.compact:
@@ -295,6 +307,8 @@ class RawPlan:
         """The container sums (and edge-hour checks) for pod instances whose containers
         reported in an hour without pod-level samples."""
         L = self.layout
+        if self.containers_only:
+            return []
         pod_hours: dict[PodKey, set[int]] = defaultdict(set)
         container_hours: dict[PodKey, set[int]] = defaultdict(set)
         if self.compact:
@@ -338,6 +352,15 @@ class RawPlan:
     def combine(self, first: list[list[dict]], second: list[list[dict]]) -> dict[tuple[PodKey, int], Counted]:
         L = self.layout
         hours: dict[tuple[PodKey, int], Counted] = {}
+        if self.containers_only:
+            for series in first[0]:
+                key = _key(L, series.get("tags"))
+                for t, count, total, top in series.get("values", []):
+                    if count:
+                        hours[(key, hour_of(t))] = Counted(count, float(L.value(total or 0.0)),
+                                                           None if top is None else float(L.value(top)),
+                                                           frozenset({"pod_container"}))
+            return hours
         for series in first[0]:
             if self._kind(series.get("tags")) != "pod":
                 continue  # compact: the container rows only told which hours need them

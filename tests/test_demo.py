@@ -17,10 +17,12 @@ from kubemonitor.influxd import free_port
 
 
 @pytest.mark.slow
-def test_demo_runs_serves_and_cleans_up(tmp_path):
+@pytest.mark.parametrize("source", ["heapster", "telegraf"])  # `make demo` and `make demo SOURCE=telegraf`
+def test_demo_runs_serves_and_cleans_up(tmp_path, source):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "demo", "--port", str(port), "--backfill", "30m",
-                             "--interval", "1s"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--interval", "1s", "--source", source], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     output = []
     try:
         deadline = time.monotonic() + 120
@@ -60,6 +62,8 @@ def test_demo_runs_serves_and_cleans_up(tmp_path):
             if "/api/billing/statement" in command:  # a priced statement of the demo's groups
                 assert answer["currency"] == "CHF" and answer["totals"]["total"] > 0, (command, out.stdout[:300])
                 assert {"physics", "life"} <= {row["group"] for row in answer["rows"]}
+            elif source == "telegraf" and '"type": "pod"' in command:  # Telegraf writes no pod-level series
+                assert answer == [], (command, out.stdout[:300])
             else:
                 assert isinstance(answer, list) and answer, (command, out.stdout[:300])
         r = requests.post(f"{url}/api/cpu/usage_rate", headers={"X-USERNAME": "billing", "X-PASSWORD": api_password},
@@ -88,7 +92,12 @@ def test_demo_runs_serves_and_cleans_up(tmp_path):
         overview = group.get(f"{url}/web/stats/index", timeout=10).text
         assert "astro-lab" in overview and "climate" in overview and "bio-sim" not in overview
         ready = json.loads(urllib.request.urlopen(f"{url}/readyz", timeout=5).read())
-        assert ready["status"] == "ready"
+        assert ready["status"] == "ready" and ready["source"] == {"name": source, "problems": []}
+        if source == "telegraf":  # Telegraf's 10 s: 30 minutes are 180 samples of a service pod
+            assert f"{source}'s schema, a sample every 10 s" in text
+            r = requests.post(f"{url}/api/cpu/usage_rate", headers={"X-USERNAME": "billing", "X-PASSWORD": api_password},
+                              data='{"agg": "all-pod", "namespace": "astro-lab"}', timeout=10)
+            assert max(row["count"] for row in r.json()) >= 180
     finally:
         proc.send_signal(signal.SIGINT)
         try:

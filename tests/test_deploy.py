@@ -139,6 +139,10 @@ def test_makefile_targets():
     for target in ("build", "push", "all", "install", "test", "demo", "run"):
         assert re.search(rf"^{target}:", text, re.M), target
     assert "IMAGE_NAME" in text and "VERSION" in text
+    import subprocess
+    for args, source in (([], "heapster"), (["SOURCE=telegraf"], "telegraf")):
+        dry = subprocess.run(["make", "-n", "demo", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert f"-m kubemonitor demo --port 8000 --source {source}" in dry.stdout, dry.stdout
 
 
 # Every plugin and option the Telegraf configuration may use, as Telegraf's documentation lists
