@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -34,6 +36,25 @@ BASELINES = {
     "all-pod, 24 h": 'SELECT sum("value"), count("value"), max("value") FROM "cpu/usage_rate" WHERE "type" = $pod AND '
                      'time >= $b AND time <= $e AND "namespace_name" != $excluded GROUP BY "namespace_name", "pod_name"',
 }
+
+
+def compare(api, headers, cases, heapster_url, telegraf_url, rounds) -> None:
+    """Each case alternately on the Heapster and the Telegraf server: medians and their ratio."""
+    print(f"{'case':<16} {'Heapster':>10} {'Telegraf':>10} {'ratio':>6}  (rows)")
+    for name, body in cases.items():
+        payload = json.dumps(body)
+        timings: dict[str, list[float]] = {"heapster": [], "telegraf": []}
+        rows = {}
+        for _ in range(rounds + 3):
+            for schema, url in (("heapster", heapster_url), ("telegraf", telegraf_url)):
+                started = time.perf_counter()
+                r = api.post(f"{url}/api/cpu/usage_rate", data=payload, headers=headers, timeout=120)
+                r.raise_for_status()
+                timings[schema].append(time.perf_counter() - started)
+                rows[schema] = len(r.json())
+        h, t = median_ms(timings["heapster"][3:]), median_ms(timings["telegraf"][3:])
+        print(f"{name:<16} {h:8.1f} ms {t:8.1f} ms {t / h:6.2f}  ({rows['heapster']}, {rows['telegraf']})"
+              + ("  (target <= 1.5)" if name.startswith("all-pod") else ""))
 
 
 def main() -> None:
@@ -132,24 +153,30 @@ def main() -> None:
         telegraf = Server(influxd, db="telegraf", env={"KUBEMONITOR_ROLLUP_METRICS": "", "KUBEMONITOR_SOURCE": "telegraf",
                                                      "KUBEMONITOR_SAMPLE_INTERVAL": "60s"})
         try:
-            print()
-            print(f"{'case':<16} {'Heapster':>10} {'Telegraf':>10} {'ratio':>6}  (rows)")
-            for name, body in cases.items():
-                payload = json.dumps(body)
-                timings = {"heapster": [], "telegraf": []}
-                rows = {}
-                for _ in range(args.rounds + 3):
-                    for schema, url in (("heapster", server.url), ("telegraf", telegraf.url)):
-                        started = time.perf_counter()
-                        r = api.post(f"{url}/api/cpu/usage_rate", data=payload, headers=headers, timeout=120)
-                        r.raise_for_status()
-                        timings[schema].append(time.perf_counter() - started)
-                        rows[schema] = len(r.json())
-                h, t = median_ms(timings["heapster"][3:]), median_ms(timings["telegraf"][3:])
-                print(f"{name:<16} {h:8.1f} ms {t:8.1f} ms {t / h:6.2f}  ({rows['heapster']}, {rows['telegraf']})"
-                      + ("  (target <= 1.5)" if name.startswith("all-pod") else ""))
+            print("\nrollups off (raw points only):")
+            compare(api, headers, cases, server.url, telegraf.url, args.rounds)
         finally:
             telegraf.stop()
+        # as deployed: hourly rollups of cpu/usage_rate (kubemonitor rollup, as the server's task does
+        # an hour at a time), so only a range's partial first and last hours come from raw points
+        rolled = {"KUBEMONITOR_ROLLUP_METRICS": "cpu/usage_rate", "KUBEMONITOR_SAMPLE_INTERVAL": "60s"}
+        for db, source in (("k8s", "heapster"), ("telegraf", "telegraf")):
+            started = time.monotonic()
+            subprocess.run([sys.executable, "-m", "kubemonitor", "rollup", "--from",
+                            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 26 * 3600)), "--influxdb-host", "127.0.0.1",
+                            "--influxdb-port", str(influxd.http_port), "--influxdb-db", db, "--source", source,
+                            "--rollup-metrics", "cpu/usage_rate", "--sample-interval", "60s"],
+                           check=True, capture_output=True, timeout=1800)
+            print(f"rolled up 26 h of {source}'s cpu/usage_rate in {time.monotonic() - started:.1f} s")
+        with_rollups = {name: body for name, body in cases.items() if name.startswith("all-pod")}
+        heapster_r = Server(influxd, db="k8s", env=rolled)
+        telegraf_r = Server(influxd, db="telegraf", env={**rolled, "KUBEMONITOR_SOURCE": "telegraf"})
+        try:
+            print("rollups on (the default):")
+            compare(api, headers, with_rollups, heapster_r.url, telegraf_r.url, args.rounds)
+        finally:
+            heapster_r.stop()
+            telegraf_r.stop()
     finally:
         server.stop()
         influxd.cleanup()
