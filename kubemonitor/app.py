@@ -15,6 +15,7 @@ from . import audit, ratecard
 from .access import ClientSlots
 from .apiclients import ClientStore
 from .billing import Billing
+from .collectors import source_named
 from .config import Config
 from .handlers import api, auth, billing, billing_pages, live, ops, pages
 from .handlers.base import NotFoundHandler, RevokedSessions, StaticHandler
@@ -23,7 +24,6 @@ from .metrics import MetricCatalog
 from .poller import Poller
 from .resources import resource_dir
 from .rollups import Rollups
-from .source import source_named
 from .telemetry import Telemetry
 from .usage import sample_interval_ns
 from .users import UserStore

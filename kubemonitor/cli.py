@@ -267,10 +267,10 @@ def with_influx(config: Config, work) -> int:
     """Run `await work(influx, catalog, rollups)` against InfluxDB; its failures are one line."""
     import logging
 
+    from .collectors import source_named
     from .influx import InfluxError, InfluxGateway
     from .metrics import MetricCatalog
     from .rollups import Rollups
-    from .source import source_named
     from .usage import sample_interval_ns
     logging.getLogger("kubemonitor.influx").setLevel(logging.ERROR)  # the one-line error says it all
 

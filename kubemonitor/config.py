@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .collectors import SOURCES
 from .errors import UserError
 
 
@@ -93,9 +94,6 @@ def _namespaces(text: str) -> tuple[str, ...]:
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
             raise ValueError(f"{name!r} is not a Kubernetes namespace name; give a comma-separated list such as kube-system,monitoring")
     return names
-
-
-SOURCES = ("heapster", "telegraf")
 
 
 def _source(text: str) -> str:

@@ -111,9 +111,3 @@ class Source:
         statements' notes); empty when there are none. Fixed statements, no user input."""
         return []
 
-
-def source_named(name: str) -> Source:
-    """The source for KUBEMONITOR_SOURCE (checked by the configuration: heapster or telegraf)."""
-    from .heapster import Heapster
-    from .telegraf import Telegraf
-    return {"heapster": Heapster, "telegraf": Telegraf}[name]()
