@@ -355,3 +355,19 @@ def test_the_telegraf_dashboards_agree_with_the_api(io_loop, apps, dual, running
     expected = {"cpu/usage_rate": {"team-a": 2000, "team-b": 250}, "memory/usage": {"team-a": 1.5 * D.GIB, "team-b": 2 * D.GIB},
                 "gpu/usage": {"team-gpu": D.GPU_MB}}[metric]
     assert by_namespace == pytest.approx(expected)
+
+
+def test_a_scoped_aggregation_is_the_same_in_both_schemas(io_loop, apps):
+    """A scoped client's cluster-wide aggregation: its namespaces, by either schema's tag names."""
+    apps, end = apps
+    times = D.minutes(end)
+    q = validate({"agg": "all-namespace", "timeBeginInterval": times[0], "timeEndInterval": times[-1]},
+                 now_ns=time.time_ns(), max_limit=100)
+
+    async def rows(app):
+        m = await app.catalog.resolve("cpu/usage_rate")
+        return await aggregate(app.influx, m, q, app.config.excluded_namespaces, sample_interval_ns(m, app.config),
+                               only=("team-b", "kube-system"))
+    answers = both(io_loop, apps, rows)
+    assert answers["heapster"] == answers["telegraf"]
+    assert [r["namespace_name"] for r in answers["telegraf"]] == ["team-b"]  # kube-system stays excluded
