@@ -83,10 +83,6 @@ class Layout:
             return stored
         return stored * self.mul / self.div
 
-    @property
-    def scaled(self) -> bool:
-        return self.mul != 1 or self.div != 1
-
 
 class Source:
     """A schema kubemonitor can read. Subclasses fill in `name` and `layout`."""
@@ -101,10 +97,6 @@ class Source:
     def namespace_queries(self) -> list[str]:
         """Statements listing namespace names (SHOW TAG VALUES), fixed text."""
         raise NotImplementedError
-
-    def measurement_of(self, metric_name: str) -> str | None:
-        layout = self.layout(metric_name)
-        return layout.measurement if layout else None
 
     async def problems(self, influx) -> list[str]:
         """Problems with how the data is collected that would bill wrongly (for /readyz and

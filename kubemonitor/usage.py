@@ -2,11 +2,12 @@
 parameters, and the rows the API returns. Shared by the API and the poller.
 
 Nothing from a request is ever placed in InfluxQL text: values go as bind parameters
-(`$name`), and the only identifier, the metric, is quoted after it matched the
-catalog or the metric-name pattern (`quote_measurement`).
+(`$name`). The identifiers — measurement, field and tag names — come from the data
+source's layout of the metric (kubemonitor/source.py: a fixed table, or for Heapster a
+measurement name that matched the catalog or the metric-name pattern), quoted.
 
-Everything here is blocking: it takes an `influxdb` client and a `select(client,
-influxql, params)` function (times in the answer are integer nanoseconds) and is meant for the InfluxDB gateway's executor.
+The statements run through the InfluxDB gateway (its executor); shaping their answers
+is CPU work the callers hand to `influx.compute`.
 """
 from __future__ import annotations
 
