@@ -147,6 +147,14 @@ class MetricCatalog:
             self._namespaces_at = now
         return name in self._namespaces
 
+    def unknown(self, name: str) -> str:
+        """Why `name` is not a metric here, and what to ask for instead (for a 404)."""
+        if name in CATALOG:
+            return (f"metric {name!r} is in the catalog, but the {self.source.name} source (KUBEMONITOR_SOURCE) does "
+                    f"not collect it; it collects {', '.join(sorted(self.known))}")
+        return (f"unknown metric {name[:100]!r}: it is neither in the catalog nor a measurement in InfluxDB; "
+                "GET /openapi.json lists the catalog, e.g. /api/cpu/usage_rate")
+
     @staticmethod
     def valid_name(name: str) -> bool:
         return bool(METRIC_NAME.fullmatch(name)) and len(name) <= 200

@@ -158,8 +158,7 @@ class MetricHandler(PostAPIHandler):
         except InfluxError as exc:
             raise from_influx(exc) from None
         if metric is None:
-            raise ApiError(404, f"unknown metric {name[:100]!r}: it is neither in the catalog nor a measurement "
-                                "in InfluxDB; GET /openapi.json lists the catalog, e.g. /api/cpu/usage_rate")
+            raise ApiError(404, self.app.catalog.unknown(name))
         if request.ignored_agg is not None:
             self.set_header("Warning", f'299 kubemonitor "agg is not one of {", ".join(api_request.AGGREGATIONS)}; '
                                        'returning points without aggregation"')
