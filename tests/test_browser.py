@@ -320,3 +320,44 @@ def test_a_scoped_user_sees_only_their_group(server, page, running_influxd, scra
     response = page.goto(server.url + "/web/stats/cpu/usage_rate/bio-sim")
     assert response.status == 404 and "gene-1" not in page.content()
     assert page.errors == []
+
+
+def test_the_dashboard_on_telegrafs_schema(running_influxd, scratch_db, tmp_path, page):
+    """KUBEMONITOR_SOURCE=telegraf: the overview and a stats page draw Telegraf's containers and
+    DCGM's two GPUs of one pod, in the catalog's units, as they do for Heapster's data."""
+    UserStore(str(tmp_path / "users.yaml"), rounds=4).add(WEB_USER, "alice@example.org", WEB_PASS)
+    now = time.time_ns()
+    lines = []
+    for k in range(20):
+        t = now - k * 60 * 10**9
+        lines.append(f"kubernetes_pod_container,container_name=app,namespace=team-t,node_name=n1,pod_name=svc-1 "
+                     f"cpu_usage_nanocores=750000000i,memory_usage_bytes={2 * 1024**3}i {t}")
+        lines.append(f"kubernetes_pod_container,container_name=app,namespace=team-t,node_name=n1,pod_name=svc-1,"
+                     f"phase=Running,state=running resource_requests_millicpu_units=9999i {t}")
+        for gpu, mib in enumerate((15625, 31250)):
+            lines.append(f"DCGM_FI_DEV_FB_USED,Hostname=n1,UUID=GPU-{gpu},container=trainer,gpu={gpu},namespace=team-g,"
+                         f"pod=train-1 gauge={mib} {t}")
+    running_influxd.write(scratch_db, lines)
+    port = free_port()
+    served = Served(port, {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(running_influxd.http_port),
+                           "INFLUXDB_DB": scratch_db, "KUBEMONITOR_USERS_FILE": str(tmp_path / "users.yaml"),
+                           "KUBEMONITOR_LOG_DIR": str(tmp_path), "KUBEMONITOR_POLL_INTERVAL": "1",
+                           "KUBEMONITOR_COOKIE_SECRET": "browser-test-" + "t" * 40, "KUBEMONITOR_ADDRESS": "127.0.0.1",
+                           "KUBEMONITOR_SOURCE": "telegraf", "KUBEMONITOR_GPU_SAMPLE_INTERVAL": "60s"})
+    try:
+        page.goto(served.url + "/web/login")
+        page.fill("input[name=username]", WEB_USER)
+        page.fill("input[name=password]", WEB_PASS)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/web/stats/index")
+        page.wait_for_selector("#conn-state.state-live", timeout=10_000)
+        cards = {page.locator("section.card h2").nth(i).inner_text(): page.locator("section.card").nth(i).inner_text()
+                 for i in range(page.locator("section.card").count())}
+        assert "team-t" in cards["cpu/usage_rate"] and "750 millicores" in cards["cpu/usage_rate"]
+        assert "team-g" in cards["gpu/usage"] and "49.2 GB" in cards["gpu/usage"]  # two GPUs: 16384 + 32768 MB
+        page.goto(served.url + "/web/stats/cpu/usage_rate/team-t")
+        page.wait_for_selector(".uplot canvas", timeout=10_000)
+        assert "svc-1" in page.inner_text("table.latest") and "750 millicores" in page.inner_text("table.latest")
+        assert page.errors == []
+    finally:
+        served.stop()

@@ -12,7 +12,7 @@ import os
 import tornado.web
 
 from ..influx import InfluxError
-from ..metrics import CATALOG, MAIN_METRICS, Metric
+from ..metrics import MAIN_METRICS, Metric
 from ..poller import ALL
 from ..request import NAMESPACE
 from ..usage import DEFAULT_WINDOW, WINDOWS
@@ -42,12 +42,12 @@ class PageHandler(BaseHandler):
             metrics = await catalog.available()
             namespaces = self.access.visible(await catalog.namespaces())
         except InfluxError:
-            metrics, namespaces = list(CATALOG.values()), []
+            metrics, namespaces = list(catalog.known.values()), []
         static = self.settings["static_path"]
         return dict(
             metric=metric, namespace=namespace, all_metrics=metrics, namespaces=namespaces,
             picked=metric.name if metric is not None else MAIN_METRICS[0],
-            main_metrics=[CATALOG[m] for m in MAIN_METRICS], user=self.current_user,
+            main_metrics=[catalog.known[m] for m in MAIN_METRICS if m in catalog.known], user=self.current_user,
             uplot=os.path.exists(os.path.join(static, UPLOT_JS)), uplot_js=UPLOT_JS, uplot_css=UPLOT_CSS,
             poll_interval=self.app.config.poll_interval, live_state=self.app.poller.state,
             live_message=self.app.poller.message, window=self.window, windows=list(WINDOWS),
@@ -76,7 +76,9 @@ class OverviewHandler(PageHandler):
     async def get(self) -> None:
         cards = []
         for name in MAIN_METRICS:
-            metric = CATALOG[name]
+            metric = self.app.catalog.known.get(name)  # as the data source stores it
+            if metric is None:
+                continue
             cards.append({"metric": metric, "snapshot": await self.app.poller.snapshot(metric, ALL, self.window,
                                                                                         self.access.namespaces)})
         self.render("overview.html", cards=cards, **await self.page_context(None, ALL))
