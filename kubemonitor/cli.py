@@ -259,7 +259,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    simulate.run(config, cluster, args.backfill, args.step, args.interval, stop)
+    step = args.step or (10.0 if config.source == "telegraf" else 60.0)
+    simulate.run(config, cluster, args.backfill, step, args.interval, stop)
     return 0
 
 
@@ -477,8 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description=simulate_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backfill", type=duration, default=0.0, metavar="DURATION",
                    help="write this much history first, e.g. 24h (default: none)")
-    p.add_argument("--step", type=duration, default=60.0, metavar="DURATION",
-                   help="sample spacing of the backfill (default 60s, Heapster's resolution)")
+    p.add_argument("--step", type=duration, default=None, metavar="DURATION",
+                   help="sample spacing of the backfill (default 60s, Heapster's resolution; 10s, Telegraf's "
+                        "interval, with --source telegraf)")
     p.add_argument("--interval", type=duration, default=0.0, metavar="DURATION",
                    help="then keep writing a live sample this often until stopped, e.g. 10s (default: stop)")
     p.add_argument("--namespaces", type=int, default=5, help="research groups (namespaces), default 5")

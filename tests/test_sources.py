@@ -290,11 +290,12 @@ def test_a_bad_source_is_one_line():
 
 
 def test_simulate_writes_the_cluster_in_telegrafs_schema(io_loop, make_app, scratch_db, running_influxd):
-    """`kubemonitor simulate --source telegraf`: Telegraf 10 s, DCGM 30 s, kube_inventory in the same measurement."""
+    """`kubemonitor simulate --source telegraf`: Telegraf 10 s (its default step), DCGM 30 s, kube_inventory in
+    the same measurement."""
     import subprocess
     import sys
     r = subprocess.run([sys.executable, "-m", "kubemonitor", "simulate", "--source", "telegraf", "--backfill", "10m",
-                        "--step", "10s", "--influxdb-host", "127.0.0.1", "--influxdb-port", str(running_influxd.http_port),
+                        "--influxdb-host", "127.0.0.1", "--influxdb-port", str(running_influxd.http_port),
                         "--influxdb-db", scratch_db], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     answer = running_influxd.query("SHOW MEASUREMENTS", db=scratch_db)
