@@ -629,3 +629,20 @@ async def test_a_flood_of_refused_calls_cannot_rotate_the_audit_log_away(http_cl
     assert (await post(http_client, base_url, "/api/cpu/usage_rate", {}, "stranger", "guess"))[0] == 401
     last = audit_lines(audit_dir)[-1]
     assert last["who"] == "api:stranger" and last["held_back"] == 7 and last["reason"] == "unknown"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_open_live_view_closes_when_its_user_is_deleted_or_their_password_changes(http_client, base_url, config):
+    store = UserStore(config.users_file, rounds=4)
+    for user, change in (("bio", lambda: store.set_password("bio", "a-new-password-1")),
+                         ("astro", lambda: store.delete("astro"))):
+        conn = await ws(base_url, await logged_in(http_client, base_url, user))
+        send(conn, "subscribe", "cpu/usage_rate")
+        await next_message(conn, "snapshot")
+        change()
+        deadline = time.monotonic() + 10
+        while True:  # snapshots may still arrive until the next look at the users file (a second)
+            assert time.monotonic() < deadline, "the socket stayed open"
+            if await asyncio.wait_for(conn.read_message(), timeout=10) is None:
+                break
+        assert conn.close_code == 1008 and "session has ended" in conn.close_reason, user

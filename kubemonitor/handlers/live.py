@@ -89,6 +89,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         self.app.telemetry.ws_clients.inc()
         self._opened = True
         self._user = self.current_user
+        self._password_hash = self.app.users.cached(self._user).password_hash
         self.app.live_connections[self._user] = self.app.live_connections.get(self._user, 0) + 1
         self._wake = asyncio.Event()
         self._writer = asyncio.ensure_future(self._write_loop())
@@ -116,6 +117,15 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         poller asks before each delivery, so a changed scope counts without a reconnect."""
         return self.access.namespaces
 
+    def session_ended(self) -> bool:
+        """The user was deleted, or their password changed, since this socket opened: their
+        sessions are over (as for pages), so the socket closes instead of streaming on."""
+        user = self.app.users.cached(self._user)
+        if user is not None and user.password_hash == self._password_hash:
+            return False
+        self.close(1008, "your session has ended; log in again")
+        return True
+
     def out_of_scope(self, key: object) -> bool:
         """A namespace view the user may no longer see: stop it and say so, once."""
         if not (isinstance(key, tuple) and len(key) == 3 and key[1] != ALL) or self.access.sees(key[1]):
@@ -133,7 +143,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         if self.ws_connection is None or self.ws_connection.is_closing() or self._wake is None:
             self.app.poller.unsubscribe(self)
             return
-        if self.out_of_scope(key):
+        if self.session_ended() or self.out_of_scope(key):
             return
         if key is None:  # an error reply: kept in order, but only a few
             if self._errors >= MAX_QUEUED_ERRORS:
