@@ -120,6 +120,8 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     def session_ended(self) -> bool:
         """The user was deleted, or their password changed, since this socket opened: their
         sessions are over (as for pages), so the socket closes instead of streaming on."""
+        if not hasattr(self, "_password_hash"):
+            return False  # not open (yet)
         user = self.app.users.cached(self._user)
         if user is not None and user.password_hash == self._password_hash:
             return False
