@@ -17,13 +17,20 @@ from kubemonitor.influxd import free_port, wait_for_http
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.fixture
-def served(running_influxd, anchors, tmp_path):
+@pytest.fixture(params=["heapster", "telegraf"])
+def served(request, running_influxd, anchors, tmp_path):
+    """`kubemonitor serve` on the test data: Heapster's schema, or the same cluster in Telegraf's."""
+    db = DB
+    if request.param == "telegraf":
+        import time
+
+        import dual_data
+        db = dual_data.load(running_influxd, int(time.time()))["telegraf"]
     port = free_port()
     env = {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(running_influxd.http_port),
-           "INFLUXDB_DB": DB, "API_USERNAME": API_USER, "API_PASSWORD": API_PASS, "KUBEMONITOR_LOG_DIR": str(tmp_path),
+           "INFLUXDB_DB": db, "API_USERNAME": API_USER, "API_PASSWORD": API_PASS, "KUBEMONITOR_LOG_DIR": str(tmp_path),
            "KUBEMONITOR_ADDRESS": "127.0.0.1", "KUBEMONITOR_USERS_FILE": str(tmp_path / "users.yaml"),
-           "KUBEMONITOR_ROLLUP_METRICS": ""}
+           "KUBEMONITOR_ROLLUP_METRICS": "", "KUBEMONITOR_SOURCE": request.param}
     proc = subprocess.Popen([sys.executable, "-m", "kubemonitor", "serve", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
