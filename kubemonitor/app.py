@@ -63,7 +63,7 @@ class KubeMonitorApp(tornado.web.Application):
         self.client_slots = ClientSlots(config.client_concurrency)  # API queries running, per client
         self.audit_sampler = audit.Sampler()      # a flood of refused calls is counted, not written line by line
         self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry,
-                                      sample_interval=config.sample_interval)
+                                      sample_interval=config.sample_interval, gpu_sample_interval=config.gpu_sample_interval)
         self.rollups = rollups or Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics,
                                           settle=config.rollup_settle,
                                           interval_ns=lambda metric: sample_interval_ns(metric, config))

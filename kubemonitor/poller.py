@@ -91,7 +91,8 @@ def scoped_snapshot(snapshot: dict, latest: list[dict], namespaces: frozenset[st
 
 class Poller:
     def __init__(self, influx: InfluxGateway, interval: float, excluded: tuple[str, ...] = (), telemetry=None,
-                 grace: float | None = None, concurrency: int = 4, sample_interval: float = 60.0, max_views: int = 200):
+                 grace: float | None = None, concurrency: int = 4, sample_interval: float = 60.0, max_views: int = 200,
+                 gpu_sample_interval: float | None = None):
         self.influx = influx
         # At most this many poll queries at once, so that a slow InfluxDB cannot fill
         # the gateway's executor with polls and leave API requests waiting behind them.
@@ -104,6 +105,8 @@ class Poller:
         self.excluded = tuple(excluded)
         # A pod whose newest point is older than two samples (and a poll) stopped reporting.
         self.stale_ns = int((2 * sample_interval + interval) * 1e9)
+        # GPU metrics of a source that samples them on their own clock (DCGM's 30 s)
+        self.gpu_stale_ns = int((2 * (gpu_sample_interval or sample_interval) + interval) * 1e9)
         self.telemetry = telemetry or influx.telemetry
         self.grace = grace if grace is not None else max(3 * interval, 30.0)
         self.views: dict[tuple[str, str, str], View] = {}
@@ -166,7 +169,8 @@ class Poller:
             results = client.query(statements, bind_params=params, epoch="ns")
             results = results if isinstance(results, list) else [results]
             snapshot, latest = build_snapshot(view.metric, view.namespace, view.window,
-                                              [r.raw.get("series", []) for r in results], now_ns, self.stale_ns)
+                                              [r.raw.get("series", []) for r in results], now_ns,
+                                              self.gpu_stale_ns if layout_of(view.metric).gpu else self.stale_ns)
             return snapshot, latest, json.dumps(snapshot, separators=(",", ":"))
 
         self.requests += 1

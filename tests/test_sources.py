@@ -374,3 +374,23 @@ def test_a_scoped_aggregation_is_the_same_in_both_schemas(io_loop, apps):
     answers = both(io_loop, apps, rows)
     assert answers["heapster"] == answers["telegraf"]
     assert [r["namespace_name"] for r in answers["telegraf"]] == ["team-b"]  # kube-system stays excluded
+
+
+def test_a_gpu_point_is_stale_on_dcgms_clock_not_telegrafs(io_loop, make_app, scratch_db, running_influxd):
+    """Telegraf every 10 s, DCGM every 30 s: a 35 s old GPU point is the newest DCGM wrote, not a
+    pod that stopped; a 35 s old container point is (two Telegraf intervals missed)."""
+    t = time.time_ns() - 35 * 10**9
+    running_influxd.write(scratch_db, [
+        f"kubernetes_pod_container,container_name=app,namespace=team-a,node_name=n1,pod_name=web-1 cpu_usage_nanocores=5i {t}",
+        f"DCGM_FI_DEV_FB_USED,Hostname=n1,UUID=GPU-0,container=trainer,gpu=0,namespace=team-g,pod=train-1 gauge=1 {t}"])
+    app = make_app(influxdb_db=scratch_db, source="telegraf", sample_interval=10.0, gpu_sample_interval=30.0,
+                   poll_interval=0.5)
+
+    async def latest():
+        out = {}
+        for name in ("cpu/usage_rate", "gpu/usage"):
+            snap = await app.poller.snapshot(await app.catalog.resolve(name), "all", "1h")
+            (row,) = snap["latest"]
+            out[name] = row["stale"]
+        return out
+    assert io_loop.run_sync(latest) == {"cpu/usage_rate": True, "gpu/usage": False}
