@@ -17,7 +17,9 @@ def _error(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def openapi_document(config: Config) -> dict:
+def openapi_document(config: Config, metrics: list[str] | None = None) -> dict:
+    """The document; `metrics`: the catalog metrics the configured data source collects."""
+    metrics = sorted(CATALOG) if metrics is None else sorted(metrics)
     usage_props = {
         "namespace_name": {"type": "string"},
         "count": {"type": "integer", "description": "samples counted"},
@@ -44,8 +46,9 @@ def openapi_document(config: Config) -> dict:
                     "operationId": "queryMetric",
                     "parameters": [{
                         "name": "metric", "in": "path", "required": True,
-                        "description": "A catalog metric (may contain '/', e.g. cpu/usage_rate) or a measurement "
-                                       "present in InfluxDB.",
+                        "description": "A catalog metric the data source collects (may contain '/', e.g. "
+                                       "cpu/usage_rate; x-kubemonitor.metrics lists them) or, with Heapster's schema, "
+                                       "a measurement present in InfluxDB.",
                         "schema": {"type": "string", "pattern": METRIC_NAME.pattern, "example": "cpu/usage_rate"},
                     }],
                     "security": [{"username": [], "password": []}],
@@ -142,6 +145,6 @@ def openapi_document(config: Config) -> dict:
                 },
             },
         },
-        "x-kubemonitor": {"fields": list(FIELDS), "metrics": sorted(CATALOG),
+        "x-kubemonitor": {"fields": list(FIELDS), "metrics": metrics, "source": config.source,
                           "excluded_namespaces": list(config.excluded_namespaces)},
     }

@@ -239,6 +239,10 @@ def test_the_telegraf_source_does_not_offer_what_it_does_not_collect(io_loop, ma
     available, filesystem, measurement, namespaces = io_loop.run_sync(work)
     assert {"cpu/usage_rate", "memory/usage", "gpu/usage", "gpu/utilization", "network/rx_rate"} <= set(available)
     assert "filesystem/usage" not in available and filesystem is None and measurement is None
+    from kubemonitor.openapi import openapi_document
+    listed = openapi_document(app.config, list(app.catalog.known))["x-kubemonitor"]
+    assert listed["source"] == "telegraf" and "gpu/utilization" in listed["metrics"]
+    assert "filesystem/usage" not in listed["metrics"]
     message = app.catalog.unknown("filesystem/usage")
     assert "telegraf source (KUBEMONITOR_SOURCE) does not collect it" in message and "gpu/utilization" in message
     assert namespaces == ["kube-system", "team-a", "team-b", "team-gpu"]

@@ -55,4 +55,4 @@ class OpenAPIHandler(OpsHandler):
     route_name = "openapi"
 
     def get(self) -> None:
-        self.write_json(openapi_document(self.app.config))
+        self.write_json(openapi_document(self.app.config, list(self.app.catalog.known)))
