@@ -80,8 +80,6 @@ def effective_billing(billing: bool | None, namespaces) -> bool:
     return billing if billing is not None else namespaces is None
 
 
-FULL = Access("full-access")
-
 
 def scope_from_yaml(fields: dict, where: str, entry: str, error: type[Exception]) -> tuple[tuple[str, ...] | None, bool | None]:
     """An entry's `namespaces:` (a list of names, or absent) and `billing:` (true/false, or

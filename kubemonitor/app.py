@@ -61,7 +61,7 @@ class KubeMonitorApp(tornado.web.Application):
         # Looked at (a stat) on every call of a named client, so that a revoked one is refused at once.
         self.clients = clients or ClientStore(config.api_clients_file)
         self.client_slots = ClientSlots(config.client_concurrency)  # API queries running, per client
-        self.audit_sampler = audit.Sampler()      # a flood of refused calls is counted, not written line by line
+        self.audit_sampler = audit.sampler()      # a flood of refused calls is counted, not written line by line
         self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry,
                                       sample_interval=config.sample_interval, gpu_sample_interval=config.gpu_sample_interval)
         self.rollups = rollups or Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics,

@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
+from .logs import Burst
+
 log = logging.getLogger("kubemonitor.audit")
 FILE = "audit.log"
 MAX_TEXT = 200
@@ -44,28 +46,12 @@ def record(event: str, who: str | None, **fields) -> None:
     log.info("%s", json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str))
 
 
-class Sampler:
+def sampler(burst: int = 20, window: float = 60.0, clock=time.monotonic) -> Burst:
     """Refusals that cost the server nothing (401, 429) are where a flood would come from:
     at most `burst` lines per key (who, address, status) a `window`, then one line with
     the count held back, so a stranger cannot rotate the audit history away. Every
     answered call is always written."""
-
-    def __init__(self, burst: int = 20, window: float = 60.0, clock=time.monotonic, max_keys: int = 10_000):
-        self.burst, self.window, self.clock, self.max_keys = burst, window, clock, max_keys
-        self._seen: dict[tuple, list] = {}  # key -> [window start, lines in it]
-
-    def admit(self, key: tuple) -> tuple[bool, int]:
-        """(write this line?, how many lines like it were held back before it)."""
-        now = self.clock()
-        entry = self._seen.get(key)
-        if entry is None or now - entry[0] >= self.window:
-            held = max(0, entry[1] - self.burst) if entry else 0
-            if len(self._seen) >= self.max_keys:
-                self._seen.clear()
-            self._seen[key] = [now, 1]
-            return True, held
-        entry[1] += 1
-        return entry[1] <= self.burst, 0
+    return Burst(burst, window, clock)
 
 
 def request_fields(data: dict | None, known: Iterable[str]) -> dict | None:

@@ -11,6 +11,28 @@ import yaml
 from .resources import resource_dir
 
 
+class Burst:
+    """At most `burst` events per key within a `window` of seconds (from the key's first
+    event); `admit` says whether this one goes through, and — at the first event of a new
+    window — how many the previous window held back. Bounded: past `max_keys` it forgets."""
+
+    def __init__(self, burst: int = 5, window: float = 60.0, clock=time.monotonic, max_keys: int = 10_000):
+        self.burst, self.window, self.clock, self.max_keys = burst, window, clock, max_keys
+        self._seen: dict[tuple, list] = {}  # key -> [window start, events in it]
+
+    def admit(self, key: tuple) -> tuple[bool, int]:
+        now = self.clock()
+        entry = self._seen.get(key)
+        if entry is None or now - entry[0] >= self.window:
+            held = entry[1] - self.burst if entry and entry[1] > self.burst else 0
+            if len(self._seen) >= self.max_keys:
+                self._seen.clear()
+            self._seen[key] = [now, 1]
+            return True, held
+        entry[1] += 1
+        return entry[1] <= self.burst, 0
+
+
 class RepeatFilter(logging.Filter):
     """Let through at most `burst` identical messages (same logger, level and text; same
     exception type) per `window` seconds, then one line saying how many were held back.
@@ -19,8 +41,8 @@ class RepeatFilter(logging.Filter):
 
     def __init__(self, burst: int = 5, window: float = 60.0, clock=time.monotonic, max_keys: int = 10_000):
         super().__init__()
-        self.burst, self.window, self.clock, self.max_keys = burst, window, clock, max_keys
-        self._seen: dict[tuple, list] = {}  # key -> [window start, count]
+        self.window = window
+        self._burst = Burst(burst, window, clock, max_keys)
 
     def filter(self, record: logging.LogRecord) -> bool:
         # One decision per record, whichever handlers (file, errors file, console) ask.
@@ -32,19 +54,10 @@ class RepeatFilter(logging.Filter):
 
     def _decide(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
-        key = (record.name, record.levelno, str(record.msg), exc)
-        now = self.clock()
-        entry = self._seen.get(key)
-        if entry is None or now - entry[0] >= self.window:
-            held = entry[1] - self.burst if entry and entry[1] > self.burst else 0
-            if len(self._seen) >= self.max_keys:
-                self._seen.clear()
-            self._seen[key] = [now, 1]
-            if held:
-                record.msg = f"{record.msg} [{held} more like this in the last {self.window:g} s were not logged]"
-            return True
-        entry[1] += 1
-        return entry[1] <= self.burst
+        passed, held = self._burst.admit((record.name, record.levelno, str(record.msg), exc))
+        if held:
+            record.msg = f"{record.msg} [{held} more like this in the last {self.window:g} s were not logged]"
+        return passed
 
 
 def _fill(node, log_dir: str):

@@ -229,7 +229,7 @@ class Poller:
             self._set_state("ok", "")
         for view, result in zip(watched, results):
             if not isinstance(result, BaseException) and view.text is not None:
-                self._broadcast(view, view.text, view.key)
+                self._broadcast(view)
         self.rounds += 1
 
     def _set_state(self, state: str, message: str) -> None:
@@ -243,10 +243,10 @@ class Poller:
         for subscriber in subscribers:
             self._deliver(subscriber, text, "status")
 
-    def _broadcast(self, view: View, text: str, key: object) -> None:
+    def _broadcast(self, view: View) -> None:
         for subscriber in list(view.subscribers):
             # The scope is asked now, not at subscription: a narrowed scope counts from the next round.
-            self._deliver(subscriber, self.text_for(view, getattr(subscriber, "scope", None)), key)
+            self._deliver(subscriber, self.text_for(view, getattr(subscriber, "scope", None)), view.key)
 
     def _deliver(self, subscriber: Subscriber, text: str, key: object) -> None:
         try:

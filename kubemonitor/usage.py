@@ -58,6 +58,7 @@ def statement(fields: str, metric: Metric | Layout, conditions: Iterable[str | N
     rate is the metric — the non-negative per-second derivative of each series (a reset
     drops one interval instead of going negative)."""
     layout = metric if isinstance(metric, Layout) else layout_of(metric)
+    # Only fixed fragments and the layout's quoted names are joined here; values are $parameters.
     where = " AND ".join(c for c in conditions if c)
     where = f" WHERE {where}" if where else ""
     if layout.rate:
@@ -83,9 +84,8 @@ def merged(*conditions: Condition | None) -> tuple[list[str], dict]:
 def counted_series(metric: Metric) -> tuple[list[str], dict]:
     """The condition for the series the counting rule reads (pod- and container-level)."""
     L = layout_of(metric)
-    pod, container = merged(L.pod_level), merged(L.container_level)
-    texts = [t for t in (pod[0] + container[0])]
-    return ([f"({' OR '.join(texts)})"] if len(texts) > 1 else texts), {**pod[1], **container[1]}
+    texts, params = merged(L.pod_level, L.container_level)
+    return ([f"({' OR '.join(texts)})"] if len(texts) > 1 else texts), params
 
 
 def type_condition(layout: Layout, series_type: str) -> Condition | None | bool:
@@ -286,14 +286,12 @@ class RawPlan:
                      params)]
         pod, container = self._pod(), self._container()
         stats = 'count({v}) AS "count", sum({v}) AS "sum", max({v}) AS "max"'
-        if self.compact:
-            if pod is None:
-                where, params = container
-            else:  # either kind, told apart by the series type
-                pod_text, container_text = " AND ".join(pod[0][:1]), " AND ".join(container[0][:1])
-                where, params = [f"({pod_text} OR {container_text})", *pod[0][1:]], {**container[1], **pod[1]}
-            return [(statement(stats, L, where, self.by_pod("time(1h)") + (f", {quote(L.series_type)}" if L.series_type else "")
-                               + " fill(none)"), params)]
+        if self.compact:  # either kind of series, told apart by the series type
+            texts, params = counted_series(self.metric)
+            common, common_params = self._common()
+            kind = f", {quote(L.series_type)}" if L.series_type else ""
+            return [(statement(stats, L, [*texts, *common], self.by_pod("time(1h)") + kind + " fill(none)"),
+                     {**common_params, **params})]
         return [None if pod is None else (statement(stats, L, pod[0], self.by_pod()), pod[1]),
                 None if pod is None else (statement('count({v}) AS "count"', L, pod[0], self.by_pod("time(1h)") + " fill(none)"), pod[1]),
                 (statement("first({v})", L, container[0], self.by_pod()), container[1]),
@@ -525,9 +523,10 @@ def view_statements(metric: Metric, namespace: str | None, window: Window, exclu
     since = (now_ns - window.span_ns) // window.bucket_ns * window.bucket_ns
     scope, params = Scope(namespace, tuple(excluded)).conditions(quote(L.namespace))
     params.update({"since": since, "latest_since": now_ns - LATEST_WINDOW_NS})
-    pod_texts, pod_params = merged(L.pod_level)
-    container_texts, container_params = merged(L.container_level)
-    params.update(pod_params, **container_params)
+    pod_texts, _ = merged(L.pod_level)
+    container_texts, _ = merged(L.container_level)
+    either, either_params = counted_series(metric)  # the params of both kinds
+    params.update(either_params)
     group = f"GROUP BY time({window.bucket}), {tags_of(L, 'namespace_name', 'pod_name')}"
     statements = []
     if L.pod_level is not None:
@@ -535,9 +534,7 @@ def view_statements(metric: Metric, namespace: str | None, window: Window, exclu
     parts = "".join(f", {quote(p)}" for p in L.parts)
     statements.append(statement("mean({v})", L, [*container_texts, "time >= $since", *scope],
                                 f"{group}, {tags_of(L, 'container_name')}{parts} fill(none)"))
-    either = (f"({pod_texts[0]} OR {container_texts[0]})" if pod_texts and container_texts
-              else (container_texts[0] if container_texts and not pod_texts else None))
-    statements.append(statement('last({v}) AS "value"', L, [either, "time >= $latest_since", *scope],
+    statements.append(statement('last({v}) AS "value"', L, [*either, "time >= $latest_since", *scope],
                                 "GROUP BY " + tags_of(L, "namespace_name", "pod_name", "container_name", "nodename", "type")
                                 + parts))
     return "; ".join(statements), params

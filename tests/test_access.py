@@ -200,6 +200,11 @@ async def test_statements_cover_only_the_clients_namespaces(http_client, base_ur
             for row in mine["rows"]:
                 assert row == full_rows[row["namespace"]]  # the very rows the billing office sees
         assert mine["totals"]["total"] == pytest.approx(sum(row["total"] for row in mine["rows"]), abs=1e-9)
+        # the running month's projection: their usage so far, at the full statement's rate to the month's end
+        factor = full["projection"]["factor"]
+        assert factor > 1 and mine["projection"]["usage"]["cpu"] == pytest.approx(mine["totals"]["usage"]["cpu"] * factor,
+                                                                                  abs=1e-6)
+        assert mine["projection"]["usage"]["cpu"] < full["projection"]["usage"]["cpu"]
     # core-hours so far: 130 samples x 60 s of 1.5 cores
     (group_row,) = (await post(http_client, base_url, "/api/billing/statement", period, "astro-script", people["astro-script"]))[1]["rows"]
     assert group_row["usage"]["cpu"] == pytest.approx(130 / 60 * 1.5, abs=1e-6)
@@ -615,9 +620,9 @@ def test_eight_concurrent_apiclient_adds_lose_nothing(config, tmp_path):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_flood_of_refused_calls_cannot_rotate_the_audit_log_away(http_client, base_url, app, audit_dir, people):
-    from kubemonitor.audit import Sampler
+    from kubemonitor.audit import sampler
     now = [0.0]
-    app.audit_sampler = Sampler(burst=5, window=60, clock=lambda: now[0])
+    app.audit_sampler = sampler(burst=5, window=60, clock=lambda: now[0])
     for _ in range(12):
         assert (await post(http_client, base_url, "/api/cpu/usage_rate", {}, "stranger", "guess"))[0] == 401
     refused = [e for e in audit_lines(audit_dir) if e["event"] == "api" and e["who"] == "api:stranger"]
