@@ -34,8 +34,8 @@ class Burst:
 
 
 class RepeatFilter(logging.Filter):
-    """Let through at most `burst` identical messages (same logger, level and text; same
-    exception type) per `window` seconds, then one line saying how many were held back.
+    """Let through at most `burst` identical messages (same logger, level and formatted
+    text; same exception and its message) per `window` seconds, then one line saying how many were held back.
     A flood (a client hammering a failing path, an accept loop out of file descriptors)
     can then never fill the disk or rotate the earlier log lines away."""
 
@@ -53,8 +53,11 @@ class RepeatFilter(logging.Filter):
         return passed
 
     def _decide(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
-        passed, held = self._burst.admit((record.name, record.levelno, str(record.msg), exc))
+        # The formatted text, not the template: every access line shares one template
+        # ("%d %s %s (%s) %.2fms"), and so do distinct failed logins and tracebacks.
+        exc_type, exc, _ = record.exc_info or (None, None, None)
+        exc_key = f"{exc_type.__name__}: {exc}" if exc_type else ""
+        passed, held = self._burst.admit((record.name, record.levelno, record.getMessage(), exc_key))
         if held:
             record.msg = f"{record.msg} [{held} more like this in the last {self.window:g} s were not logged]"
         return passed

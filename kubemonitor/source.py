@@ -65,7 +65,10 @@ class Layout:
                 "nodename": self.node, "pod_id": self.pod_id, "type": self.series_type}[canonical]
 
     def canonical(self, tags: dict | None) -> dict[str, Any]:
-        """A series' tags under the canonical names (others kept as they are)."""
+        """A series' tags under the canonical names (others kept as they are).
+
+        A leftover source tag never overwrites a canonical one: Telegraf's discovery adds
+        `pod_name` (the DCGM exporter's own pod) beside the GPU's `pod`, which is the pod."""
         tags = dict(tags or {})
         out: dict[str, Any] = {}
         for name in (*CANONICAL_TAGS, "pod_id", "type"):
@@ -74,7 +77,8 @@ class Layout:
                 out[name] = tags.pop(own)
         if self.series_type is None:
             out.setdefault("type", "pod_container")  # a source without pod-level series: all are containers
-        out.update(tags)
+        for name, value in tags.items():
+            out.setdefault(name, value)
         return out
 
     def value(self, stored: Any) -> Any:

@@ -188,10 +188,39 @@ def test_a_flood_of_one_log_line_is_held_back_and_counted(tmp_path):
     assert len(errors) < 10_000
     now = [0.0]
     f = RepeatFilter(burst=2, window=60, clock=lambda: now[0])
-    record = logging.LogRecord("x", logging.ERROR, "", 0, "same", (), None)
-    assert [f._decide(record) for _ in range(4)] == [True, True, False, False]
+
+    def record(msg="same", args=()):
+        return logging.LogRecord("x", logging.ERROR, "", 0, msg, args, None)
+    assert [f.filter(record()) for _ in range(4)] == [True, True, False, False]
     now[0] = 61
-    assert f._decide(record) and "2 more like this" in record.msg
+    later = record()
+    assert f.filter(later) and "2 more like this" in later.getMessage()
+
+
+def test_lines_that_share_a_template_but_differ_in_text_are_all_logged():
+    """Every access line has one template; 22 distinct calls must give 22 lines, and
+    distinct failed logins and distinct tracebacks must not hide one another."""
+    import logging
+
+    from kubemonitor.logs import RepeatFilter
+    f = RepeatFilter(burst=5, window=60, clock=lambda: 0.0)
+    access = [logging.LogRecord("tornado.access", logging.INFO, "", 0, "%d %s %s (%s) %.2fms",
+                                (200, "POST", f"/api/metrics/cpu/usage_rate?i={i}", "127.0.0.1", 3.5), None)
+              for i in range(22)]
+    assert all(f.filter(r) for r in access)
+    logins = [logging.LogRecord("kubemonitor.auth", logging.WARNING, "", 0, "failed login for %r from %s",
+                                (f"user{i}", "10.0.0.1"), None) for i in range(8)]
+    assert all(f.filter(r) for r in logins)
+    tracebacks = []
+    for i in range(8):
+        try:
+            raise KeyError(f"key{i}")
+        except KeyError:
+            import sys
+            tracebacks.append(logging.LogRecord("kubemonitor", logging.ERROR, "", 0, "request failed", (), sys.exc_info()))
+    assert all(f.filter(r) for r in tracebacks)
+    same = [logging.LogRecord("tornado.access", logging.INFO, "", 0, "%d %s", (200, "/same"), None) for _ in range(7)]
+    assert [f.filter(r) for r in same] == [True] * 5 + [False] * 2
 
 
 def serve_with(tmp_path, **settings):
