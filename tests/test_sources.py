@@ -398,3 +398,14 @@ def test_a_gpu_point_is_stale_on_dcgms_clock_not_telegrafs(io_loop, make_app, sc
             out[name] = row["stale"]
         return out
     assert io_loop.run_sync(latest) == {"cpu/usage_rate": True, "gpu/usage": False}
+
+
+def test_a_gpu_point_keeps_its_pod_when_telegraf_adds_the_exporters_pod_name():
+    """inputs.prometheus with pod discovery tags each DCGM series with the exporter's own
+    `pod_name`; the GPU's pod is DCGM's `pod` label and must not be overwritten by it."""
+    from kubemonitor.telegraf import LAYOUTS
+    tags = {"namespace": "astro-lab", "pod": "trainer-0", "container": "main", "Hostname": "gpu-1", "gpu": "0",
+            "pod_name": "nvidia-dcgm-exporter-x7k2p", "pod_namespace": "gpu-operator"}
+    out = LAYOUTS["gpu/usage"].canonical(tags)
+    assert out["pod_name"] == "trainer-0" and out["namespace_name"] == "astro-lab" and out["nodename"] == "gpu-1"
+    assert out["gpu"] == "0" and out["pod_namespace"] == "gpu-operator"
