@@ -67,7 +67,7 @@ class KubeMonitorApp(tornado.web.Application):
         self.rollups = rollups or Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics,
                                           settle=config.rollup_settle,
                                           interval_ns=lambda metric: sample_interval_ns(metric, config))
-        self.billing = Billing(self.influx, self.catalog, ratecard.load(config.billing_file), self.rollups,
+        self.billing = Billing(self.influx, self.catalog, ratecard.load(config.billing_file, config.billing_file_named), self.rollups,
                                config.excluded_namespaces, lambda metric: sample_interval_ns(metric, config))
         self.billing.problems = self.source_problems
         self._problems: tuple[float, list[str]] | None = None

@@ -368,7 +368,7 @@ def cmd_statement(args: argparse.Namespace) -> int:
     from .request import BadRequest
     from .usage import sample_interval_ns
     config = load_config(args)
-    card = ratecard.load(config.billing_file)
+    card = ratecard.load(config.billing_file, config.billing_file_named)
     body = {"period": args.period} if args.period else {"from": args.from_, "to": args.to}
     try:
         period, by, _ = statement_request({**body, "by": args.by}, card.timezone, time.time_ns())

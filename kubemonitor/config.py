@@ -197,6 +197,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(Secure cookies behind HTTPS); leave off when clients connect directly, or they could forge them"),
 )
 
+_DEFAULTS = {s.field: s.default for s in SETTINGS}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -267,6 +269,11 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def billing_file_named(self) -> bool:
+        """A rate card path other than the default: it must exist (the default may be absent)."""
+        return self.billing_file != _DEFAULTS["billing_file"]
 
     @property
     def api_configured(self) -> bool:

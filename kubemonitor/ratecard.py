@@ -81,9 +81,16 @@ RESOURCE_KEYS = ("metric", "unit", "divide_by", "price")
 GROUP_KEYS = ("name", "account", "namespaces")
 
 
-def load(path: str | None) -> RateCard:
-    """The rate card at `path`; the default (usage only) when there is no file there."""
+def load(path: str | None, required: bool = False) -> RateCard:
+    """The rate card at `path`; the default (usage only) when there is no file there and
+    the path is the default one. A path someone named (`required`) that is missing is an
+    error: billing usage-only, in UTC months, and keeping that as a closed statement is
+    worse than not starting."""
     if not path or not os.path.exists(path):
+        if required:
+            raise RateCardError(f"KUBEMONITOR_BILLING_FILE={path!r} does not exist; create it "
+                                "(conf/billing.example.yaml shows the layout), fix the path, or unset "
+                                "KUBEMONITOR_BILLING_FILE for usage-only statements")
         return DEFAULT
     try:
         with open(path, encoding="utf-8") as fh:

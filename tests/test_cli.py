@@ -140,3 +140,27 @@ def test_nothing_imports_the_command_line_module():
                     if isinstance(node, ast.ImportFrom):
                         assert node.module not in ("cli", "kubemonitor.cli") and \
                             not (node.module is None and any(a.name == "cli" for a in node.names)), (name, node.lineno)
+
+
+@pytest.mark.parametrize("command", [["statement", "--period", "2026-10"], ["serve", str(free_port()), "--address", "127.0.0.1"]])
+def test_a_named_rate_card_that_is_missing_is_one_line_and_nothing_starts(tmp_path, command):
+    """Usage-only statements in UTC months (kept as closed!) from a mistyped path are worse
+    than an error; only the default path may be absent."""
+    missing = tmp_path / "nope.yaml"
+    env = {**os.environ, "KUBEMONITOR_BILLING_FILE": str(missing), "KUBEMONITOR_LOG_DIR": str(tmp_path),
+           "KUBEMONITOR_USERS_FILE": str(tmp_path / "users.yaml"), "INFLUXDB_HOST": "127.0.0.1",
+           "INFLUXDB_PORT": str(free_port())}
+    r = subprocess.run([*KUBEMONITOR, *command], capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    one_line_error(r, "KUBEMONITOR_BILLING_FILE", str(missing), "does not exist", "unset")
+    assert r.stdout == ""
+
+
+def test_the_default_rate_card_path_may_be_absent():
+    from kubemonitor import ratecard
+    from kubemonitor.config import Config
+    config = Config()
+    assert not config.billing_file_named and config.replace(billing_file="/tmp/x.yaml").billing_file_named
+    assert ratecard.load("/nonexistent/conf/billing.yaml") is ratecard.DEFAULT
+    with pytest.raises(ratecard.RateCardError, match="does not exist"):
+        ratecard.load("/nonexistent/billing.yaml", required=True)
