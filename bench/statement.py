@@ -170,7 +170,7 @@ def case(pods: int, args, label: str, period, first: int, hours: int, notes: lis
         times, rows = [], 0
         for _ in range(args.rounds):
             t = time.perf_counter()
-            statement = await billing.compute(period, "namespace", time.time_ns(), "closed", 1)
+            statement = (await billing.compute(period, time.time_ns(), "closed", 1))["namespace"]
             times.append(time.perf_counter() - t)
             rows = len(statement["rows"])
         influx.close()

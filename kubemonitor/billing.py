@@ -4,8 +4,9 @@ the totals, and how complete the data was.
 
 * Usage is the usage rule (kubemonitor/usage.py: each counted sample x the sample
   interval) divided by the resource's `divide_by`; cost = usage x price, rounded
-  half-up to cents per line; totals are sums of the rounded lines, so a spreadsheet
-  adds the CSV up to the same total. Excluded namespaces are not billed.
+  half-up to cents per group line and broken down among a group's namespaces or pods
+  by largest remainder; totals are sums of the rounded lines, so a spreadsheet adds
+  the CSV of any view up to the same total. Excluded namespaces are not billed.
 * A period is open until `close_after` after its end, then closed: a closed
   period's statement is computed once, kept in InfluxDB beside the rollups (one
   point per row plus one for the header: a string field holds at most 64 KB) and
@@ -25,7 +26,7 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric, MetricCatalog
@@ -43,9 +44,30 @@ MAX_GAPS = 20
 CENT = Decimal("0.01")
 
 
-def money(value: float) -> Decimal:
-    """Half-up to cents, from the decimal text of the float (no binary surprises)."""
-    return Decimal(repr(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+def cost_of(usage: float, price: float) -> Decimal:
+    """usage x price, multiplied in decimal (a float product can fall below a half cent), half-up to cents."""
+    return (Decimal(repr(usage)) * Decimal(repr(price))).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def kept_key(period: Period, by: str) -> str:
+    return f"{period.label}|{period.timezone}|{by}"
+
+
+def largest_remainder(total: Decimal, exact: list[Decimal]) -> list[Decimal]:
+    """`total` (in cents) split among lines whose exact amounts are `exact`: each line
+    gets its amount cut to cents, and the cents left over go one each to the lines with
+    the largest remainders (ties: the earlier line). The parts sum to `total` exactly."""
+    if not exact:
+        return []
+    floors = [a.quantize(CENT, rounding=ROUND_FLOOR) for a in exact]
+    left = int((total - sum(floors, Decimal(0))) / CENT)
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - floors[i]), i))
+    if left < 0:  # rounding of the parts' usage put them above the group's cents: take from the smallest
+        order.reverse()
+    step = CENT if left > 0 else -CENT
+    for n in range(abs(left)):
+        floors[order[n % len(order)]] += step
+    return floors
 
 
 @dataclass
@@ -90,7 +112,7 @@ class Kept:
                                          kind="statement")
         touched = []
         for key in sorted({row[1] for s in series for row in s.get("values", [])}):
-            label, timezone, _by = key.split("|")
+            label, timezone, _by = key.split("|")  # kept_key's layout
             first, _, last = label.partition("..")
             body = {"from": first, "to": last} if last else {"period": label}
             period = period_from(body, timezone)
@@ -121,23 +143,29 @@ class Billing:
         return "closed" if now_ns >= period.end_ns + int(self.card.close_after * NS) else "open"
 
     async def statement(self, period: Period, by: str, now_ns: int | None = None) -> str:
-        """The statement as JSON text: kept (closed and computed before), or computed now."""
+        """The statement as JSON text: kept (closed and computed before), or computed now.
+
+        The three views of a period (by group, namespace, pod) come from one computation,
+        and a closed period keeps all three at once: they carry the same prices, revision
+        and time, and add up to the same cents."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         state = self.state(period, now_ns)
-        key = f"{period.label}|{period.timezone}|{by}"
         can_keep = state == "closed" and self.kept is not None and self.rollups.state == "on"
         if can_keep:
-            kept = await self.kept.load(key)
+            kept = await self.kept.load(kept_key(period, by))
             if kept is not None:
                 return kept
         revision = await self.kept.revision(period.label) + 1 if can_keep else 1
-        statement = await self.compute(period, by, now_ns, state, revision)
+        views = await self.compute(period, now_ns, state, revision)
         if can_keep:
             try:
-                await self.kept.keep(key, statement)
+                for level in BY:
+                    # a view kept earlier (by an older release, or a concurrent caller) stays as it is
+                    if level == by or await self.kept.load(kept_key(period, level)) is None:
+                        await self.kept.keep(kept_key(period, level), views[level])
             except InfluxError:
                 pass  # served now, kept next time
-        return encode(statement)
+        return encode(views[by])
 
     async def daily(self, period: Period, namespaces: frozenset[str] | None = None) -> dict:
         """Per local day and group, the cost (usage of the first resource without prices), from
@@ -179,7 +207,8 @@ class Billing:
         from .usage import per_pod
         return per_pod(await raw_hours(self.influx, metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric)))
 
-    async def compute(self, period: Period, by: str, now_ns: int, state: str, revision: int) -> dict:
+    async def compute(self, period: Period, now_ns: int, state: str, revision: int) -> dict[str, dict]:
+        """The period's statement by group, by namespace and by pod, from one reading of usage."""
         card = self.card
         end_ns = min(period.end_ns, now_ns)
         metrics = {r.key: await self.catalog.resolve(r.metric) for r in card.resources}
@@ -196,14 +225,17 @@ class Billing:
         if self.problems is not None:
             notes.extend(await self.problems())
         # every resource's usage and coverage at once: independent queries
-        results = await asyncio.gather(*(self.usage(metrics[r.key], period, by) for r in measured),
+        results = await asyncio.gather(*(self.usage(metrics[r.key], period, "pod") for r in measured),
                                        *(self.coverage(metrics[r.key], period.start_ns, end_ns) for r in measured))
         for i, resource in enumerate(measured):
             usages[resource.key] = results[i]
             share, holes = results[len(measured) + i]
             coverage[resource.key] = share
             gaps.extend(holes)
-        rows = self.rows(usages, by, {r.key: self.interval_ns(metrics[r.key]) for r in card.resources})
+        intervals = {r.key: self.interval_ns(metrics[r.key]) for r in card.resources}
+        views = {"group": self.rows(usages, "group", intervals)}
+        for level in ("namespace", "pod"):
+            views[level] = self.reconciled(views["group"], self.rows(usages, level, intervals))
         header = {
             "period": {"from": format_ns(period.start_ns), "to": format_ns(period.end_ns), "label": period.label,
                        "timezone": period.timezone, "state": "closed" if state == "closed" else "provisional",
@@ -212,15 +244,34 @@ class Billing:
             "resources": [{"key": r.key, "metric": r.metric, "unit": r.unit, "price": r.price} for r in card.resources],
             "coverage": {k: round(v, 6) for k, v in coverage.items()},
             "gaps": [{"from": format_ns(a), "to": format_ns(b)} for a, b in _largest(gaps)],
-            "totals": self.totals(rows),
+            "totals": self.totals(views["group"]),  # every view's rows add up to these, to the cent
         }
         if notes:
             header["notes"] = notes
         if state != "closed" and now_ns < period.end_ns and now_ns > period.start_ns:
             # The running period: usage so far, at the current rate to the period's end.
             header["projection"] = self.projection(header["totals"], (period.end_ns - period.start_ns) / (now_ns - period.start_ns))
-        header["rows"] = rows  # last: a kept statement is its header's fields, then its rows, in this order
-        return header
+        # rows last: a kept statement is its header's fields, then its rows, in this order
+        return {level: {**header, "rows": rows} for level, rows in views.items()}
+
+    def reconciled(self, group_rows: list[dict], rows: list[dict]) -> list[dict]:
+        """`rows` (by namespace or pod) with each group line's cents broken down among them
+        by largest remainder: every view then sums to the group lines and the same total."""
+        if not self.card.priced:
+            return rows
+        prices = {r.key: Decimal(repr(r.price)) for r in self.card.resources if r.price is not None}
+        children: dict[str, list[dict]] = defaultdict(list)
+        for row in rows:
+            children[row["group"]].append(row)
+        for group in group_rows:
+            mine = children[group["group"]]
+            for key, price in prices.items():
+                exact = [Decimal(repr(row["usage"][key])) * price for row in mine]
+                for row, cents in zip(mine, largest_remainder(Decimal(repr(group["cost"][key])), exact)):
+                    row["cost"][key] = float(cents)
+            for row in mine:
+                row["total"] = float(sum((Decimal(repr(v)) for v in row["cost"].values()), Decimal(0)))
+        return rows
 
     def totals(self, rows: list[dict]) -> dict:
         """Sums of the rows: usage, and the rounded costs (so a spreadsheet adds up to the total)."""
@@ -233,14 +284,14 @@ class Billing:
     def projection(self, totals: dict, factor: float) -> dict:
         projected = {k: round(v * factor, 6) for k, v in totals["usage"].items()}
         return {"factor": factor, "usage": projected, "total": (float(sum(
-            money(projected[r.key] * r.price) for r in self.card.resources if r.price is not None)) if self.card.priced else None)}
+            cost_of(projected[r.key], r.price) for r in self.card.resources if r.price is not None)) if self.card.priced else None)}
 
     def priced_row(self, row: dict, usage: dict[str, float]) -> dict:
         """`row` with its usage, each resource's cost (half-up to cents) and the total."""
         card = self.card
         row["usage"] = {r.key: round(usage.get(r.key, 0.0), 6) for r in card.resources}
         if card.priced:
-            cost = {r.key: float(money(row["usage"][r.key] * r.price)) for r in card.resources if r.price is not None}
+            cost = {r.key: float(cost_of(row["usage"][r.key], r.price)) for r in card.resources if r.price is not None}
             row["cost"] = cost
             row["total"] = float(sum((Decimal(repr(v)) for v in cost.values()), Decimal(0)))
         else:
@@ -259,12 +310,15 @@ class Billing:
         if by == "group":
             merged: dict[str, dict] = {}
             sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+            cents: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
             for row in mine:
                 merged.setdefault(row["group"], {k: v for k, v in row.items()
                                                  if k in ("group", "name", "account", "namespaces")})
                 for key, value in row["usage"].items():
                     sums[row["group"]][key] += value
-            mine = [self.priced_row(merged[g], sums[g]) for g in sorted(merged)]
+                for key, value in (row["cost"] or {}).items():
+                    cents[row["group"]][key] += Decimal(repr(value))
+            mine = [self.scoped_group_row(merged[g], sums[g], cents[g]) for g in sorted(merged)]
         header = {k: v for k, v in full.items() if k != "rows"}
         header["scope"] = sorted(namespaces)
         header["totals"] = self.totals(mine)
@@ -272,6 +326,15 @@ class Billing:
             header["projection"] = self.projection(header["totals"], full["projection"]["factor"])
         header["rows"] = mine
         return encode(header)
+
+    def scoped_group_row(self, row: dict, usage: dict[str, float], cents: dict[str, Decimal]) -> dict:
+        """A group line of a scoped statement: its namespaces' usage and their cents as the
+        office's by-namespace statement has them (so the scoped view adds up to those)."""
+        row = self.priced_row(row, usage)
+        if self.card.priced:
+            row["cost"] = {key: float(cents[key]) for key in row["cost"]}
+            row["total"] = float(sum(cents.values(), Decimal(0)))
+        return row
 
     def rows(self, usages: dict[str, dict[PodKey, Counted]], by: str, intervals: dict[str, int]) -> list[dict]:
         card = self.card

@@ -327,3 +327,65 @@ async def test_the_billing_page_says_so_when_influxdb_is_down(billing_app, http_
     finally:
         await loop.run_in_executor(None, running_influxd.start)
         server.stop()
+
+
+RR_CARD = """\
+currency: CHF
+timezone: UTC
+close_after: 6h
+resources:
+  cpu:    {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.02}
+groups:
+  rr: {name: Rounding Lab, account: RR-1, namespaces: [rr-a, rr-b, rr-c]}
+"""
+RR_DAY = 1765756800  # 2025-12-15T00:00:00Z: closed, and apart from February's data
+
+
+def rr_billing(billing_app, tmp_path, card_text=RR_CARD):
+    from kubemonitor.billing import Billing
+    path = tmp_path / f"rr-{len(card_text)}.yaml"
+    path.write_text(card_text)
+    billing = billing_app.billing
+    return Billing(billing.influx, billing.catalog, ratecard.load(str(path)), billing.rollups, billing.excluded,
+                   billing.interval_ns)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_every_view_adds_up_to_the_same_cents(served, running_influxd, month_db, billing_app, tmp_path):
+    """Three namespaces, one pod each, 0.555 CHF each: by pod, rounding each line gave
+    3 x 0.56 = 1.68 where the group line is 1.665 -> 1.67. Largest remainder splits the
+    group's 1.67 into 0.56 + 0.56 + 0.55 in every view."""
+    from kubemonitor.ratecard import period_from
+    running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name={ns},pod_name={ns}-pod,type=pod value=27750.0 "
+                                     f"{RR_DAY + 60 * k}" for ns in ("rr-a", "rr-b", "rr-c") for k in range(60)],
+                          precision="s")
+    billing = rr_billing(billing_app, tmp_path)
+    period = period_from({"period": "2025-12-15"}, "UTC")
+    views = {by: json.loads(await billing.statement(period, by)) for by in ("group", "namespace", "pod")}
+    (group,) = views["group"]["rows"]
+    assert group["usage"]["cpu"] == 83.25 and group["cost"]["cpu"] == 1.67 and group["total"] == 1.67
+    for by in ("namespace", "pod"):
+        rows = views[by]["rows"]
+        assert sorted(row["cost"]["cpu"] for row in rows) == [0.55, 0.56, 0.56], by
+        assert sum(round(row["total"] * 100) for row in rows) == 167, by
+        assert views[by]["totals"] == views["group"]["totals"], by
+    assert {row["namespace"]: row["cost"] for row in views["namespace"]["rows"]} == \
+           {row["namespace"]: row["cost"] for row in views["pod"]["rows"]}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_one_closed_period_keeps_one_snapshot_for_every_view(served, running_influxd, month_db, billing_app, tmp_path):
+    """Kept by group first, then the prices change: the same day by namespace and by pod
+    still carries the prices, revision and time it was issued with."""
+    from kubemonitor.ratecard import period_from
+    day = RR_DAY + 86400
+    running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=rr-a,pod_name=rr-a-pod,type=pod value=6000.0 "
+                                     f"{day + 60 * k}" for k in range(60)], precision="s")
+    period = period_from({"period": "2025-12-16"}, "UTC")
+    first = json.loads(await rr_billing(billing_app, tmp_path).statement(period, "group"))
+    assert first["period"]["state"] == "closed" and first["totals"]["total"] == 0.12  # 6 core-hours x 0.02
+    repriced = rr_billing(billing_app, tmp_path, RR_CARD.replace("price: 0.02", "price: 0.5"))
+    for by in ("namespace", "pod"):
+        later = json.loads(await repriced.statement(period, by))
+        assert later["resources"] == first["resources"] and later["totals"] == first["totals"], by
+        assert later["period"] == first["period"], by
