@@ -499,18 +499,21 @@ def safe_cell(value) -> str:
 
 
 def to_csv(statement: dict, by: str) -> str:
-    """RFC 4180 (CRLF), UTF-8, one header line, one line per row, no totals line."""
+    """RFC 4180 (CRLF), UTF-8, one header line, one line per row, no totals line; each line
+    carries the statement's state, revision, computed_at and coverage (the lowest, then
+    each resource's), so a file kept on its own still says how complete it was."""
     resources = statement["resources"]
     columns = ["period", "from", "to", "group", "name", "account"]
     columns += ["namespace"] if by in ("namespace", "pod") else []
     columns += ["pod"] if by == "pod" else []
     for r in resources:
         columns += [f"{r['key']}_{r['unit']}", f"{r['key']}_cost"]
-    columns += ["total", "currency", "state"]
+    columns += ["total", "currency", "state", "revision", "computed_at", "coverage"]
+    columns += [f"{r['key']}_coverage" for r in resources]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
-    p = statement["period"]
+    p, coverage = statement["period"], statement["coverage"]
     for row in statement["rows"]:
         line = [p["label"], p["from"], p["to"], row["group"], row["name"], row["account"]]
         line += [row["namespace"]] if by in ("namespace", "pod") else []
@@ -518,7 +521,9 @@ def to_csv(statement: dict, by: str) -> str:
         for r in resources:
             line += [f"{row['usage'][r['key']]:.6f}", "" if row["cost"] is None or r["key"] not in row["cost"]
                      else f"{row['cost'][r['key']]:.2f}"]
-        line += ["" if row["total"] is None else f"{row['total']:.2f}", statement["currency"], p["state"]]
+        line += ["" if row["total"] is None else f"{row['total']:.2f}", statement["currency"], p["state"], p["revision"],
+                 p["computed_at"], f"{min(coverage.values(), default=0.0):.6f}"]
+        line += [f"{coverage.get(r['key'], 0.0):.6f}" for r in resources]
         writer.writerow([safe_cell(v) for v in line])
     return out.getvalue()
 

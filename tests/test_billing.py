@@ -116,8 +116,15 @@ async def test_csv_adds_up_and_formulas_are_inert(served, http_client):
     assert text.endswith("\r\n") and "\r\n" in text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == ["period", "from", "to", "group", "name", "account", "namespace", "cpu_core-hours", "cpu_cost",
-                             "memory_GiB-hours", "memory_cost", "total", "currency", "state"]
+                             "memory_GiB-hours", "memory_cost", "total", "currency", "state", "revision", "computed_at",
+                             "coverage", "cpu_coverage", "memory_coverage"]
     _, s = await statement(http_client, served, {"period": "2026-02", "by": "namespace"})
+    # a file kept on its own still says how complete and which issue it is
+    hours = 28 * 24
+    assert {(row["state"], row["revision"], row["computed_at"]) for row in rows} == \
+           {(s["period"]["state"], str(s["period"]["revision"]), s["period"]["computed_at"])}
+    assert {row["cpu_coverage"] for row in rows} == {f"{(hours - 1) / hours:.6f}"}
+    assert {row["coverage"] for row in rows} == {f"{min(s['coverage'].values()):.6f}"}
     assert round(sum(float(row["total"]) for row in rows), 2) == s["totals"]["total"]  # a spreadsheet's sum
     assert round(sum(float(row["cpu_cost"]) for row in rows), 2) == s["totals"]["cost"]["cpu"]
     evil = [row for row in rows if "HYPERLINK" in row["namespace"]]
@@ -389,3 +396,60 @@ async def test_one_closed_period_keeps_one_snapshot_for_every_view(served, runni
         later = json.loads(await repriced.statement(period, by))
         assert later["resources"] == first["resources"] and later["totals"] == first["totals"], by
         assert later["period"] == first["period"], by
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_the_page_names_a_four_hour_outage_in_a_month(billing_app, http_client, web_user, running_influxd, month_db):
+    """October 2025 (744 hours) with four hours missing is 99.46 % coverage: above 99 %,
+    yet the banner must say so (any gap over max(3 intervals, 0.1 % of the period)), and
+    the page always shows the coverage."""
+    from conftest import WEB_PASS, WEB_USER, Browserless
+    oct_start = 1759276800  # 2025-10-01T00:00:00Z
+    outage = (oct_start + 10 * 86400 + 8 * 3600, oct_start + 10 * 86400 + 12 * 3600)
+    lines = []
+    for i in range(31 * 1440):
+        t = oct_start + i * 60
+        if not outage[0] <= t < outage[1]:
+            lines.append(f"cpu/usage_rate,type=cluster value=1000.0 {t}")
+            lines.append(f"cpu/usage_rate,namespace_name=oct-lab,pod_name=o-1,type=pod value=1000.0 {t}")
+            lines.append(f"memory/usage,type=cluster value=1000i {t}")
+    for start in range(0, len(lines), 50_000):
+        running_influxd.write(month_db, lines[start:start + 50_000], precision="s")
+    base, server = await serve_app(billing_app)
+    try:
+        b = Browserless(http_client, base)
+        await b.login(WEB_USER, WEB_PASS)
+        page = (await b.fetch("/web/billing/2025-10")).body.decode()
+        assert 'id="coverage-banner"' in page and "cpu 99.46 %" in page
+        import re
+        page = re.sub(r"\s+", " ", page)
+        assert "1 gap of data: 2025-10-11 08:00 to 2025-10-11 12:00 (4.0 h)" in page  # the card's zone (UTC), one format
+        assert 'id="coverage"' in page
+        day = (await b.fetch("/web/billing/2025-10-12")).body.decode()
+        assert 'id="coverage-banner"' not in day and "cpu 100.00 %" in day
+    finally:
+        server.stop()
+        running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'oct-lab'", db=month_db)
+        for measurement in ("cpu/usage_rate", "memory/usage"):
+            running_influxd.query(f"DELETE FROM \"{measurement}\" WHERE time >= {oct_start}s AND time < {oct_start + 31 * 86400}s",
+                                  db=month_db)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_drill_down_downloads_its_own_rows_with_a_subtotal(billing_app, http_client, web_user):
+    from conftest import WEB_PASS, WEB_USER, Browserless
+    base, server = await serve_app(billing_app)
+    try:
+        b = Browserless(http_client, base)
+        await b.login(WEB_USER, WEB_PASS)
+        page = (await b.fetch("/web/billing/2026-02?by=pod&namespace=astro-lab")).body.decode()
+        assert 'id="statement-subtotal"' in page and 'id="statement-total"' not in page
+        assert 'aria-current="true">by pod' in page
+        href = page.split('class="download" href="')[1].split('"')[0].replace("&amp;", "&")
+        assert "namespace=astro-lab" in href
+        rows = list(csv.DictReader(io.StringIO((await b.fetch(href)).body.decode())))
+        assert [row["namespace"] for row in rows] == ["astro-lab"] and rows[0]["pod"] == "a-1"
+        everything = list(csv.DictReader(io.StringIO((await b.fetch("/web/billing/2026-02.csv?by=pod")).body.decode())))
+        assert len(everything) > len(rows)
+    finally:
+        server.stop()
