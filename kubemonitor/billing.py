@@ -139,38 +139,64 @@ class Billing:
         self.kept = Kept(influx, rollups.rp) if rollups is not None else None
         self.problems = None  # async () -> [str]: the data source's collection problems (notes on statements)
 
+    def cannot_keep(self) -> str | None:
+        """Why statements cannot be kept now (None: they can)."""
+        if self.kept is None:
+            return "there are no rollups to keep them beside"
+        if self.rollups.state != "on":
+            return f"rollups are {self.rollups.state}" + (f": {self.rollups.reason}" if self.rollups.reason else "")
+        return None
+
     def state(self, period: Period, now_ns: int) -> str:
-        return "closed" if now_ns >= period.end_ns + int(self.card.close_after * NS) else "open"
+        """open until `close_after` past its end; then closed, or ended where its statement
+        cannot be kept (a read-only account): a period is never called closed when its
+        figures could still change."""
+        if now_ns < period.end_ns + int(self.card.close_after * NS):
+            return "open"
+        return "ended" if self.cannot_keep() else "closed"
+
+    def ended_note(self, why: str) -> str:
+        return (f"this period ended more than {self.card.close_after / 3600:g} h ago, but its statement cannot be kept "
+                f"({why}): it is not closed, and its figures follow points that arrive late")
 
     async def statement(self, period: Period, by: str, now_ns: int | None = None) -> str:
         """The statement as JSON text: kept (closed and computed before), or computed now.
 
         The three views of a period (by group, namespace, pod) come from one computation,
         and a closed period keeps all three at once: they carry the same prices, revision
-        and time, and add up to the same cents."""
+        and time, and add up to the same cents. Its queries queue for InfluxDB's threads
+        (`patient`): a month's statement never fails for want of a connection."""
         now_ns = time.time_ns() if now_ns is None else now_ns
-        state = self.state(period, now_ns)
-        can_keep = state == "closed" and self.kept is not None and self.rollups.state == "on"
-        if can_keep:
-            kept = await self.kept.load(kept_key(period, by))
-            if kept is not None:
-                return kept
-        revision = await self.kept.revision(period.label) + 1 if can_keep else 1
-        views = await self.compute(period, now_ns, state, revision)
-        if can_keep:
-            try:
-                for level in BY:
-                    # a view kept earlier (by an older release, or a concurrent caller) stays as it is
-                    if level == by or await self.kept.load(kept_key(period, level)) is None:
-                        await self.kept.keep(kept_key(period, level), views[level])
-            except InfluxError:
-                pass  # served now, kept next time
+        with self.influx.patient():
+            state = self.state(period, now_ns)
+            if state == "closed":
+                kept = await self.kept.load(kept_key(period, by))
+                if kept is not None:
+                    return kept
+            revision = await self.kept.revision(period.label) + 1 if state == "closed" else 1
+            views = await self.compute(period, now_ns, state, revision)
+            if state == "closed":
+                try:
+                    for level in BY:
+                        # a view kept earlier (by an older release, or a concurrent caller) stays as it is
+                        if level == by or await self.kept.load(kept_key(period, level)) is None:
+                            await self.kept.keep(kept_key(period, level), views[level])
+                except InfluxError as exc:
+                    # not kept, so not closed: the next request computes it again and tries once more
+                    view = views[by]
+                    view["period"]["state"] = "ended"
+                    view["notes"] = [*view.get("notes", []), self.ended_note(f"InfluxDB refused to keep it: {exc.message}")]
+                    return encode({**{k: v for k, v in view.items() if k != "rows"}, "rows": view["rows"]})
         return encode(views[by])
 
     async def daily(self, period: Period, namespaces: frozenset[str] | None = None) -> dict:
         """Per local day and group, the cost (usage of the first resource without prices), from
         the rolled-up hours: the page's stacked bar chart. {"days": [...], "groups": {...}}.
         `namespaces`: a scoped user's (their namespaces alone)."""
+        with self.influx.patient():
+            return await self._daily(period, namespaces)
+
+    async def _daily(self, period: Period, namespaces: frozenset[str] | None) -> dict:
         days = period.days()
         series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(days))
         if self.rollups is None or self.rollups.state != "on":
@@ -222,6 +248,8 @@ class Billing:
             if resource not in measured:
                 usages[resource.key], coverage[resource.key] = {}, 0.0
                 notes.append(f"{resource.metric} is not in the database: {resource.key} shows 0 and coverage 0")
+        if state == "ended":
+            notes.append(self.ended_note(self.cannot_keep() or "it could not be kept"))
         if self.problems is not None:
             notes.extend(await self.problems())
         # every resource's usage and coverage at once: independent queries
@@ -238,7 +266,7 @@ class Billing:
             views[level] = self.reconciled(views["group"], self.rows(usages, level, intervals))
         header = {
             "period": {"from": format_ns(period.start_ns), "to": format_ns(period.end_ns), "label": period.label,
-                       "timezone": period.timezone, "state": "closed" if state == "closed" else "provisional",
+                       "timezone": period.timezone, "state": {"open": "provisional"}.get(state, state),
                        "revision": revision, "computed_at": format_ns(now_ns // 10**9 * 10**9)},
             "currency": card.currency,
             "resources": [{"key": r.key, "metric": r.metric, "unit": r.unit, "price": r.price} for r in card.resources],
@@ -248,7 +276,7 @@ class Billing:
         }
         if notes:
             header["notes"] = notes
-        if state != "closed" and now_ns < period.end_ns and now_ns > period.start_ns:
+        if state == "open" and now_ns < period.end_ns and now_ns > period.start_ns:
             # The running period: usage so far, at the current rate to the period's end.
             header["projection"] = self.projection(header["totals"], (period.end_ns - period.start_ns) / (now_ns - period.start_ns))
         # rows last: a kept statement is its header's fields, then its rows, in this order
@@ -459,7 +487,7 @@ def response_schema() -> dict:
             "period": {"type": "object", "required": ["from", "to", "label", "timezone", "state", "revision", "computed_at"],
                        "properties": {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
                                       "label": {"type": "string"}, "timezone": {"type": "string"},
-                                      "state": {"type": "string", "enum": ["closed", "provisional"]},
+                                      "state": {"type": "string", "enum": ["closed", "ended", "provisional"]},
                                       "revision": {"type": "integer"}, "computed_at": {"type": "string", "format": "date-time"}}},
             "currency": {"type": "string", "nullable": True},
             "resources": {"type": "array", "items": {"type": "object", "properties": {

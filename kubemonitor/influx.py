@@ -15,11 +15,13 @@ requests; its `requests` session is not documented as thread-safe. So:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -47,6 +49,13 @@ class InfluxError(Exception):
 # How long a call may wait for one of the executor's threads before it is refused (503):
 # a request that cannot start soon is refused early instead of piling up behind others.
 QUEUE_WAIT = 1.0
+
+# Calls made inside `InfluxGateway.patient()` (a billing statement and the tasks it starts)
+# queue for a thread until their deadline instead: a statement is asked for rarely, by
+# someone who waits for it, and must not fail because it fans out into more queries
+# than there are threads. They may hold at most half of a lane, so the API's own calls
+# still find threads while a month is computed.
+_PATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("kubemonitor_influx_patient", default=False)
 
 
 def map_error(exc: BaseException, config: Config) -> InfluxError:
@@ -106,6 +115,7 @@ class InfluxGateway:
                            for lane, n in sizes.items()}
         self._sizes = sizes
         self._slots: dict[str, asyncio.Semaphore] = {}  # made in the running loop, on first use
+        self._patient_slots: dict[str, asyncio.Semaphore] = {}  # at most half a lane for patient calls
         # Shaping and encoding answers is CPU work: its own small pool, so it never waits
         # behind (or holds up) calls to InfluxDB.
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compute")
@@ -136,34 +146,79 @@ class InfluxGateway:
         return result.raw.get("series", [])
 
     # -- event-loop side ----------------------------------------------------------------
+    @staticmethod
+    @contextlib.contextmanager
+    def patient() -> Iterator[None]:
+        """Calls made inside (tasks started inside included) queue until their deadline."""
+        token = _PATIENT.set(True)
+        try:
+            yield
+        finally:
+            _PATIENT.reset(token)
+
+    async def _acquire(self, lane: str, patient: bool) -> asyncio.Semaphore | None:
+        """Take a thread slot of the lane (and a patient slot), or raise 503/504."""
+        tel = self.telemetry
+        slots = self._slots.get(lane)
+        if slots is None:
+            slots = self._slots[lane] = asyncio.Semaphore(self._sizes[lane])
+        if not patient:
+            try:
+                await asyncio.wait_for(slots.acquire(), timeout=min(QUEUE_WAIT, self.config.influxdb_timeout))
+            except TimeoutError:
+                tel.influx_errors.labels("503").inc()
+                raise InfluxError(503, f"InfluxDB is busy: all {self._sizes[lane]} connections to it are in use; try again "
+                                       "in a few seconds", retry_after=2) from None
+            return None
+        share = self._patient_slots.get(lane)
+        if share is None:
+            share = self._patient_slots[lane] = asyncio.Semaphore(max(1, self._sizes[lane] // 2))
+
+        async def both() -> None:
+            await share.acquire()
+            try:
+                await slots.acquire()
+            except BaseException:
+                share.release()
+                raise
+        try:
+            await asyncio.wait_for(both(), timeout=self.config.influxdb_timeout)
+        except TimeoutError:
+            tel.influx_errors.labels("504").inc()
+            raise InfluxError(504, f"InfluxDB is busy: no connection to it came free within {self.config.influxdb_timeout:g} s "
+                                   "(INFLUXDB_TIMEOUT); try again later or raise the timeout", retry_after=5) from None
+        return share
+
     async def call(self, fn: Callable[[InfluxDBClient], T], kind: str = "query", lane: str = "api") -> T:
         """Run `fn(client)` in the lane's executor; raise InfluxError (502/503/504) on failure.
 
         INFLUXDB_TIMEOUT bounds the whole call, the wait for a thread included; a call that
-        cannot get a thread within QUEUE_WAIT is refused at once (503, Retry-After).
+        cannot get a thread within QUEUE_WAIT is refused at once (503, Retry-After), unless
+        it is made inside `patient()`.
         """
         tel = self.telemetry
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.influxdb_timeout
-        slots = self._slots.get(lane)
-        if slots is None:
-            slots = self._slots[lane] = asyncio.Semaphore(self._sizes[lane])
-        try:
-            await asyncio.wait_for(slots.acquire(), timeout=min(QUEUE_WAIT, self.config.influxdb_timeout))
-        except TimeoutError:
-            tel.influx_errors.labels("503").inc()
-            raise InfluxError(503, f"InfluxDB is busy: all {self._sizes[lane]} connections to it are in use; try again in a "
-                                   "few seconds", retry_after=2) from None
+        share = await self._acquire(lane, _PATIENT.get())
+        slots = self._slots[lane]
         tel.influx_inflight.inc()
         try:
             running = loop.run_in_executor(self._executors[lane], self._run, fn, kind)
         except BaseException:
             slots.release()
+            if share is not None:
+                share.release()
             tel.influx_inflight.dec()
             raise
+
+        def free(_: object) -> None:
+            slots.release()
+            if share is not None:
+                share.release()
+            tel.influx_inflight.dec()
         # The slot is free when the thread is, not when we stop waiting for it: a thread
         # still stuck in a timed-out call keeps counting.
-        running.add_done_callback(lambda _: (slots.release(), tel.influx_inflight.dec()))
+        running.add_done_callback(free)
         try:
             # The client's own timeout bounds each socket operation; this bounds the whole
             # call (the wait for a thread included), so nothing holds a caller for longer.

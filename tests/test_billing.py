@@ -453,3 +453,37 @@ async def test_a_drill_down_downloads_its_own_rows_with_a_subtotal(billing_app, 
         assert len(everything) > len(rows)
     finally:
         server.stop()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_months_statement_queues_for_busy_connections_instead_of_failing(billing_app, config, card_file):
+    """Every connection to InfluxDB is taken for 2 s (two real, slow calls on a lane of
+    two): the month's statement waits for them and is computed; it was a 503 "InfluxDB is
+    busy" after 1 s. An ordinary API call is still refused early (it does not pile up)."""
+    import asyncio
+    import time as clock
+
+    from kubemonitor.app import KubeMonitorApp
+    from kubemonitor.influx import InfluxError, InfluxGateway
+    from kubemonitor.ratecard import period_from
+    narrow = InfluxGateway(billing_app.config, workers=2)
+    app = KubeMonitorApp(billing_app.config, influx=narrow)
+    try:
+        await app.rollups.prepare()
+        period = period_from({"period": "2026-02"}, "UTC")
+        busy = [asyncio.ensure_future(narrow.call(lambda client: clock.sleep(2.0))) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        waited = asyncio.ensure_future(app.billing.statement(period, "namespace", now_ns=int(clock.time() * NS)))
+        with pytest.raises(InfluxError) as refused:
+            await narrow.query("SHOW MEASUREMENTS")
+        assert refused.value.status == 503
+        s = json.loads(await waited)
+        assert {r["namespace"]: r["usage"]["cpu"] for r in s["rows"]}["bio-sim"] == 2.0 * DAYS * 24
+        await asyncio.gather(*busy)
+        # the statement took at most half the lane: an API call meanwhile still found a thread
+        month = asyncio.ensure_future(app.billing.statement(period_from({"period": "2026-01"}, "UTC"), "group"))
+        await asyncio.sleep(0.01)
+        assert await narrow.query("SHOW MEASUREMENTS")
+        await month
+    finally:
+        await app.shutdown()

@@ -248,6 +248,16 @@ async def test_a_read_only_account_turns_rollups_off_and_answers_from_raw(make_a
                                                          "timeBeginInterval": "2018-03-05", "timeEndInterval": "2018-03-05"}))
             (row,) = json.loads(r.body)
             assert row["count"] == 1440 and row["integral"] == 1440 * 300 / 60
+            # nothing can be kept, so a long-past day is "ended", never "closed", and says why
+            r = await http_client.fetch(base + "/api/billing/statement", method="POST",
+                                        headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS},
+                                        body=json.dumps({"period": "2018-03-05", "by": "namespace"}))
+            s = json.loads(r.body)
+            assert s["period"]["state"] == "ended"
+            assert any("cannot be kept" in note and "late" in note for note in s["notes"]), s.get("notes")
+            assert {row["namespace"]: row["usage"]["cpu"] for row in s["rows"]}["case-skew"] == 1440 * 300 / 60 / 1000
+            ready = json.loads((await http_client.fetch(base + "/readyz")).body)
+            assert ready["statements"]["kept"] is False and "read-only" in ready["statements"]["reason"]
         finally:
             http.stop()
     finally:

@@ -37,8 +37,11 @@ class ReadyHandler(OpsHandler):
             problems = await self.app.source_problems()
         except InfluxError:
             problems = []
+        # closed statements are kept beside the rollups; without them no period is ever closed
+        why_not = self.app.billing.cannot_keep()
         self.write_json({"status": "ready", "rollups": {"state": rollups.state, "retention_policy": rollups.rp,
                                                         **({"reason": rollups.reason} if rollups.state == "off" else {})},
+                         "statements": {"kept": why_not is None, **({"reason": why_not} if why_not else {})},
                          # the collector's set-up is the operator's, not a secret: say what would bill wrongly
                          "source": {"name": self.app.source.name, "problems": problems}})
 
