@@ -133,7 +133,8 @@ class ClientSlots:
         turn = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(who, deque()).append(turn)
         try:
-            await asyncio.wait_for(asyncio.shield(turn), self.wait)
+            async with asyncio.timeout(self.wait):
+                await asyncio.shield(turn)
             return True  # a finishing call handed its slot over
         except TimeoutError:
             if turn.done():  # handed over just as the wait ran out: give it back

@@ -164,7 +164,8 @@ class InfluxGateway:
             slots = self._slots[lane] = asyncio.Semaphore(self._sizes[lane])
         if not patient:
             try:
-                await asyncio.wait_for(slots.acquire(), timeout=min(QUEUE_WAIT, self.config.influxdb_timeout))
+                async with asyncio.timeout(min(QUEUE_WAIT, self.config.influxdb_timeout)):
+                    await slots.acquire()
             except TimeoutError:
                 tel.influx_errors.labels("503").inc()
                 raise InfluxError(503, f"InfluxDB is busy: all {self._sizes[lane]} connections to it are in use; try again "
@@ -182,7 +183,8 @@ class InfluxGateway:
                 share.release()
                 raise
         try:
-            await asyncio.wait_for(both(), timeout=self.config.influxdb_timeout)
+            async with asyncio.timeout(self.config.influxdb_timeout):
+                await both()
         except TimeoutError:
             tel.influx_errors.labels("504").inc()
             raise InfluxError(504, f"InfluxDB is busy: no connection to it came free within {self.config.influxdb_timeout:g} s "
@@ -222,7 +224,8 @@ class InfluxGateway:
         try:
             # The client's own timeout bounds each socket operation; this bounds the whole
             # call (the wait for a thread included), so nothing holds a caller for longer.
-            return await asyncio.wait_for(asyncio.shield(running), timeout=max(0.001, deadline - loop.time()))
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(running)
         except Exception as exc:  # noqa: BLE001 - mapped, or re-raised as a bug
             err = map_error(exc, self.config)
             tel.influx_errors.labels(str(err.status)).inc()

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric
+from .tasks import cancel_and_wait
 from .times import format_ns
 from .usage import LATEST_ROWS, WINDOWS, Window, bucket_usage, latest_rows, layout_of, view_lines, view_results, view_statements
 
@@ -262,7 +263,8 @@ class Poller:
         while True:
             round_ = asyncio.ensure_future(self.poll_once())
             try:
-                await asyncio.wait_for(asyncio.shield(round_), timeout=self.interval)
+                async with asyncio.timeout(self.interval):
+                    await asyncio.shield(round_)
             except TimeoutError:
                 self._set_state("degraded", f"InfluxDB has not answered the live views for {self.interval:g} s "
                                             f"(the poll is late); the figures shown may be out of date")
@@ -287,6 +289,4 @@ class Poller:
         if self._task is not None:
             pending.append(self._task)
             self._task = None
-        for future in pending:
-            future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait(*pending)

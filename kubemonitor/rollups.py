@@ -34,6 +34,7 @@ from collections.abc import Callable
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric, MetricCatalog
 from .source import Layout
+from .tasks import cancel_and_wait
 from .times import HOUR_NS
 from .usage import Counted, PodKey, Scope, counted_series, hour_of, layout_of, merged, per_pod, raw_hours, statement
 
@@ -372,6 +373,5 @@ class Rollups:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None

@@ -129,4 +129,8 @@ async def serve(config: Config, port: int, ready: asyncio.Event | None = None,
         log.info("shutting down")
         server.stop()
         await app.shutdown()
-        await asyncio.wait_for(server.close_all_connections(), timeout=5)
+        try:
+            async with asyncio.timeout(5):
+                await server.close_all_connections()
+        except TimeoutError:
+            log.warning("connections still open 5 s after shutting down: closing anyway")
