@@ -1,12 +1,13 @@
 """Named API clients (README "Groups and access"): `conf/api-clients.yaml`, edited by
-`kubemonitor apiclient add/list/revoke`.
+`kubemonitor apiclient add/list/scope/rotate/revoke/delete`.
 
 Each client has a generated secret (32 random bytes, URL-safe), shown once by
 `apiclient add`; the file keeps only its SHA-256, so a copy of the file lets no
 one in. A secret is long and random, so one unsalted hash is enough (a slow hash
 like bcrypt guards guessable passwords, and would cost every API call tens of
 milliseconds). A revoked client stays in the file, marked with the time, so its
-name is never reused and the audit log's lines about it stay unambiguous.
+name is not reused by mistake and the audit log's lines about it stay unambiguous;
+`apiclient delete` removes it on purpose (and the audit log says so).
 
 Written like the users file (kubemonitor/filestore.py): locked, atomic, 0600,
 re-read by the server when it changes.
@@ -142,10 +143,12 @@ class ClientStore(WatchedFile[ApiClient]):
         secret = secrets.token_urlsafe(SECRET_BYTES)
         with self.update() as clients:
             old = clients.get(name)
+            if old is not None and old.revoked:
+                raise ClientInputError(f"client {name!r} already exists (revoked at {old.revoked}); choose another name, "
+                                       f"or delete the revoked one first: kubemonitor apiclient delete {name}")
             if old is not None:
-                raise ClientInputError(f"client {name!r} already exists{' (revoked)' if old.revoked else ''}; "
-                                       "choose another name" + ("" if old.revoked else
-                                                                f", or revoke it first: kubemonitor apiclient revoke {name}"))
+                raise ClientInputError(f"client {name!r} already exists; choose another name, or give it a new secret: "
+                                       f"kubemonitor apiclient rotate {name}")
             clients[name] = ApiClient(name, digest(secret), _now(), namespaces, billing)
         return clients[name], secret
 
@@ -156,3 +159,25 @@ class ClientStore(WatchedFile[ApiClient]):
                 raise ClientInputError(f"API client {name!r} was already revoked at {old.revoked}")
             clients[name] = replace(old, revoked=_now())
         return clients[name]
+
+    def rotate(self, name: str) -> tuple[ApiClient, str]:
+        """A new secret for an active client; the old one is refused from the moment the
+        file is written (the server re-reads it before each named client's call)."""
+        secret = secrets.token_urlsafe(SECRET_BYTES)
+        with self.update() as clients:
+            old = self.existing(clients, name)
+            if old.revoked:
+                raise ClientInputError(f"API client {name!r} was revoked at {old.revoked}; a revoked client gets no new "
+                                       f"secret: add a new client instead (kubemonitor apiclient add NAME)")
+            clients[name] = replace(old, sha256=digest(secret))
+        return clients[name], secret
+
+    def delete(self, name: str) -> ApiClient:
+        """Remove a revoked client from the file (its name can then be added again)."""
+        with self.update() as clients:
+            old = self.existing(clients, name)
+            if not old.revoked:
+                raise ClientInputError(f"API client {name!r} is active; revoke it first (kubemonitor apiclient revoke "
+                                       f"{name}), then delete it")
+            del clients[name]
+        return old

@@ -90,8 +90,8 @@ def files(log_dir: str) -> list[str]:
     return rotated + ([base] if os.path.exists(base) else [])
 
 
-def entries(log_dir: str, since_seconds: float | None = None, who: str | None = None) -> Iterator[dict]:
-    cutoff = None if since_seconds is None else datetime.fromtimestamp(time.time() - since_seconds, UTC)
+def entries(log_dir: str, cutoff: datetime | None = None, who: str | None = None) -> Iterator[dict]:
+    """The lines at or after `cutoff` (all without one), by or about `who` (everyone's without)."""
     for path in files(log_dir):
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:

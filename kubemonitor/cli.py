@@ -24,6 +24,14 @@ class UsageError(UserError):
 
 
 # ------------------------------------------------------------------ shared pieces
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one line and the way to the help: the full usage of a command
+    with every setting's flag is 30 lines that hide the one that matters."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def add_setting_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     """The settings table's flags (all, or the fields named in `only`)."""
     group = parser.add_argument_group("settings (each overrides its environment variable)")
@@ -57,6 +65,25 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def since(text: str):
+    """`--since`: a duration back from now (24h, 7d) or a date or time (UTC), as a datetime."""
+    from datetime import UTC, datetime, timedelta
+
+    from .request import BadRequest, parse_time
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        ns = parse_time("--since", text, end_of_day=False)
+    except BadRequest:
+        ns = None
+    if ns is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a duration (24h, 7d) nor a date or time "
+                                         "(2026-11-01, 2026-11-01T08:00:00Z; UTC unless it has an offset)")
+    return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
 def read_password(from_stdin: bool, again: bool = True) -> str:
@@ -182,6 +209,8 @@ def cmd_users(args: argparse.Namespace) -> int:
     users = store.read()
     if not users:
         print(f"no users in {store.path}; add one with `kubemonitor adduser --username=NAME --email=ADDRESS`")
+        return 0
+    print("USERNAME\tEMAIL\tCREATED\tSCOPE")
     for user in sorted(users.values(), key=lambda u: u.username):
         print(f"{user.username}\t{user.email}\t{user.created}\t{_scope_text(user)}")
     return 0
@@ -211,6 +240,8 @@ def cmd_apiclient_list(args: argparse.Namespace) -> int:
     clients = store.read()
     if not clients:
         print(f"no API clients in {store.path}; add one with `kubemonitor apiclient add NAME`")
+        return 0
+    print("NAME\tCREATED\tSTATE\tSCOPE")
     for c in sorted(clients.values(), key=lambda c: c.name):
         state = f"revoked {c.revoked}" if c.revoked else "active"
         print(f"{c.name}\t{c.created}\t{state}\t{_scope_text(c)}")
@@ -228,11 +259,33 @@ def cmd_apiclient_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apiclient_rotate(args: argparse.Namespace) -> int:
+    store = client_store(args)
+    client, secret = store.rotate(args.name)
+    print(f"gave API client {client.name} a new secret in {store.path}; the old one is refused from now on",
+          file=sys.stderr)
+    print("its new secret, shown this once (only its SHA-256 is kept):", file=sys.stderr)
+    print(secret, flush=True)  # alone on stdout, so a script can capture it
+    audited(args, "apiclient rotate", client.name)
+    return 0
+
+
+def cmd_apiclient_delete(args: argparse.Namespace) -> int:
+    client = client_store(args).delete(args.name)
+    print(f"deleted the revoked API client {client.name}; its name may be added again")
+    audited(args, "apiclient delete", client.name)
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     import json
+    import os
 
     from . import audit
     config = load_config(args)
+    if not os.path.isdir(config.log_dir):
+        raise UserError(f"there is no log directory {config.log_dir} (KUBEMONITOR_LOG_DIR, --log-dir): "
+                        "point it at the server's log directory")
     rows = list(audit.entries(config.log_dir, args.since, args.who))
     if args.json:
         for row in rows:
@@ -292,7 +345,7 @@ def with_influx(config: Config, work) -> int:
 def rollup_range(text_from: str, text_to: str | None, now_ns: int) -> tuple[int, int]:
     """The hours [first, end) that `--from`/`--to` name (inclusive days or times, UTC)."""
     from .request import BadRequest, parse_time
-    from .times import HOUR_NS
+    from .times import HOUR_NS, format_ns
     try:
         begin = parse_time("--from", text_from, end_of_day=False)
         end = parse_time("--to", text_to, end_of_day=True) if text_to else now_ns
@@ -300,6 +353,9 @@ def rollup_range(text_from: str, text_to: str | None, now_ns: int) -> tuple[int,
         raise UsageError(str(exc).replace("'--from'", "--from").replace("'--to'", "--to")) from None
     if begin is None:
         raise UsageError("--from needs a date, e.g. --from 2026-11-01")
+    if begin > now_ns:
+        raise UsageError(f"--from {text_from} is in the future (it is {format_ns(now_ns // 10**9 * 10**9)} now); "
+                         "only hours that have passed can be rolled up")
     if begin > end:
         raise UsageError("--from is after --to; swap them")
     first, after = begin - begin % HOUR_NS, end - end % HOUR_NS + HOUR_NS
@@ -402,9 +458,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ the parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubemonitor", description="Kubernetes usage monitor and billing interface.")
+    parser = Parser(prog="kubemonitor", description="Kubernetes usage monitor and billing interface.")
     parser.add_argument("--version", action="version", version=f"kubemonitor {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
     p = sub.add_parser("serve", help="run the API and the web dashboard")
@@ -445,8 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_users)
 
     clients_flags = ("api_clients_file", "log_dir", "api_username")
-    p = sub.add_parser("apiclient", help="add, list or revoke named API clients")
-    client_sub = p.add_subparsers(dest="action", metavar="ACTION")
+    p = sub.add_parser("apiclient", help="add, list, scope, rotate, revoke or delete named API clients")
+    client_sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     client_sub.required = True
     c = client_sub.add_parser("add", help="add a client and print its secret once")
     c.add_argument("name")
@@ -461,20 +517,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_scope_flags(c, "the client", everything=True)
     add_setting_flags(c, only=clients_flags)
     c.set_defaults(func=cmd_apiclient_scope)
+    c = client_sub.add_parser("rotate", help="give a client a new secret (printed once); the old one is refused at once")
+    c.add_argument("name")
+    add_setting_flags(c, only=clients_flags)
+    c.set_defaults(func=cmd_apiclient_rotate)
     c = client_sub.add_parser("revoke", help="refuse a client from now on")
     c.add_argument("name")
     add_setting_flags(c, only=clients_flags)
     c.set_defaults(func=cmd_apiclient_revoke)
+    c = client_sub.add_parser("delete", help="remove a revoked client from the file (its name is free again)")
+    c.add_argument("name")
+    add_setting_flags(c, only=clients_flags)
+    c.set_defaults(func=cmd_apiclient_delete)
 
     p = sub.add_parser("audit", help="print the audit log (logins, API calls, changes to access) as a table")
-    p.add_argument("--since", type=duration, default=None, metavar="DURATION", help="only the last DURATION, e.g. 24h")
+    p.add_argument("--since", type=since, default=None, metavar="WHEN",
+                   help="only lines since WHEN: a duration back from now (24h, 7d) or a date or time (2026-11-01, UTC)")
     p.add_argument("--who", default=None, metavar="NAME", help="only lines by (or about) this user or client")
     p.add_argument("--json", action="store_true", help="the JSON lines themselves, not a table")
     add_setting_flags(p, only=("log_dir",))
     p.set_defaults(func=cmd_audit)
 
     from .simulate import __doc__ as simulate_doc
-    p = sub.add_parser("simulate", help="write a simulated cluster into InfluxDB (Heapster schema)",
+    p = sub.add_parser("simulate", help="write a simulated cluster into InfluxDB (--source heapster: Heapster's schema, "
+                                        "the default; --source telegraf: Telegraf's and the DCGM exporter's)",
                        description=simulate_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backfill", type=duration, default=0.0, metavar="DURATION",
                    help="write this much history first, e.g. 24h (default: none)")

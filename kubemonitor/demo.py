@@ -108,6 +108,16 @@ def curl(url: str, metric: str, body: dict, password: str, user: str = API_USER)
             f"-d '{json.dumps(body)}'")
 
 
+def cli_exports(config: Config) -> str:
+    """The one `export` line that points the CLI at the demo's files and InfluxDB."""
+    import shlex
+    values = {"INFLUXDB_HOST": config.influxdb_host, "INFLUXDB_PORT": config.influxdb_port, "INFLUXDB_DB": config.influxdb_db,
+              "KUBEMONITOR_SOURCE": config.source, "KUBEMONITOR_SAMPLE_INTERVAL": f"{config.sample_interval:g}s",
+              "KUBEMONITOR_USERS_FILE": config.users_file, "KUBEMONITOR_API_CLIENTS_FILE": config.api_clients_file,
+              "KUBEMONITOR_BILLING_FILE": config.billing_file, "KUBEMONITOR_LOG_DIR": config.log_dir}
+    return "export " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in values.items())
+
+
 def run_demo(options: DemoOptions) -> None:
     """Run the demo until Ctrl-C; raises a UserError (one line) when it cannot start."""
     retry = f"make demo PORT={options.port + 1} (or kubemonitor demo --port {options.port + 1})"
@@ -184,6 +194,8 @@ def run_demo(options: DemoOptions) -> None:
             _say(f"  # the same as the group's own API client, which sees only {', '.join(GROUP_NAMESPACES)}")
             _say(f"    {curl(url, 'cpu/usage_rate', {'agg': 'all-namespace'}, group_secret, GROUP_CLIENT)}")
             _say(f"  billing:  {url}/web/billing")
+            _say("  CLI (kubemonitor users, apiclient, audit, statement, rollup) against this demo, in another shell:")
+            _say(f"    {cli_exports(config)}")
             _say("Ctrl-C stops everything and removes the temporary directory.")
             await server
 

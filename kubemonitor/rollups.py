@@ -128,6 +128,11 @@ class Rollups:
             if exc.status in (503, 504):
                 self.state, self.reason = "starting", exc.message  # try again later
                 return
+            if "database not found" in exc.message:
+                # not a permission: the name is wrong, or the database is not created yet (try again later)
+                self.state, self.reason = "starting", (f"InfluxDB has no database {db!r}: check INFLUXDB_DB, or create it "
+                                                       f"(CREATE DATABASE \"{db}\")")
+                return
             self.turn_off(f"cannot create the retention policy {self.rp!r} (a read-only InfluxDB account?)", exc.message)
             return
         self.state, self.reason = "on", ""

@@ -246,6 +246,32 @@ async def test_revocation_and_scope_changes_count_at_once(http_client, base_url,
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_a_rotated_secret_replaces_the_old_one_at_once_and_a_revoked_client_can_be_deleted(
+        http_client, base_url, people, config):
+    body = {"agg": "all-namespace", "timeBeginInterval": int(time.time()) - 3600}
+    old = people["astro-script"]
+    r = cli("apiclient", "rotate", "astro-script", config=config)
+    assert r.returncode == 0, r.stderr
+    new = r.stdout.strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", new) and new != old and "old one is refused" in r.stderr
+    code, data, _ = await post(http_client, base_url, "/api/cpu/usage_rate", body, "astro-script", old)
+    assert code == 401
+    code, rows, _ = await post(http_client, base_url, "/api/cpu/usage_rate", body, "astro-script", new)
+    assert code == 200 and {row["namespace_name"] for row in rows} == ASTRO  # the scope is kept
+    # an active name: the hint is rotate, not "revoke it first" (a revoked name cannot be added again)
+    again = cli("apiclient", "add", "astro-script", config=config)
+    assert again.returncode == 2 and "apiclient rotate astro-script" in again.stderr and "revoke" not in again.stderr
+    refused = cli("apiclient", "delete", "astro-script", config=config)
+    assert refused.returncode == 2 and "revoke it first" in refused.stderr
+    assert cli("apiclient", "revoke", "astro-script", config=config).returncode == 0
+    assert "apiclient delete astro-script" in cli("apiclient", "add", "astro-script", config=config).stderr
+    assert "no new secret" in cli("apiclient", "rotate", "astro-script", config=config).stderr
+    assert cli("apiclient", "delete", "astro-script", config=config).returncode == 0
+    assert "astro-script" not in ClientStore(config.api_clients_file).read()
+    assert cli("apiclient", "add", "astro-script", config=config).returncode == 0  # the name is free again
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_secrets_are_compared_exactly(http_client, base_url, people):
     secret = people["office"]
     body = {"agg": "all-namespace"}
@@ -470,6 +496,15 @@ def test_cli_changes_are_audited_with_the_os_user_and_audit_prints_them(config, 
     assert rows[0].split()[:5] == ["TIME", "WHO", "EVENT", "WHAT", "STATUS"] and len(rows) == 1 + 4
     assert all("carol" in row for row in rows[1:])
     assert cli("audit", "--since", "1h", "--who", "nobody", config=config).stdout == ""
+    # --since takes a date or a time too (it took only durations); today's lines are from today on
+    from datetime import UTC, datetime, timedelta
+    today, tomorrow = datetime.now(UTC).date(), datetime.now(UTC).date() + timedelta(days=1)
+    by_date = cli("audit", "--since", today.isoformat(), "--who", "carol", config=config)
+    assert by_date.returncode == 0 and by_date.stdout.strip().splitlines() == rows
+    assert cli("audit", "--since", f"{tomorrow}T00:00:00Z", "--who", "carol", config=config).stdout == ""
+    # a log directory that does not exist is an error naming it, not "no audit entries"
+    missing = cli("audit", "--log-dir", str(tmp_path / "nope"), config=config)
+    assert missing.returncode == 2 and f"no log directory {tmp_path / 'nope'}" in missing.stderr
     as_json = cli("audit", "--json", config=config).stdout.splitlines()
     assert [json.loads(line) for line in as_json] == lines
 
@@ -545,7 +580,7 @@ def test_apiclient_add_prints_the_secret_once_and_keeps_its_hash(config):
     assert cli("apiclient", "revoke", "office2", config=config).returncode == 0
     assert "revoked" in cli("apiclient", "list", config=config).stdout
     again = cli("apiclient", "add", "office2", config=config)
-    assert again.returncode == 2 and "already exists (revoked)" in again.stderr
+    assert again.returncode == 2 and "already exists (revoked at" in again.stderr and "apiclient delete office2" in again.stderr
 
 
 @pytest.mark.parametrize("args,words", [

@@ -164,3 +164,27 @@ def test_the_default_rate_card_path_may_be_absent():
     assert ratecard.load("/nonexistent/conf/billing.yaml") is ratecard.DEFAULT
     with pytest.raises(ratecard.RateCardError, match="does not exist"):
         ratecard.load("/nonexistent/billing.yaml", required=True)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["statement", "--period", "2026-11", "--by", "nope"], ["--by", "invalid choice"]),
+    (["statement"], ["one of the arguments --period --from is required"]),
+    (["rollup"], ["--from"]),
+    (["apiclient"], ["ACTION"]),
+    (["apiclient", "rotate"], ["name"]),
+])
+def test_usage_errors_are_one_line_and_the_way_to_help(argv, words):
+    """argparse printed the whole usage first: 30 lines of setting flags above the error."""
+    r = subprocess.run([*KUBEMONITOR, *argv], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    (line,) = r.stderr.splitlines()
+    command = " ".join(["kubemonitor", *[a for a in argv[:2] if not a.startswith("-")][:2]])
+    assert all(w in line for w in words) and line.endswith(f"see `{command} --help`"), r.stderr
+
+
+def test_simulates_help_names_every_source():
+    """`kubemonitor --help` said simulate writes "(Heapster schema)" only."""
+    from kubemonitor.collectors import SOURCES
+    top = subprocess.run([*KUBEMONITOR, "--help"], capture_output=True, text=True, timeout=30).stdout
+    line = " ".join(top[top.index("simulate"):].split("demo")[0].split())
+    assert all(name in line for name in SOURCES), line

@@ -91,6 +91,17 @@ def test_demo_runs_serves_and_cleans_up(tmp_path, source):
         assert r.status_code == 302
         overview = group.get(f"{url}/web/stats/index", timeout=10).text
         assert "astro-lab" in overview and "climate" in overview and "bio-sim" not in overview
+        # the printed export line points the CLI at the demo's files and InfluxDB
+        (cli_exports,) = re.findall(r"^\s+(export INFLUXDB_HOST=.+)$", text, re.M)
+        users = subprocess.run(["bash", "-c", cli_exports + " && python3 -m kubemonitor users"], capture_output=True, text=True,
+                               timeout=30, env={**os.environ, "PATH": os.path.dirname(sys.executable) + ":" + os.environ["PATH"]})
+        assert users.returncode == 0 and re.search(r"^demo\t", users.stdout, re.M) and "physics" in users.stdout, users.stderr
+        month = re.search(r'\\"period\\": \\"(\d{4}-\d\d)', text) or re.search(r'"period": "(\d{4}-\d\d)"', text)
+        statement = subprocess.run(["bash", "-c", f"{cli_exports} && python3 -m kubemonitor statement --period {month.group(1)}"],
+                                   capture_output=True, text=True, timeout=60,
+                                   env={**os.environ, "PATH": os.path.dirname(sys.executable) + ":" + os.environ["PATH"]})
+        assert statement.returncode == 0, statement.stderr
+        assert json.loads(statement.stdout)["currency"] == "CHF"
         ready = json.loads(urllib.request.urlopen(f"{url}/readyz", timeout=5).read())
         assert ready["status"] == "ready" and ready["source"] == {"name": source, "problems": []}
         if source == "telegraf":  # Telegraf's 10 s: 30 minutes are 180 samples of a service pod

@@ -67,9 +67,15 @@ def test_a_wheel_from_a_clean_checkout_serves_charts_without_npm(tmp_path):
             os.makedirs(src / os.path.dirname(rel), exist_ok=True)
             shutil.copy2(os.path.join(ROOT, rel), src / rel)
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)], check=True, capture_output=True)
+    built = subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)], check=True, capture_output=True,
+                           text=True)
+    # the license is an SPDX string: the TOML-table form warned at every build (deprecated, deadline 2027-02-18)
+    assert "TOML table is deprecated" not in built.stdout + built.stderr
     (wheel,) = dist.glob("*.whl")
     assert wheel.name.startswith(f"kubemonitor-{__version__}-")
+    import zipfile
+    metadata = zipfile.ZipFile(wheel).read(f"kubemonitor-{__version__}.dist-info/METADATA").decode()
+    assert "License-Expression: Apache-2.0" in metadata
     venv = tmp_path / "venv"
     # The venv reuses this interpreter's libraries (tornado, influxdb, ...) but gets
     # kubemonitor only from the wheel; PATH has no npm.

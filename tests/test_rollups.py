@@ -190,6 +190,7 @@ def test_a_rollup_killed_with_sigkill_is_completed_by_the_next_run(running_influ
     (["--from", "2018-02-30"], ["--from", "not a real date"]),
     (["--from", "yesterday"], ["--from", "is not a time"]),
     (["--from", "2000-01-01", "--to", "2020-01-01"], ["more than 366 days"]),
+    (["--from", "2099-01-01"], ["--from 2099-01-01 is in the future", "now"]),  # was "--from is after --to"
 ])
 def test_rollup_command_refuses_bad_ranges_in_one_line(running_influxd, rp, args, words):
     r = subprocess.run(rollup_cli(running_influxd, rp, *args), capture_output=True, text=True, timeout=60)
@@ -286,3 +287,12 @@ async def test_rollups_equal_raw_points_on_the_simulated_cluster(make_app, scrat
                     for k, v in a.items():
                         if isinstance(v, float):
                             assert v == pytest.approx(b[k], rel=1e-12), (name, agg, k)
+
+
+def test_rollup_into_a_database_that_does_not_exist_names_it(running_influxd, rp):
+    """It was blamed on "a read-only InfluxDB account?"."""
+    r = subprocess.run(rollup_cli(running_influxd, rp, "--from", "2018-03-01", "--to", "2018-03-01", db="no_such_db_x"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = [line for line in r.stderr.splitlines() if line.startswith("kubemonitor: ")]
+    assert "no database 'no_such_db_x'" in line and "INFLUXDB_DB" in line and "read-only" not in line, r.stderr

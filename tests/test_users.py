@@ -33,7 +33,9 @@ def test_adduser_list_passwd_deluser(tmp_path):
     assert "pw-one" not in f.read_text()
     assert check_password("pw-one", entry["password"])
     r = cli("users", users_file=f)
-    assert r.returncode == 0 and r.stdout.startswith("alice\talice@example.org\t")
+    header, alice = r.stdout.splitlines()
+    assert r.returncode == 0 and header.split("\t") == ["USERNAME", "EMAIL", "CREATED", "SCOPE"]
+    assert alice.startswith("alice\talice@example.org\t")
     r = cli("passwd", "alice", "--password-stdin", stdin="pw-two\n", users_file=f)
     assert r.returncode == 0, r.stderr
     assert check_password("pw-two", yaml.safe_load(f.read_text())["users"]["alice"]["password"])
