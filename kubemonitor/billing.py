@@ -32,6 +32,7 @@ from .influx import InfluxError, InfluxGateway
 from .metrics import Metric, MetricCatalog
 from .ratecard import Period, PeriodError, RateCard, period_from
 from .request import BadRequest, reject_unknown
+from .rollups import USAGE as USAGE_HOURLY
 from .rollups import collected_intervals, merge_spans
 from .times import HOUR_NS, NS, format_ns
 from .usage import Counted, PodKey, Scope, layout_of, raw_hours
@@ -127,6 +128,19 @@ class Kept:
         return touched
 
 
+def uncovered_spans(covered: list[int], begin: int, end: int) -> list[tuple[int, int]]:
+    """[begin, end) without the rolled-up hours in `covered`, as spans."""
+    spans: list[tuple[int, int]] = []
+    cursor = begin
+    for hour in covered:
+        if hour > cursor:
+            spans.append((cursor, min(hour, end)))
+        cursor = max(cursor, hour + HOUR_NS)
+    if cursor < end:
+        spans.append((cursor, end))
+    return [(a, b) for a, b in spans if a < b]
+
+
 def encode(value) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -199,30 +213,42 @@ class Billing:
     async def _daily(self, period: Period, namespaces: frozenset[str] | None) -> dict:
         days = period.days()
         series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(days))
-        if self.rollups is None or self.rollups.state != "on":
-            return {"days": [d.label for d in days], "groups": {}, "measure": None}
         priced = self.card.priced
         starts = [d.start_ns for d in days]
+        end_ns = min(period.end_ns, time.time_ns())
+        scope = Scope(None, self.excluded, None if namespaces is None else tuple(sorted(namespaces)))
         for resource in self.card.resources:
             if priced and resource.price is None or not priced and resource is not self.card.resources[0]:
                 continue
             metric = await self.catalog.resolve(resource.metric)
             if metric is None:
                 continue
-            conditions, params = Scope(None, self.excluded, None if namespaces is None else tuple(sorted(namespaces))).conditions()
-            scope_text = "".join(f" AND {c}" for c in conditions)  # fixed fragments with $parameters
-            rows = await self.influx.query(
-                f'SELECT sum("sum") FROM "{self.rollups.rp}"."kubemonitor_usage_hourly" WHERE "metric" = $metric AND '
-                f'time >= $begin AND time < $end{scope_text} GROUP BY time(1h), "namespace_name" fill(none)',
-                {**params, "metric": metric.name, "begin": period.start_ns, "end": period.end_ns}, kind="statement")
             factor = self.interval_ns(metric) / 3600e9 / resource.divide_by * (resource.price if priced else 1.0)
-            for s in rows:
-                group = self.card.group_of((s.get("tags") or {}).get("namespace_name", "")).key
-                for t, total in s.get("values", []):
-                    series[group][bisect.bisect_right(starts, t) - 1] += (total or 0.0) * factor
+
+            def add(namespace: str, t: int, total: float, factor: float = factor) -> None:
+                series[self.card.group_of(namespace).key][bisect.bisect_right(starts, t) - 1] += total * factor
+            covered: list[int] = []
+            if self.rollups is not None and self.rollups.covers(metric):
+                conditions, params = scope.conditions()
+                scope_text = "".join(f" AND {c}" for c in conditions)  # fixed fragments with $parameters
+                rows = await self.influx.query(
+                    f'SELECT sum("sum") FROM "{self.rollups.rp}"."{USAGE_HOURLY}" WHERE "metric" = $metric AND '
+                    f'time >= $begin AND time < $end{scope_text} GROUP BY time(1h), "namespace_name" fill(none)',
+                    {**params, "metric": metric.name, "begin": period.start_ns, "end": period.end_ns}, kind="statement")
+                for s in rows:
+                    for t, total in s.get("values", []):
+                        add((s.get("tags") or {}).get("namespace_name", ""), t, total or 0.0)
+                covered = await self.rollups.covered_hours(metric, period.start_ns, period.end_ns)
+            # the hours not rolled up yet (the running day's last ones; every hour without
+            # rollups) from raw points, as the statement counts them: the bars add up to the table
+            for begin, stop in uncovered_spans(covered, period.start_ns, end_ns):
+                for ((namespace, _pod, _id), hour), counted in (await raw_hours(self.influx, metric, begin, stop - 1, scope,
+                                                                                 self.interval_ns(metric))).items():
+                    add(namespace, max(hour, begin), counted.sum)
         measure = (f"cost ({self.card.currency})" if priced else
                    f"{self.card.resources[0].key} ({self.card.resources[0].unit})")
         return {"days": [d.label for d in days], "groups": {g: [round(v, 4) for v in vals] for g, vals in sorted(series.items())},
+                "names": {g: next((gr.name for gr in self.card.groups if gr.key == g), g) for g in series},  # the legend's
                 "measure": measure}
 
     async def usage(self, metric: Metric, period: Period, by: str) -> dict[PodKey, Counted]:

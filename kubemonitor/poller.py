@@ -29,7 +29,7 @@ from .influx import InfluxError, InfluxGateway
 from .metrics import Metric
 from .tasks import cancel_and_wait
 from .times import format_ns
-from .usage import LATEST_ROWS, WINDOWS, Window, bucket_usage, latest_rows, layout_of, view_lines, view_results, view_statements
+from .usage import LATEST_ROWS, MINUTE_NS, WINDOWS, Window, bucket_usage, latest_rows, layout_of, view_lines, view_results, view_statements
 
 log = logging.getLogger("kubemonitor.poller")
 ALL = "all"
@@ -61,20 +61,24 @@ def build_snapshot(metric: Metric, namespace: str, window: Window, results: list
                    stale_ns: int) -> tuple[dict, list[dict]]:
     """The `snapshot` message (README "The web dashboard") from the three statements'
     series, and every latest row (the message carries the first LATEST_ROWS)."""
-    pod_series, container_series, latest_series = (view_results(metric, results) + [[], [], []])[:3]
+    answers = view_results(metric, results) + [[]] * 5
+    pod_series, container_series, latest_series = answers[:3]
     layout = layout_of(metric)
-    lines = view_lines(None if namespace == ALL else namespace, bucket_usage(pod_series, container_series, layout))
+    shown = None if namespace == ALL else namespace
+    lines = view_lines(shown, bucket_usage(pod_series, container_series, layout))
     series = {name: [[t // 1_000_000, round(v, 6)] for t, v in sorted(points.items())]
               for name, points in sorted(lines.items()) if points}
-    # "Current" is the newest bucket that has ended: a bucket still filling holds only
-    # the pods that already reported in it, and would make the totals flicker.
-    current_at = now_ns // window.bucket_ns * window.bucket_ns - window.bucket_ns
-    values = {name: round(points[current_at], 6) for name, points in sorted(lines.items()) if current_at in points}
+    # "Current" is the newest complete minute, on every range: a minute still filling
+    # holds only the pods that already reported in it, and would make the totals flicker.
+    minute_lines = lines if window.bucket_ns == MINUTE_NS else view_lines(shown, bucket_usage(*answers[3:5], layout))
+    current_at = now_ns // MINUTE_NS * MINUTE_NS - MINUTE_NS
+    values = {name: round(points[current_at], 6) for name, points in sorted(minute_lines.items()) if current_at in points}
     latest = latest_rows(latest_series, now_ns - stale_ns, limit=None, layout=layout)
     return {"type": "snapshot", "metric": metric.name, "namespace": namespace, "range": window.name,
             "unit": metric.unit, "polled_at": format_ns(now_ns // 1_000_000 * 1_000_000),
             "bucket_ms": window.bucket_ns // 1_000_000, "series": series,
-            "current": {"at": current_at // 1_000_000, "values": values, "total": round(sum(values.values()), 6)},
+            "current": {"at": current_at // 1_000_000, "span_ms": MINUTE_NS // 1_000_000, "values": values,
+                        "total": round(sum(values.values()), 6)},
             "latest": latest[:LATEST_ROWS]}, latest
 
 
@@ -85,7 +89,7 @@ def scoped_snapshot(snapshot: dict, latest: list[dict], namespaces: frozenset[st
     current = snapshot["current"]
     values = {ns: v for ns, v in current["values"].items() if ns in namespaces}
     return {**snapshot, "series": {ns: points for ns, points in snapshot["series"].items() if ns in namespaces},
-            "current": {"at": current["at"], "values": values, "total": round(sum(values.values()), 6)},
+            "current": {**current, "values": values, "total": round(sum(values.values()), 6)},
             "latest": [r for r in latest if r.get("namespace_name") in namespaces][:LATEST_ROWS],
             "scope": sorted(namespaces)}
 

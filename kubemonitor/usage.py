@@ -537,12 +537,25 @@ def view_statements(metric: Metric, namespace: str | None, window: Window, exclu
     statements.append(statement('last({v}) AS "value"', L, [*either, "time >= $latest_since", *scope],
                                 "GROUP BY " + tags_of(L, "namespace_name", "pod_name", "container_name", "nodename", "type")
                                 + parts))
+    if window.bucket_ns > MINUTE_NS:
+        # "Current" is the newest complete minute on every range, not the newest 30-minute
+        # bucket of the 7-day chart: two more statements over the last two minutes.
+        params["minute_since"] = now_ns // MINUTE_NS * MINUTE_NS - MINUTE_NS
+        minute = f"GROUP BY time(1m), {tags_of(L, 'namespace_name', 'pod_name')}"
+        if L.pod_level is not None:
+            statements.append(statement("mean({v})", L, [*pod_texts, "time >= $minute_since", *scope], f"{minute} fill(none)"))
+        statements.append(statement("mean({v})", L, [*container_texts, "time >= $minute_since", *scope],
+                                    f"{minute}, {tags_of(L, 'container_name')}{parts} fill(none)"))
     return "; ".join(statements), params
 
 
 def view_results(metric: Metric, results: list[list[dict]]) -> list[list[dict]]:
-    """The answers of `view_statements` as [pod-level, container-level, latest]."""
-    return results if layout_of(metric).pod_level is not None else [[], *results]
+    """The answers of `view_statements` as [pod-level, container-level, latest] and, for a
+    range whose buckets are wider than a minute, [pod-level, container-level] of the
+    newest minutes."""
+    if layout_of(metric).pod_level is not None:
+        return results
+    return [[], *results[:2], *([[], *results[2:]] if len(results) > 2 else [])]
 
 
 def bucket_usage(pod_series: list[dict], container_series: list[dict],

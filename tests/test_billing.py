@@ -487,3 +487,62 @@ async def test_a_months_statement_queues_for_busy_connections_instead_of_failing
         await month
     finally:
         await app.shutdown()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_running_months_daily_bars_add_up_to_its_table(billing_app, running_influxd, month_db):
+    """Two hours of one core today, one of them rolled up: the bars counted only the
+    rolled-up hour (the issue's 56.89 CHF bar under a 58.06 table); the rest now comes from
+    raw points, so the day's bar is the table's line. The legend has the groups' names."""
+    import time as clock
+
+    from kubemonitor.ratecard import current_month
+    from kubemonitor.times import HOUR_NS
+    now = clock.time_ns()
+    hour = now // HOUR_NS * HOUR_NS
+    if now - hour < 5 * 60 * NS:
+        pytest.skip("too close to the top of the hour for a rolled-up and a raw hour today")
+    await billing_app.rollups.prepare()
+    first = hour - HOUR_NS
+    running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=astro-lab,pod_name=day-1,type=pod value=1000.0 "
+                                     f"{first + 60 * NS * k}" for k in range(int((now - first) // (60 * NS)))], precision="n")
+    try:
+        metric = billing_app.catalog.resolve_cached("cpu/usage_rate")
+        await billing_app.rollups.roll_up(metric, first)  # the first hour is rolled up, the current one is not
+        from datetime import UTC, datetime
+        period = current_month("UTC", datetime.now(UTC))
+        daily = await billing_app.billing.daily(period)
+        statement = json.loads(await billing_app.billing.statement(period, "group"))
+        astro = {r["group"]: r for r in statement["rows"]}["astro"]
+        today = datetime.now(UTC).strftime("%Y-%m-%d")
+        bar = daily["groups"]["astro"][daily["days"].index(today)]
+        assert bar == pytest.approx(astro["usage"]["cpu"] * 0.02, abs=1e-3) and bar > 0.02  # more than the rolled-up hour
+        assert daily["names"]["astro"] == "Astrophysics Lab"
+    finally:
+        running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"pod_name\" = 'day-1'", db=month_db)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_running_month_without_prices_projects_its_usage(make_app, month_db, http_client, web_user, running_influxd):
+    """Without a rate card the page read "Projected to the end of the period: ." - now the
+    projected usage of each resource, and why there is no amount."""
+    import re
+    import time as clock
+
+    from conftest import WEB_PASS, WEB_USER, Browserless
+    now = int(clock.time()) // 60 * 60
+    running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=now-lab,pod_name=n-1,type=pod value=1000.0 {now - 60 * k}"
+                                     for k in range(1, 61)], precision="s")
+    app = make_app(influxdb_db=month_db)  # no rate card
+    base, server = await serve_app(app)
+    try:
+        b = Browserless(http_client, base)
+        await b.login(WEB_USER, WEB_PASS)
+        page = re.sub(r"\s+", " ", (await b.fetch("/web/billing")).body.decode())
+        projected = re.search(r"Projected to the end of the period: <strong>([^<]*)</strong>([^<.]*)\.", page)
+        assert projected, page[page.find("statement-state"):][:600]
+        assert re.match(r"\d+\.\d\d core-hours, \d+\.\d\d GiB-hours, \d+\.\d\d GB-hours$", projected.group(1))
+        assert "no prices" in projected.group(2)
+    finally:
+        server.stop()
+        running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'now-lab'", db=month_db)

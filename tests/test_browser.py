@@ -90,13 +90,21 @@ def test_log_in_see_chart_and_table_and_a_new_point_arrives_without_reload(serve
     assert page.locator("table.latest tbody tr").count() == 2
     page.wait_for_selector(".uplot canvas", timeout=10_000)
     page.wait_for_selector("#conn-state.state-live", timeout=10_000)
-    assert "300 millicores" in page.inner_text("table.latest")
+    # one unit per column, named in its header
+    assert page.inner_text("table.latest th[data-value-header]") == "Value (millicores)"
+    assert page.locator("table.latest tbody td.num", has_text="300").count() == 1
     page.evaluate("window.__notReloaded = true")
 
     write_pod(running_influxd, scratch_db, "team-a", "browser-pod-1", {"app": 77.0}, time.time_ns())
     page.wait_for_selector("table.latest td:has-text('browser-pod-1')", timeout=10_000)
     assert page.evaluate("window.__notReloaded") is True
-    assert "77.0 millicores" in page.inner_text("table.latest")
+    assert page.locator("table.latest tbody td.num", has_text="77.0").count() == 1
+    # a pod at 4.5 cores: the whole column turns to cores (it was "4.50 cores" above "300 millicores")
+    write_pod(running_influxd, scratch_db, "team-a", "big-pod-1", {"app": 4500.0}, time.time_ns())
+    page.wait_for_selector("table.latest td:has-text('big-pod-1')", timeout=10_000)
+    assert page.inner_text("table.latest th[data-value-header]") == "Value (cores)"
+    values = page.eval_on_selector_all("table.latest tbody td.num", "tds => tds.map(td => td.textContent)")
+    assert "4.50" in values and "0.30" in values and not any("millicores" in v or "cores" in v for v in values)
     assert page.locator(".uplot .u-legend").inner_text().count("browser-pod-1") >= 1
     assert page.errors == []
 
@@ -202,7 +210,8 @@ def test_bytes_axis_has_binary_units_and_round_ticks(server, page, running_influ
     assert axis["label"] == "GiB", axis
     assert all(float(v).is_integer() for v in axis["values"]), axis  # 2, 4, 6 GiB, not 5.59 / 7.45 GiB
     assert all(split % gib == 0 for split in axis["splits"]), axis
-    assert "5.60 GiB" in page.inner_text("table.latest")
+    assert page.inner_text("table.latest th[data-value-header]") == "Value (GiB)"
+    assert page.locator("table.latest tbody td.num", has_text="5.60").count() == 1
 
 
 @pytest.mark.parametrize("path", ["/web/stats/index", "/web/stats/cpu/usage_rate/team-a"])
@@ -273,6 +282,14 @@ def test_the_billing_page_shows_table_chart_and_the_apis_csv(running_influxd, mo
         # 671 of 672 hours is above 99 %, but the missing hour is longer than 0.1 % of the month (40 min)
         assert "2026-02-10 02:00 to 2026-02-10 03:00 (1.0 h)" in page.inner_text("#coverage-banner")
         page.wait_for_selector("[data-billing-chart] canvas", timeout=10_000)
+        # one nav item is the current page; nothing live here, so no "Live: nothing to watch"
+        assert page.locator("#sidebar [aria-current]").all_inner_texts() == ["Billing"]
+        assert page.locator("#conn-state").count() == 0
+        chart = page.evaluate("(() => { const u = window.kubemonitorBilling.chart; return {labels: u.series.map(s => s.label), "
+                              "splits: u.axes[0]._splits, values: u.axes[0]._values}; })()")
+        assert "Astrophysics Lab" in chart["labels"] and "astro" not in chart["labels"]  # names, not keys
+        assert chart["splits"] == list(range(28))  # a bar and a tick per day
+        assert [v for v in chart["values"] if v][:3] == ["1", "2", "3"] or chart["values"][0] == "1", chart["values"]
         page.goto(served.url + "/web/billing/2026-02-10")  # the day with the missing hour: 23 of 24
         assert "coverage cpu 95.83 %" in page.inner_text("#coverage-banner")
         assert "2026-02-10 02:00 to 2026-02-10 03:00" in page.inner_text("#coverage-banner")
@@ -280,6 +297,9 @@ def test_the_billing_page_shows_table_chart_and_the_apis_csv(running_influxd, mo
         page.click("table.statement a:has-text('Astrophysics Lab')")  # drill down: the group's namespaces
         page.wait_for_url("**by=namespace**")
         assert {"astro-lab", "astro-dev"} <= set(page.inner_text("table.statement").split())
+        page.wait_for_selector("[data-billing-chart] canvas", timeout=10_000)
+        labels = page.evaluate("window.kubemonitorBilling.chart.series.map(s => s.label)")
+        assert labels == ["Day", "Astrophysics Lab"]  # the chart follows the drill-down
         href = page.get_attribute("a.download", "href")
         downloaded = page.request.get(served.url + href).body()
         import urllib.request
@@ -362,7 +382,81 @@ def test_the_dashboard_on_telegrafs_schema(running_influxd, scratch_db, tmp_path
         assert "team-g" in cards["gpu/usage"] and "49.2 GB" in cards["gpu/usage"]  # two GPUs: 16384 + 32768 MB
         page.goto(served.url + "/web/stats/cpu/usage_rate/team-t")
         page.wait_for_selector(".uplot canvas", timeout=10_000)
-        assert "svc-1" in page.inner_text("table.latest") and "750 millicores" in page.inner_text("table.latest")
+        assert "svc-1" in page.inner_text("table.latest") and "750" in page.inner_text("table.latest tbody td.num")
+        assert page.inner_text("table.latest th[data-value-header]") == "Value (millicores)"
         assert page.errors == []
+    finally:
+        served.stop()
+
+
+def test_overview_colours_missing_data_and_rows_agree_across_cards(server, page, running_influxd, scratch_db):
+    """bio-sim was red on the CPU card and blue on the GPU card; a namespace drawn on the
+    chart but idle now had no row; a card without data said "Cluster total: 0"."""
+    minutes_of(running_influxd, scratch_db, "alpha", "a-1", {"app": 100.0})
+    minutes_of(running_influxd, scratch_db, "bio-sim", "b-1", {"app": 200.0})
+    minutes_of(running_influxd, scratch_db, "bio-sim", "g-1", {"trainer": 8000.0}, metric="gpu/usage")
+    # idle now: its points are 30 to 40 minutes old, inside the 1 h chart
+    old = time.time_ns() - 30 * 60 * 10**9
+    running_influxd.write(scratch_db, [f"cpu/usage_rate,namespace_name=idle-lab,pod_name=i-1,type=pod value=50 {old - k * 60 * 10**9}"
+                                       for k in range(10)])
+    log_in(page, server, "/web/stats/index")
+    page.wait_for_selector("section.card .uplot canvas", timeout=10_000)
+    cards = {page.locator("section.card").nth(i).get_attribute("data-metric"): page.locator("section.card").nth(i)
+             for i in range(page.locator("section.card").count())}
+
+    def swatches(card):
+        return dict(zip(card.locator("[data-namespaces] td:first-child").all_inner_texts(),
+                        card.locator("[data-namespaces] .swatch").evaluate_all("els => els.map(e => e.style.background)")))
+    cpu, gpu = swatches(cards["cpu/usage_rate"]), swatches(cards["gpu/usage"])
+    assert cpu["bio-sim"] == gpu["bio-sim"] and cpu["bio-sim"] != cpu["alpha"]
+    strokes = page.evaluate("window.kubemonitorLive.views.map(v => v.chart ? Object.fromEntries("
+                            "v.chart.series.slice(1).map(s => [s.label, s._stroke || s.stroke()])) : {})")
+    assert len({s["bio-sim"] for s in strokes if "bio-sim" in s}) == 1
+    # every namespace the chart draws has a row; idle now is "–", not missing and not 0
+    rows = dict(zip(cards["cpu/usage_rate"].locator("[data-namespaces] td:first-child").all_inner_texts(),
+                    cards["cpu/usage_rate"].locator("[data-namespaces] td.num").all_inner_texts()))
+    assert rows["idle-lab"] == "–" and rows["alpha"] == "100"
+    assert cards["cpu/usage_rate"].locator("th[data-value-header]").inner_text() == "Current (millicores)"
+    # the memory card has nothing: it says so instead of a bold 0
+    memory = cards["memory/usage"]
+    assert memory.locator("[data-total]").inner_text() == "no data yet"
+    assert "Nothing to chart" in memory.locator("[data-chart]").inner_text()
+    assert page.locator("#sidebar [aria-current]").all_inner_texts() == ["Overview"]
+    assert page.errors == []
+
+
+def test_wide_tables_scroll_inside_their_card_with_the_first_column_in_view(running_influxd, month_db, tmp_path):
+    """At 1440 px the by-pod statement hid "gpu cost" and "Total" below a long table; on a
+    phone the latest points hid the value. The table scrolls inside its card (its
+    scrollbar on screen), the header row and the first column stay in view."""
+    from billing_data import CARD
+    from playwright.sync_api import sync_playwright
+    card = tmp_path / "billing.yaml"
+    card.write_text(CARD)
+    users = tmp_path / "users.yaml"
+    UserStore(str(users), rounds=4).add(WEB_USER, "alice@example.org", WEB_PASS)
+    env = {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(running_influxd.http_port), "INFLUXDB_DB": month_db,
+           "KUBEMONITOR_USERS_FILE": str(users), "KUBEMONITOR_LOG_DIR": str(tmp_path), "KUBEMONITOR_BILLING_FILE": str(card),
+           "KUBEMONITOR_COOKIE_SECRET": "browser-test-" + "s" * 40, "KUBEMONITOR_ADDRESS": "127.0.0.1"}
+    served = Served(free_port(), env)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            for width, height in ((1440, 900), (360, 740)):
+                page = browser.new_page(viewport={"width": width, "height": height})
+                log_in(page, served, "/web/billing/2026-02?by=pod")
+                wrap = page.locator(".table-wrap").first
+                box = wrap.bounding_box()
+                assert box["y"] + box["height"] <= page.evaluate("document.documentElement.scrollHeight")
+                assert box["height"] <= height * 0.75 + 1  # its own scrollbars are on screen with it
+                first = page.locator("table.statement tbody tr:first-child td:first-child")
+                before = first.bounding_box()["x"]
+                wrap.evaluate("el => { el.scrollLeft = el.scrollWidth; }")
+                total = page.locator("table.statement thead th").last.bounding_box()
+                assert total["x"] + total["width"] <= box["x"] + box["width"] + 1, (width, total, box)
+                assert abs(first.bounding_box()["x"] - before) < 1, width  # the first column stayed
+                assert page.evaluate("document.documentElement.scrollWidth") <= width  # the page itself never scrolls sideways
+                page.close()
+            browser.close()
     finally:
         served.stop()

@@ -171,3 +171,26 @@ async def test_a_status_change_does_not_displace_a_snapshot(app):
     handler.deliver("status-ok", "status")
     assert list(handler._outbox.values()) == ["mem-1", "cpu-2", "status-ok"]
     assert handler.dropped == 2
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("source", ["heapster", "telegraf"])
+async def test_current_is_the_newest_complete_minute_on_every_range(make_app, scratch_db, running_influxd, source):
+    """A pod at 100 millicores for two hours, then 700 in the newest complete minute: every
+    range's "current" is 700 over that minute. At 7d it was the newest 30-minute bucket
+    (a mean of both, up to 50 minutes old)."""
+    app = make_app(influxdb_db=scratch_db, source=source)
+    minute = 60 * 10**9
+    newest = time.time_ns() // minute * minute - minute
+    if source == "heapster":
+        line = "cpu/usage_rate,namespace_name=team-m,pod_name=m-1,container_name=c,type=pod_container value={v} {t}"
+    else:
+        line = "kubernetes_pod_container,namespace=team-m,pod_name=m-1,container_name=c cpu_usage_nanocores={v}000000 {t}"
+    running_influxd.write(scratch_db, [line.format(v=700 if k == 0 else 100, t=newest + 5 * 10**9 - k * minute)
+                                       for k in range(120)])
+    metric = app.catalog.resolve_cached("cpu/usage_rate")
+    for window in WINDOWS:
+        snapshot = await app.poller.snapshot(metric, ALL, window)
+        current = snapshot["current"]
+        assert current["at"] == newest // 10**6 and current["span_ms"] == 60_000, window
+        assert current["values"] == {"team-m": 700} and current["total"] == 700, (window, current)

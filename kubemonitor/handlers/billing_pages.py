@@ -88,8 +88,12 @@ class BillingPageHandler(PageHandler):
             self.set_header("Content-Disposition", f'attachment; filename="{csv_filename(period.label, by)}"')
             self.finish(to_csv({**statement, "rows": rows}, by).encode("utf-8"))
             return
+        shown = self.access.namespaces
+        if rows is not statement["rows"]:  # a drill-down: the chart follows the table's rows
+            drilled = frozenset(n for r in rows for n in ([r["namespace"]] if "namespace" in r else r["namespaces"]))
+            shown = drilled if shown is None else shown & drilled
         try:
-            daily = await billing.daily(period, self.access.namespaces)
+            daily = await billing.daily(period, shown)
         except InfluxError:
             daily = None
         computed_at = datetime.fromisoformat(statement["period"]["computed_at"].replace("Z", "+00:00"))

@@ -66,6 +66,27 @@
     return number(value / s.factor) + (s.label ? " " + s.label : "");
   }
 
+  // One unit per column: every cell of a column in the unit its largest value needs, the
+  // unit named in the column's header (never "4.50 cores" above "103 millicores").
+  function columnScale(values, unit) {
+    var top = 0;
+    values.forEach(function (v) { if (v !== null && v !== undefined) top = Math.max(top, Math.abs(v)); });
+    return scaleFor(unit, top);
+  }
+  function inScale(value, scale) {
+    return value === null || value === undefined ? "–" : number(value / scale.factor);
+  }
+  function setUnitHeader(th, text, scale) {
+    if (th) th.textContent = text + (scale.label ? " (" + scale.label + ")" : "");
+  }
+
+  // -- one colour per namespace (or pod) on the whole page: every chart and swatch agree --
+  var pageColors = {}, nextColor = 0;
+  function colorOf(name) {
+    if (!(name in pageColors)) pageColors[name] = COLORS[nextColor++ % COLORS.length];
+    return pageColors[name];
+  }
+
   // Round ticks in the chosen unit: 1, 2, 5 x 10^n of it (binary units stay binary).
   function incrsFor(scale) {
     var out = [];
@@ -136,8 +157,14 @@
       return;
     }
     var cd = chartData(snapshot.series || {});
-    view.colors = {};
-    cd.names.forEach(function (n, i) { view.colors[n] = COLORS[i % COLORS.length]; });
+    if (!cd.names.length) {  // an empty chart says why
+      if (view.chart) { view.chart.destroy(); view.chart = null; view.signature = null; }
+      holder.classList.add("chart-missing");
+      holder.textContent = "Nothing to chart: no " + view.metric + " samples in the last " + (snapshot.range || RANGE) +
+                           (view.namespace && view.namespace !== "all" ? " in " + view.namespace : "") + ".";
+      return;
+    }
+    holder.classList.remove("chart-missing");
     var scale = scaleFor(view.unit, cd.top);
     var signature = cd.names.join("\u0000") + "|" + scale.label;
     if (view.chart && view.signature === signature) {
@@ -154,7 +181,7 @@
       legend: { show: !small },
       scales: { x: { time: true } },
       series: [{ value: function (u, v) { return v === null ? "" : localTime(v * 1000); } }].concat(cd.names.map(function (n, i) {
-        return { label: n || "(none)", stroke: COLORS[i % COLORS.length], width: 1.5,
+        return { label: n || "(none)", stroke: colorOf(n), width: 1.5,
                  value: function (u, v) { return formatValue(v, unit); } };
       })),
       axes: [{}, { label: scale.label, size: 60, incrs: incrsFor(scale),
@@ -169,6 +196,8 @@
     if (!tbody) return;
     var rows = snapshot.latest || [];
     var frag = document.createDocumentFragment();
+    var scale = columnScale(rows.map(function (r) { return r.value; }), view.unit);
+    setUnitHeader(view.el.querySelector("[data-value-header]"), "Value", scale);
     rows.forEach(function (r) {
       var tr = document.createElement("tr");
       var when = cell(localTime(r.time));
@@ -181,10 +210,10 @@
       }
       tr.appendChild(when);
       [r.namespace_name, r.pod_name, r.container_name, r.nodename].forEach(function (t) { tr.appendChild(cell(t)); });
-      tr.appendChild(cell(formatValue(r.value, view.unit), "num"));
+      tr.appendChild(cell(inScale(r.value, scale), "num"));
       frag.appendChild(tr);
     });
-    if (!rows.length) frag.appendChild(emptyRow(6, "No points in the last hour."));
+    if (!rows.length) frag.appendChild(emptyRow(6, "No data yet: no points in the last hour."));
     tbody.textContent = "";
     tbody.appendChild(frag);
   }
@@ -195,7 +224,13 @@
     var atEl = view.el.querySelector("[data-current-at]");
     var current = snapshot.current || { values: {}, total: 0 };
     var frag = document.createDocumentFragment();
-    Object.keys(current.values).sort().forEach(function (ns) {
+    // every namespace the chart draws has its row: one without usage now shows "–"
+    var listed = {};
+    Object.keys(current.values).concat(Object.keys(snapshot.series || {})).forEach(function (ns) { listed[ns] = true; });
+    var names = Object.keys(listed).sort();
+    var scale = columnScale(names.map(function (ns) { return current.values[ns]; }), view.unit);
+    setUnitHeader(view.el.querySelector("[data-value-header]"), "Current", scale);
+    names.forEach(function (ns) {
       var tr = document.createElement("tr");
       var td = document.createElement("td");
       var a = document.createElement("a");
@@ -204,18 +239,22 @@
       var swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.setAttribute("aria-hidden", "true");
-      swatch.style.background = (view.colors && view.colors[ns]) || "transparent";
+      swatch.style.background = colorOf(ns);
       td.appendChild(swatch);
       td.appendChild(a);
       tr.appendChild(td);
-      tr.appendChild(cell(formatValue(current.values[ns], view.unit), "num"));
+      var value = cell(inScale(current.values[ns], scale), "num");
+      if (!(ns in current.values)) value.title = "no usage in the newest complete minute";
+      tr.appendChild(value);
       frag.appendChild(tr);
     });
-    if (!Object.keys(current.values).length) frag.appendChild(emptyRow(2, "No usage in the last complete minute."));
+    var nothing = !names.length;
+    if (nothing) frag.appendChild(emptyRow(2, "No data yet: no usage in the last " + (snapshot.range || RANGE) + "."));
     if (tbody) { tbody.textContent = ""; tbody.appendChild(frag); }
-    if (totalEl) totalEl.textContent = formatValue(current.total, view.unit);
-    if (atEl && current.at) atEl.textContent = "(" + clockFmt.format(new Date(current.at)) + "–" +
-                                               clockFmt.format(new Date(current.at + (snapshot.bucket_ms || 60000))) + ")";
+    // missing data is not zero: a total of nothing says so
+    if (totalEl) totalEl.textContent = Object.keys(current.values).length ? formatValue(current.total, view.unit) : "no data yet";
+    if (atEl) atEl.textContent = current.at && Object.keys(current.values).length ?
+      "(" + clockFmt.format(new Date(current.at)) + "–" + clockFmt.format(new Date(current.at + (current.span_ms || 60000))) + ")" : "";
   }
 
   function render(view, snapshot) {
@@ -226,6 +265,20 @@
     try { drawChart(view, snapshot); } catch (e) { console.error("chart", e); }
     if (view.kind === "overview") drawOverview(view, snapshot); else drawLatest(view, snapshot);
   }
+
+  // colours first: the sorted names of every view's first snapshot, so a namespace has
+  // the same colour on every card whichever card draws it first
+  (function seedColors() {
+    var seen = {};
+    Array.prototype.forEach.call(document.querySelectorAll("[data-live-view] [data-snapshot]"), function (el) {
+      try {
+        var snap = JSON.parse(el.textContent) || {};
+        Object.keys(snap.series || {}).concat(Object.keys((snap.current || {}).values || {}))
+          .forEach(function (n) { seen[n] = true; });
+      } catch (e) { /* drawn without a seed */ }
+    });
+    Object.keys(seen).sort().forEach(colorOf);
+  })();
 
   var views = Array.prototype.slice.call(document.querySelectorAll("[data-live-view]")).map(function (el) {
     var view = { el: el, kind: el.getAttribute("data-live-view"), metric: el.getAttribute("data-metric"),
