@@ -522,7 +522,10 @@ def view_statements(metric: Metric, namespace: str | None, window: Window, exclu
     L = layout_of(metric)
     since = (now_ns - window.span_ns) // window.bucket_ns * window.bucket_ns
     scope, params = Scope(namespace, tuple(excluded)).conditions(quote(L.namespace))
-    params.update({"since": since, "latest_since": now_ns - LATEST_WINDOW_NS})
+    # Bounded on both sides by kubemonitor's clock: without an upper bound InfluxDB groups
+    # up to its own now(), and a clock that differs (or a point stamped ahead) would move
+    # the chart's end and "current" with it.
+    params.update({"since": since, "latest_since": now_ns - LATEST_WINDOW_NS, "until": now_ns})
     pod_texts, _ = merged(L.pod_level)
     container_texts, _ = merged(L.container_level)
     either, either_params = counted_series(metric)  # the params of both kinds
@@ -530,11 +533,11 @@ def view_statements(metric: Metric, namespace: str | None, window: Window, exclu
     group = f"GROUP BY time({window.bucket}), {tags_of(L, 'namespace_name', 'pod_name')}"
     statements = []
     if L.pod_level is not None:
-        statements.append(statement("mean({v})", L, [*pod_texts, "time >= $since", *scope], f"{group} fill(none)"))
+        statements.append(statement("mean({v})", L, [*pod_texts, "time >= $since", "time <= $until", *scope], f"{group} fill(none)"))
     parts = "".join(f", {quote(p)}" for p in L.parts)
-    statements.append(statement("mean({v})", L, [*container_texts, "time >= $since", *scope],
+    statements.append(statement("mean({v})", L, [*container_texts, "time >= $since", "time <= $until", *scope],
                                 f"{group}, {tags_of(L, 'container_name')}{parts} fill(none)"))
-    statements.append(statement('last({v}) AS "value"', L, [*either, "time >= $latest_since", *scope],
+    statements.append(statement('last({v}) AS "value"', L, [*either, "time >= $latest_since", "time <= $until", *scope],
                                 "GROUP BY " + tags_of(L, "namespace_name", "pod_name", "container_name", "nodename", "type")
                                 + parts))
     if window.bucket_ns > MINUTE_NS:
@@ -543,8 +546,8 @@ def view_statements(metric: Metric, namespace: str | None, window: Window, exclu
         params["minute_since"] = now_ns // MINUTE_NS * MINUTE_NS - MINUTE_NS
         minute = f"GROUP BY time(1m), {tags_of(L, 'namespace_name', 'pod_name')}"
         if L.pod_level is not None:
-            statements.append(statement("mean({v})", L, [*pod_texts, "time >= $minute_since", *scope], f"{minute} fill(none)"))
-        statements.append(statement("mean({v})", L, [*container_texts, "time >= $minute_since", *scope],
+            statements.append(statement("mean({v})", L, [*pod_texts, "time >= $minute_since", "time <= $until", *scope], f"{minute} fill(none)"))
+        statements.append(statement("mean({v})", L, [*container_texts, "time >= $minute_since", "time <= $until", *scope],
                                     f"{minute}, {tags_of(L, 'container_name')}{parts} fill(none)"))
     return "; ".join(statements), params
 
