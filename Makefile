@@ -6,7 +6,7 @@ PYTHON     ?= python3
 PORT       ?= 8000
 SOURCE     ?= heapster
 
-.PHONY: all build push install system-deps test demo run bench lint vendor
+.PHONY: all build push install system-deps test test-dates demo run bench lint vendor
 
 all: build push
 
@@ -32,6 +32,23 @@ test: system-deps
 	@$(PYTHON) -m pytest; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
 	  exit $$status
+
+# The suite with the wall clock moved to the edges of a month (libfaketime): 00:20 UTC on
+# the 1st of next month, and 23:20 UTC on the last day of this one (the last hour of a UTC
+# month, the first of a month in Europe/Zurich). The monotonic clock is left alone: faked, it
+# turns a thread's 1-s wait into weeks. influxd (Go) keeps the real clock, so the suite also
+# runs with kubemonitor's clock a month ahead of InfluxDB's.
+test-dates: system-deps
+	@command -v faketime >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq faketime; }
+	@$(PYTHON) tools/requirements_met.py test || $(PYTHON) -m pip install -q -e '.[test]'
+	@first=$$(date -u -d "$$(date -u +%Y-%m-01) +1 month" +%Y-%m-%d); \
+	  last=$$(date -u -d "$$first -1 day" +%Y-%m-%d); \
+	  for at in "$$first 00:20:00" "$$last 23:20:00"; do \
+	    offset=$$(( $$(date -u -d "$$at UTC" +%s) - $$(date -u +%s) )); \
+	    echo "make test-dates: the suite at $$at UTC"; \
+	    DONT_FAKE_MONOTONIC=1 faketime -f "+$${offset}s" $(PYTHON) -m pytest -q -p no:cacheprovider || exit 1; \
+	  done
 
 # Installs the package when missing (influxd is installed by `kubemonitor demo` itself
 # from Debian's packages), then runs the demo until Ctrl-C. `make demo SOURCE=telegraf`

@@ -25,6 +25,7 @@ import io
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
@@ -147,8 +148,11 @@ def encode(value) -> str:
 
 class Billing:
     def __init__(self, influx: InfluxGateway, catalog: MetricCatalog, card: RateCard, rollups, excluded: tuple[str, ...],
-                 interval_ns):
+                 interval_ns, clock: Callable[[], int] = time.time_ns):
         self.influx, self.catalog, self.card, self.rollups = influx, catalog, card, rollups
+        # "now" in ns since the epoch: which period is running, its state, its projection.
+        # One clock for the statements, the daily bars and the pages that ask for them.
+        self.clock = clock
         self.excluded, self.interval_ns = tuple(excluded), interval_ns
         self.kept = Kept(influx, rollups.rp) if rollups is not None else None
         self.problems = None  # async () -> [str]: the data source's collection problems (notes on statements)
@@ -180,7 +184,7 @@ class Billing:
         and a closed period keeps all three at once: they carry the same prices, revision
         and time, and add up to the same cents. Its queries queue for InfluxDB's threads
         (`patient`): a month's statement never fails for want of a connection."""
-        now_ns = time.time_ns() if now_ns is None else now_ns
+        now_ns = self.clock() if now_ns is None else now_ns
         with self.influx.patient():
             state = self.state(period, now_ns)
             if state == "closed":
@@ -215,7 +219,7 @@ class Billing:
         series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(days))
         priced = self.card.priced
         starts = [d.start_ns for d in days]
-        end_ns = min(period.end_ns, time.time_ns())
+        end_ns = min(period.end_ns, self.clock())
         scope = Scope(None, self.excluded, None if namespaces is None else tuple(sorted(namespaces)))
         for resource in self.card.resources:
             if priced and resource.price is None or not priced and resource is not self.card.resources[0]:

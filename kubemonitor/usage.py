@@ -59,11 +59,16 @@ def statement(fields: str, metric: Metric | Layout, conditions: Iterable[str | N
     drops one interval instead of going negative)."""
     layout = metric if isinstance(metric, Layout) else layout_of(metric)
     # Only fixed fragments and the layout's quoted names are joined here; values are $parameters.
-    where = " AND ".join(c for c in conditions if c)
+    present = [c for c in conditions if c]
+    where = " AND ".join(present)
     where = f" WHERE {where}" if where else ""
     if layout.rate:
         inner = f'SELECT non_negative_derivative({layout.f}, 1s) AS "value" FROM {layout.m}{where} GROUP BY *'
-        parts = ["SELECT", fields.format(v='"value"'), f"FROM ({inner})"]
+        # The outer query's time range too: without one, InfluxDB ends it at its own now(),
+        # and a point stamped ahead of InfluxDB's clock (a collector's clock, kubemonitor's)
+        # is dropped from the outer query although the inner one read it.
+        outer = " AND ".join(c for c in present if c.startswith("time "))
+        parts = ["SELECT", fields.format(v='"value"'), f"FROM ({inner})" + (f" WHERE {outer}" if outer else "")]
     else:
         parts = ["SELECT", fields.format(v=layout.f), f"FROM {layout.m}{where}"]
     if tail:

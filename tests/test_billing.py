@@ -285,22 +285,31 @@ async def test_a_kept_statement_outlives_its_raw_points(served, http_client, run
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_the_running_month_is_provisional_with_a_projection(served, http_client, running_influxd, month_db):
-    import time as clock
-    now = int(clock.time()) // 60 * 60
+async def test_the_running_month_is_provisional_with_a_projection(billing_app, served, http_client, running_influxd, month_db):
+    """The clock is pinned to the 15th, 12:00 UTC, of next month (hours no rollup has seen,
+    points no other test writes): on the real 1st of a month, "the last two hours" began in
+    the month before, and the test failed."""
+    from datetime import UTC, datetime
+    real = datetime.now(UTC)
+    pinned = datetime(real.year + (real.month == 12), real.month % 12 + 1, 15, 12, tzinfo=UTC)
+    now = int(pinned.timestamp())
+    billing_app.billing.clock = lambda: now * NS
     running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=now-lab,pod_name=n-1,type=pod value=1000.0 {now - 60 * k}"
                                      for k in range(1, 121)], precision="s")
-    from datetime import UTC, datetime
-    month = datetime.now(UTC).strftime("%Y-%m")
-    code, s = await statement(http_client, served, {"period": month})
-    assert code == 200 and s["period"]["state"] == "provisional"
-    row = {r["group"]: r for r in s["rows"]}["now-lab"]
-    assert row["usage"]["cpu"] == 2.0  # two hours of one core
-    elapsed = now - datetime.fromisoformat(s["period"]["from"].replace("Z", "+00:00")).timestamp()
-    length = (datetime.fromisoformat(s["period"]["to"].replace("Z", "+00:00")).timestamp()
-              - datetime.fromisoformat(s["period"]["from"].replace("Z", "+00:00")).timestamp())
-    assert s["projection"]["usage"]["cpu"] == pytest.approx(s["totals"]["usage"]["cpu"] * length / elapsed, rel=1e-3)
-    running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'now-lab'", db=month_db)
+    try:
+        code, s = await statement(http_client, served, {"period": pinned.strftime("%Y-%m")})
+        assert code == 200 and s["period"]["state"] == "provisional"
+        row = {r["group"]: r for r in s["rows"]}["now-lab"]
+        assert row["usage"]["cpu"] == 2.0  # two hours of one core
+        first = pinned.replace(day=1, hour=0)
+        length_days = (first.replace(month=first.month % 12 + 1, year=first.year + (first.month == 12)) - first).days
+        assert s["projection"]["factor"] == pytest.approx(length_days / 14.5, rel=1e-9)  # 14.5 days of the month gone
+        assert s["projection"]["usage"]["cpu"] == pytest.approx(s["totals"]["usage"]["cpu"] * length_days / 14.5, rel=1e-3)
+        after = pinned.replace(day=1, month=pinned.month % 12 + 1, year=pinned.year + (pinned.month == 12))
+        code, later = await statement(http_client, served, {"period": after.strftime("%Y-%m")})
+        assert code == 400 and "has not begun yet" in later["message"]  # by the pinned clock
+    finally:
+        running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'now-lab'", db=month_db)
 
 
 def test_the_statement_command_prints_the_apis_document(billing_app, month_db):
@@ -493,30 +502,30 @@ async def test_a_months_statement_queues_for_busy_connections_instead_of_failing
 async def test_the_running_months_daily_bars_add_up_to_its_table(billing_app, running_influxd, month_db):
     """Two hours of one core today, one of them rolled up: the bars counted only the
     rolled-up hour (the issue's 56.89 CHF bar under a 58.06 table); the rest now comes from
-    raw points, so the day's bar is the table's line. The legend has the groups' names."""
-    import time as clock
+    raw points, so the day's bar is the table's line. The legend has the groups' names.
+    The clock is pinned to 12:30 UTC on the 15th of next month, whatever today is."""
+    from datetime import UTC, datetime
 
     from kubemonitor.ratecard import current_month
     from kubemonitor.times import HOUR_NS
-    now = clock.time_ns()
-    hour = now // HOUR_NS * HOUR_NS
-    if now - hour < 5 * 60 * NS:
-        pytest.skip("too close to the top of the hour for a rolled-up and a raw hour today")
+    real = datetime.now(UTC)
+    pinned = datetime(real.year + (real.month == 12), real.month % 12 + 1, 15, 12, 30, tzinfo=UTC)
+    now = int(pinned.timestamp()) * NS
+    billing_app.billing.clock = lambda: now
     await billing_app.rollups.prepare()
-    first = hour - HOUR_NS
+    first = now // HOUR_NS * HOUR_NS - HOUR_NS  # 11:00
     running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=astro-lab,pod_name=day-1,type=pod value=1000.0 "
-                                     f"{first + 60 * NS * k}" for k in range(int((now - first) // (60 * NS)))], precision="n")
+                                     f"{first + 60 * NS * k}" for k in range(90)], precision="n")  # 11:00 to 12:29
     try:
         metric = billing_app.catalog.resolve_cached("cpu/usage_rate")
         await billing_app.rollups.roll_up(metric, first)  # the first hour is rolled up, the current one is not
-        from datetime import UTC, datetime
-        period = current_month("UTC", datetime.now(UTC))
+        period = current_month("UTC", pinned)
         daily = await billing_app.billing.daily(period)
         statement = json.loads(await billing_app.billing.statement(period, "group"))
         astro = {r["group"]: r for r in statement["rows"]}["astro"]
-        today = datetime.now(UTC).strftime("%Y-%m-%d")
-        bar = daily["groups"]["astro"][daily["days"].index(today)]
-        assert bar == pytest.approx(astro["usage"]["cpu"] * 0.02, abs=1e-3) and bar > 0.02  # more than the rolled-up hour
+        assert astro["usage"]["cpu"] == 1.5  # 90 minutes of one core
+        bar = daily["groups"]["astro"][daily["days"].index(pinned.strftime("%Y-%m-%d"))]
+        assert bar == pytest.approx(1.5 * 0.02, abs=1e-4)  # the table's line; the rolled-up hour alone is 0.02
         assert daily["names"]["astro"] == "Astrophysics Lab"
     finally:
         running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"pod_name\" = 'day-1'", db=month_db)

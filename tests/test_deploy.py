@@ -122,6 +122,24 @@ async def test_dashboard_queries_run_on_influxdb_and_agree_with_the_api(running_
             assert table[(row["namespace_name"], row["pod_name"])] == pytest.approx(row["integral"])
 
 
+@pytest.mark.parametrize("board,line", [
+    ("cpu-usage_rate.json", "cpu/usage_rate,namespace_name=team-a,pod_name=web-1,type=pod value=500"),
+    ("telegraf-cpu-usage_rate.json",
+     "kubernetes_pod_container,namespace=team-a,pod_name=web-1,container_name=app cpu_usage_nanocores=500000000i")])
+def test_the_charts_panels_show_points_stamped_ahead_of_influxdbs_clock(running_influxd, scratch_db, board, line):
+    """A collector whose clock runs a few minutes ahead: the panels' outer query had no time
+    range, so InfluxDB ended it at its own now() and the newest points vanished."""
+    import time
+    ahead = (int(time.time()) // 60 + 5) * 60
+    running_influxd.write(scratch_db, [f"{line} {ahead}"], precision="s")
+    span = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) for t in (ahead - 600, ahead + 600)]
+    for panel in dashboards()[board]["panels"]:
+        if panel["id"] in (1, 2):  # the charts: a sum over the pods' (containers') means
+            q = grafana_to_influxql(panel["targets"][0]["query"], *span)
+            series = running_influxd.query(q, scratch_db)["results"][0].get("series", [])
+            assert [v for s in series for v in s["values"]] == [[time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ahead)), 500]], q
+
+
 def test_dockerfile_copies_only_what_exists_and_runs_as_non_root():
     text = open(os.path.join(ROOT, "Dockerfile")).read()
     for line in text.splitlines():

@@ -229,6 +229,25 @@ def test_a_counter_reset_drops_one_interval_and_never_goes_negative(io_loop, mak
     assert len(points) == 28 and all(p["value"] == 100 for p in points)
 
 
+def test_a_counters_points_stamped_ahead_of_influxdbs_clock_are_counted(io_loop, make_app, scratch_db, running_influxd):
+    """A collector's clock a little ahead (or kubemonitor's, or a faked one): a counter's
+    rate is a subquery, whose outer query InfluxDB ended at its own now() when it had no
+    time range of its own - the points after it were read and then dropped."""
+    start = (int(time.time()) // 60 - 10) * 60
+    lines = [f"kubernetes_pod_network,namespace=team-a,node_name=n1,pod_name=web-1 rx_bytes={6000 * i}i,"
+             f"tx_bytes={6000 * i}i {start + 60 * i}" for i in range(20)]  # the last 9 are ahead of now
+    running_influxd.write(scratch_db, lines, precision="s")
+    app = make_app(influxdb_db=scratch_db, source="telegraf")
+    q = validate({"agg": "all-pod", "timeBeginInterval": start, "timeEndInterval": start + 19 * 60},
+                 now_ns=time.time_ns(), max_limit=100)
+
+    async def work():
+        rx = await app.catalog.resolve("network/rx_rate")
+        return await aggregate(app.influx, rx, q, (), sample_interval_ns(rx, app.config))
+    (row,) = io_loop.run_sync(work)
+    assert row["count"] == 19 and row["sum"] == 19 * 100
+
+
 def test_the_telegraf_source_does_not_offer_what_it_does_not_collect(io_loop, make_app, dual):
     dbs, _ = dual
     app = make_app(influxdb_db=dbs["telegraf"], source="telegraf")

@@ -37,9 +37,11 @@ def queries(layout) -> dict[int, str]:
         f"{ns} =~ /^$namespace$/", "$timeFilter") if x)
     inner = (f'SELECT mean("{layout.field}"){scale(layout)} AS "value" FROM "{layout.measurement}" '
              f"WHERE {where} GROUP BY time($__interval), {ns}, {pod}, {container}{parts}")
+    # The outer query has the time range too: without one InfluxDB ends it at its own now(),
+    # and points stamped ahead of InfluxDB's clock vanish from the chart.
     return {
-        1: f"SELECT sum(\"value\") FROM ({inner}) GROUP BY time($__interval), {ns} fill(none)",
-        2: f"SELECT sum(\"value\") FROM ({inner}) GROUP BY time($__interval), {ns}, {pod} fill(none)",
+        1: f"SELECT sum(\"value\") FROM ({inner}) WHERE $timeFilter GROUP BY time($__interval), {ns} fill(none)",
+        2: f"SELECT sum(\"value\") FROM ({inner}) WHERE $timeFilter GROUP BY time($__interval), {ns}, {pod} fill(none)",
         3: (f'SELECT sum("{layout.field}"){scale(layout)} * $sample_interval / 3600 AS "usage" '
             f'FROM "{layout.measurement}" WHERE {where} GROUP BY {ns}, {pod}'),
     }

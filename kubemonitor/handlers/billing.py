@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from .. import audit
 from ..billing import REQUEST_FIELDS, statement_request, to_csv
@@ -36,7 +35,7 @@ class StatementHandler(PostAPIHandler):
             raise ApiError(403, f"client {self.access.who!r} may not fetch statements; the operator can allow it "
                                 f"with `kubemonitor apiclient scope {self.access.who} --billing`")
         try:
-            period, by, fmt = statement_request(data, billing.card.timezone, time.time_ns())
+            period, by, fmt = statement_request(data, billing.card.timezone, billing.clock())
         except BadRequest as exc:
             raise ApiError(400, str(exc)) from None
         try:

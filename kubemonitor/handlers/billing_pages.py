@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -50,7 +49,7 @@ class BillingPageHandler(PageHandler):
     def period(self, label: str | None):
         card = self.app.billing.card
         if not label:
-            return current_month(card.timezone, datetime.now(UTC))
+            return current_month(card.timezone, datetime.fromtimestamp(self.app.billing.clock() / 1e9, UTC))
         try:
             return period_from({"period": label}, card.timezone)
         except PeriodError as exc:
@@ -69,7 +68,7 @@ class BillingPageHandler(PageHandler):
             raise ApiError(403, "your account may see usage but not billing statements; an administrator can allow "
                                 f"it with `kubemonitor scope {self.current_user} --billing`")
         period, by = self.period(label), self.by()
-        if period.start_ns > time.time_ns():
+        if period.start_ns > billing.clock():
             raise ApiError(404, f"the period {period.label} has not begun yet")
         audit.record("csv" if csv else "statement_page", self.current_user, period=period.label, by=by,
                      address=self.request.remote_ip)
@@ -109,7 +108,7 @@ class BillingPageHandler(PageHandler):
                                   card.timezone)
         nxt = period.last.replace(day=1)
         next_month = month_period(f"{nxt.year + (nxt.month == 12)}-{nxt.month % 12 + 1:02d}", card.timezone)
-        return dict(card=card, prev_month=prev_month.label, next_month=next_month.label if next_month.start_ns <= time.time_ns() else None,
+        return dict(card=card, prev_month=prev_month.label, next_month=next_month.label if next_month.start_ns <= self.app.billing.clock() else None,
                     month_value=f"{period.first.year:04d}-{period.first.month:02d}",
                     **await self.page_context(None, "all"))
 
