@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import tornado.ioloop
 import tornado.web
+from tornado.netutil import is_valid_ip
 from tornado.web import url
 
 from . import audit, ratecard
@@ -38,6 +39,20 @@ class PathURL(tornado.web.URLSpec):
     def reverse(self, *args) -> str:
         assert self._path is not None, "this route cannot be reversed"
         return self._path % tuple(quote(str(a), safe="/") for a in args)
+def take_forwarded(request) -> None:
+    """Behind the proxy `--trust-proxy` trusts: the client is the right-most X-Forwarded-For
+    hop (the address that proxy saw; a client can put anything before it, nothing after), the
+    scheme the right-most X-Forwarded-Proto. X-Real-Ip is never read: a proxy that appends to
+    X-Forwarded-For may pass a client's own X-Real-Ip through (Tornado's `xheaders` prefers it)."""
+    hops = ",".join(request.headers.get_list("X-Forwarded-For")).split(",")
+    hop = hops[-1].strip()
+    if is_valid_ip(hop):
+        request.remote_ip = hop
+    proto = ",".join(request.headers.get_list("X-Forwarded-Proto")).split(",")[-1].strip().lower()
+    if proto in ("http", "https"):
+        request.protocol = proto
+
+
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
@@ -121,6 +136,11 @@ class KubeMonitorApp(tornado.web.Application):
             url(r"/", pages.WebRootHandler, name="root"),
             # -- anything else: NotFoundHandler (default_handler_class), JSON under /api
         ]
+
+    def find_handler(self, request, **kwargs):
+        if self.config.trust_proxy:
+            take_forwarded(request)
+        return super().find_handler(request, **kwargs)
 
     async def fresh(self, store, now: bool = False) -> None:
         """Re-read the users or clients file when it is due (`now`: when it changed on disk),

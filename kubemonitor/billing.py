@@ -547,11 +547,12 @@ def response_schema() -> dict:
 
 
 # ------------------------------------------------------------------ CSV
-FORMULA_START = ("=", "+", "-", "@")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's list for CSV injection
 
 
 def safe_cell(value) -> str:
-    """A cell a spreadsheet shows as text: one starting with = + - @ gets a leading '."""
+    """A text cell a spreadsheet shows as text: one starting with = + - @ TAB CR gets a leading '.
+    Only text goes through here: a number (a negative cost, say) must stay a number."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_START) else text
 
@@ -573,15 +574,16 @@ def to_csv(statement: dict, by: str) -> str:
     writer.writerow(columns)
     p, coverage = statement["period"], statement["coverage"]
     for row in statement["rows"]:
-        line = [p["label"], p["from"], p["to"], row["group"], row["name"], row["account"]]
-        line += [row["namespace"]] if by in ("namespace", "pod") else []
-        line += [row["pod"]] if by == "pod" else []
+        text = [p["label"], p["from"], p["to"], row["group"], row["name"], row["account"]]
+        text += [row["namespace"]] if by in ("namespace", "pod") else []
+        text += [row["pod"]] if by == "pod" else []
+        line = [safe_cell(v) for v in text]
         for r in resources:
             line += [f"{row['usage'][r['key']]:.6f}", "" if row["cost"] is None or r["key"] not in row["cost"]
                      else f"{row['cost'][r['key']]:.2f}"]
-        line += ["" if row["total"] is None else f"{row['total']:.2f}", statement["currency"], p["state"], p["revision"],
-                 p["computed_at"], f"{min(coverage.values(), default=0.0):.6f}"]
+        line += ["" if row["total"] is None else f"{row['total']:.2f}", safe_cell(statement["currency"]), safe_cell(p["state"]),
+                 str(p["revision"]), safe_cell(p["computed_at"]), f"{min(coverage.values(), default=0.0):.6f}"]
         line += [f"{coverage.get(r['key'], 0.0):.6f}" for r in resources]
-        writer.writerow([safe_cell(v) for v in line])
+        writer.writerow(line)
     return out.getvalue()
 

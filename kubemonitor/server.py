@@ -105,7 +105,7 @@ async def serve(config: Config, port: int, ready: asyncio.Event | None = None,
     app = KubeMonitorApp(config)
     server = Server(app, max_body_size=MAX_BODY_SIZE, max_header_size=MAX_HEADER_SIZE, max_buffer_size=1024 * 1024,
                     idle_connection_timeout=config.header_timeout, body_timeout=config.body_timeout,
-                    xheaders=config.trust_proxy, max_connections=connection_limit(config.max_connections))
+                    max_connections=connection_limit(config.max_connections))
     try:
         server.listen(port, address=config.address or "", backlog=config.listen_backlog)
     except OSError as exc:

@@ -555,3 +555,17 @@ async def test_the_running_month_without_prices_projects_its_usage(make_app, mon
     finally:
         server.stop()
         running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'now-lab'", db=month_db)
+
+
+def test_csv_guards_text_cells_only():
+    """TAB and CR start a formula too (OWASP's list); a negative cost stays a number."""
+    from kubemonitor.billing import to_csv
+    period = {"label": "2026-02", "from": "2026-02-01", "to": "2026-02-28", "state": "closed", "revision": 1,
+              "computed_at": "2026-03-01T00:10:00Z"}
+    rows = [{"group": "\t=1+1", "name": "\r@SUM(A1)", "account": "-acct", "namespace": "+ns",
+             "usage": {"cpu": -435.0}, "cost": {"cpu": -8.7}, "total": -8.7}]
+    statement = {"period": period, "rows": rows, "coverage": {"cpu": 1.0}, "currency": "CHF",
+                 "resources": [{"key": "cpu", "unit": "core-hours"}]}
+    row = next(csv.DictReader(io.StringIO(to_csv(statement, "namespace"))))
+    assert [row[k] for k in ("group", "name", "account", "namespace")] == ["'\t=1+1", "'\r@SUM(A1)", "'-acct", "'+ns"]
+    assert (row["cpu_core-hours"], row["cpu_cost"], row["total"]) == ("-435.000000", "-8.70", "-8.70")

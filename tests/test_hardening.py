@@ -278,11 +278,11 @@ def test_slow_and_oversized_requests_are_cut_off(tmp_path):
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_strangers_cannot_lock_a_user_out(app, http_client, web_user):
+async def test_strangers_cannot_lock_a_user_out(make_app, http_client, web_user):
     """Five failures for the name from five addresses (and case or space variants of it)
     leave the real user, at an address of their own, able to log in."""
     from conftest import Browserless, serve_app
-    base, server = await serve_app(app)  # trusts X-Forwarded-For, so the test can be many addresses
+    base, server = await serve_app(make_app(trust_proxy=True))  # X-Forwarded-For: the test is many addresses
     try:
         async def attempt(name, password, address):
             b = Browserless(http_client, base)
@@ -298,6 +298,69 @@ async def test_strangers_cannot_lock_a_user_out(app, http_client, web_user):
             await attempt(f" {WEB_USER.upper()}", "guess", "203.0.113.99")
         assert (await attempt(WEB_USER, WEB_PASS, "203.0.113.99")).code == 429
         assert (await attempt(WEB_USER, WEB_PASS, "198.51.100.7")).code == 302
+    finally:
+        server.stop()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_burst_of_guesses_is_counted_before_bcrypt_checks_it(make_app, config):
+    """40 guesses at once from one address, the right password last: at most the 5 the
+    limit allows are checked (the rest 429), and a stranger's 100 failures from 20
+    addresses never lock the user out at the address they logged in from."""
+    import asyncio
+    from urllib.parse import urlencode
+
+    from conftest import Browserless, serve_app
+    from tornado.httpclient import AsyncHTTPClient
+
+    from kubemonitor.users import UserStore
+    UserStore(config.users_file, rounds=10).add("victim", "v@example.org", "right-password-1")  # bcrypt ~50 ms
+    base, server = await serve_app(make_app(trust_proxy=True))
+    http = AsyncHTTPClient(force_instance=True, max_clients=64)
+    try:
+        async def attempt(password, address, b=None):
+            b = b or Browserless(http, base)
+            token = await b.xsrf()
+            return await b.fetch("/web/login", "POST", headers={"X-Forwarded-For": address},
+                                 body=urlencode({"_xsrf": token, "username": "victim", "password": password}))
+        assert (await attempt("right-password-1", "198.51.100.7")).code == 302  # the user's own address
+        sessions = [Browserless(http, base) for _ in range(41)]
+        tokens = await asyncio.gather(*(b.xsrf() for b in sessions))
+        burst = [b.fetch("/web/login", "POST", headers={"X-Forwarded-For": "203.0.113.50"},
+                         body=urlencode({"_xsrf": t, "username": "victim", "password": "right-password-1" if i == 40 else f"guess{i}"}))
+                 for i, (b, t) in enumerate(zip(sessions, tokens))]
+        codes = [r.code for r in await asyncio.gather(*burst)]
+        assert codes.count(401) <= 5 and codes.count(429) >= 35, codes
+        assert codes[-1] != 302 or codes.count(401) < 5, codes  # the right password never rides past the limit
+        stranger = [(await attempt(f"guess{g}", f"192.0.2.{a + 1}")).code  # 20 addresses, 5 guesses each:
+                    for a in range(20) for g in range(5)]                     # past the per-user limit of 50
+        assert set(stranger) == {401, 429} and stranger.count(401) >= 45, stranger
+        assert (await attempt("right-password-1", "198.51.100.8")).code == 429  # a new address waits...
+        assert (await attempt("right-password-1", "198.51.100.7")).code == 302  # ...the user's own does not
+    finally:
+        http.close()
+        server.stop()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_behind_the_proxy_the_client_is_the_right_most_forwarded_hop(make_app, web_user, http_client, caplog):
+    """A client's own X-Real-Ip or XFF prefix never picks its address: 6 guesses, each with a
+    different forged address, are still one address to the throttle, and the audit names it."""
+    from urllib.parse import urlencode
+
+    from conftest import Browserless, serve_app
+    base, server = await serve_app(make_app(trust_proxy=True))
+    try:
+        codes = []
+        for i in range(7):
+            b = Browserless(http_client, base)
+            token = await b.xsrf()
+            r = await b.fetch("/web/login", "POST", body=urlencode({"_xsrf": token, "username": WEB_USER, "password": "guess"}),
+                              headers={"X-Real-Ip": f"10.1.1.{i}", "X-Forwarded-For": f"10.2.2.{i}, 198.51.100.20"})
+            codes.append(r.code)
+        assert codes == [401] * 5 + [429] * 2
+        failed = [r.getMessage() for r in caplog.records if "failed login" in r.getMessage()]
+        assert len(failed) == 5 and all(m.endswith("from 198.51.100.20") for m in failed), failed
     finally:
         server.stop()
 

@@ -6,6 +6,7 @@ import sys
 from collections import defaultdict
 
 import pytest
+from conftest import needs_real_monotonic
 
 from kubemonitor.metrics import CATALOG
 from kubemonitor.simulate import CONTAINER_METRICS, DAY, NETWORK_METRICS, Cluster
@@ -158,6 +159,7 @@ def test_cli_backfills_into_influxdb_and_reports_errors(running_influxd):
     assert r.returncode == 2 and "duration" in r.stderr
 
 
+@needs_real_monotonic
 def test_cli_keeps_writing_live_samples_until_stopped(running_influxd, scratch_db):
     import signal
     import time

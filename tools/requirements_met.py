@@ -8,6 +8,7 @@ counts as missing.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 import tomllib
@@ -26,6 +27,14 @@ def missing(extras: list[str]) -> list[str]:
         wanted += project["optional-dependencies"][extra]
     version = re.search(r'__version__ = "([^"]+)"', (ROOT / "kubemonitor" / "__init__.py").read_text()).group(1)
     out = []
+    # An editable install made from another checkout (a copied or moved tree) has the
+    # right version but imports that other tree's code, or nothing at all.
+    spec = importlib.util.find_spec("kubemonitor")
+    here = ROOT / "kubemonitor" / "__init__.py"
+    if spec is not None and spec.origin is not None and Path(spec.origin).resolve() != here:
+        out.append(f"kubemonitor (imports {spec.origin}, not {here})")
+    elif spec is None:
+        out.append("kubemonitor (installed but not importable)")
     for text in [f"kubemonitor=={version}", *wanted]:
         req = Requirement(text)
         try:
