@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -90,7 +91,8 @@ class KubeMonitorApp(tornado.web.Application):
         self.live_connections: dict[str, int] = {}  # open websockets per user
         self.live_attempts: dict[str, tuple[float, float]] = {}  # per user: (connect tokens, when)
         self.login_throttle = auth.LoginThrottle()
-        self.sessions = RevokedSessions()
+        self.api_guesses = auth.ApiGuesses()
+        self.sessions = RevokedSessions(os.path.join(config.log_dir, "revoked-sessions.jsonl"))  # outlives a restart
         self._reads: dict[object, asyncio.Future] = {}
         # bcrypt is slow on purpose; its own small pool keeps logins from starving queries,
         # and the users and clients files are read in another, never queued behind a bcrypt.

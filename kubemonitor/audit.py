@@ -123,8 +123,16 @@ def _detail(entry: dict) -> str:
                     for k, v in entry.items() if k not in skip)
 
 
+def printable(text: str) -> str:
+    """Control and format characters (newline, CR, ESC, bidi marks...) as escapes (`\\n`,
+    `\\x1b`): a stored name or path can then neither forge table rows nor send escape
+    sequences to the operator's terminal."""
+    return "".join(ch if ch == " " or ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def table(rows: Iterable[dict]) -> str:
-    cells = [[e.get("time", ""), e.get("who", ""), e.get("event", ""), _what(e), str(e.get("status", "")), _detail(e)]
+    cells = [[printable(str(v)) for v in (e.get("time", ""), e.get("who", ""), e.get("event", ""), _what(e),
+                                          e.get("status", ""), _detail(e))]
              for e in rows]
     if not cells:
         return ""

@@ -24,7 +24,7 @@ class ConfigError(UserError):
 
 
 def _port(text: str) -> int:
-    if not re.fullmatch(r"\d{1,5}", text.strip()) or not 1 <= int(text) <= 65535:
+    if not re.fullmatch(r"[0-9]{1,5}", text.strip()) or not 1 <= int(text) <= 65535:
         raise ValueError("must be a port number from 1 to 65535")
     return int(text)
 
@@ -70,7 +70,7 @@ def _sample_interval(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
-    if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1:
+    if not re.fullmatch(r"[0-9]+", text.strip()) or int(text) < 1:
         raise ValueError("must be a whole number of at least 1, e.g. 10000")
     return int(text)
 
@@ -195,6 +195,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trust_proxy", "KUBEMONITOR_TRUST_PROXY", "--trust-proxy", _bool, "off",
             "behind a reverse proxy: take the client address and scheme from X-Forwarded-For/-Proto "
             "(Secure cookies behind HTTPS); leave off when clients connect directly, or they could forge them"),
+    Setting("metrics_token", "KUBEMONITOR_METRICS_TOKEN", "--metrics-token", _text, "",
+            "when set, /metrics answers only `Authorization: Bearer <token>` (the scraper's bearer token); "
+            "empty = anyone who reaches the port (it shows login outcomes and request counts)"),
 )
 
 _DEFAULTS = {s.field: s.default for s in SETTINGS}
@@ -233,6 +236,7 @@ class Config:
     listen_backlog: int = 1024
     address: str = ""
     trust_proxy: bool = False
+    metrics_token: str = ""
     # Set when the cookie secret was generated because none was configured.
     cookie_secret_generated: bool = False
 

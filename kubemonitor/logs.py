@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import logging.handlers
 import os
 import time
 
@@ -61,6 +62,19 @@ class RepeatFilter(logging.Filter):
         if held:
             record.msg = f"{record.msg} [{held} more like this in the last {self.window:g} s were not logged]"
         return passed
+
+
+class PrivateFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file readable by the server's user only (0600), like the users and
+    clients files: the logs hold user names, addresses and paths."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # a file an older version created 0644
+        except OSError:
+            pass  # not ours to change (then it stays as its owner set it)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
 
 
 def _fill(node, log_dir: str):

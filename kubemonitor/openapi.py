@@ -70,8 +70,9 @@ def openapi_document(config: Config, metrics: list[str] | None = None) -> dict:
                         "404": _error("Unknown metric"),
                         "405": _error("Any method but POST"),
                         "413": _error("Body over 64 KiB"),
-                        "429": _error("This client already has KUBEMONITOR_CLIENT_CONCURRENCY queries running; "
-                                      "retry after Retry-After seconds"),
+                        "429": _error("This client already has KUBEMONITOR_CLIENT_CONCURRENCY queries running, or "
+                                      "too many wrong credentials came from this address; retry after "
+                                      "Retry-After seconds"),
                         "502": _error("InfluxDB answered with an error"),
                         "503": _error("InfluxDB unreachable"),
                         "504": _error("InfluxDB did not answer within INFLUXDB_TIMEOUT"),
@@ -93,8 +94,9 @@ def openapi_document(config: Config, metrics: list[str] | None = None) -> dict:
                         "403": _error("The client may not fetch statements (no `billing` in its scope)"),
                         "405": _error("Any method but POST"),
                         "413": _error("Body over 64 KiB"),
-                        "429": _error("This client already has KUBEMONITOR_CLIENT_CONCURRENCY queries running; "
-                                      "retry after Retry-After seconds"),
+                        "429": _error("This client already has KUBEMONITOR_CLIENT_CONCURRENCY queries running, or "
+                                      "too many wrong credentials came from this address; retry after "
+                                      "Retry-After seconds"),
                         "502": _error("InfluxDB answered with an error"),
                         "503": _error("InfluxDB unreachable"),
                         "504": _error("InfluxDB did not answer within INFLUXDB_TIMEOUT"),

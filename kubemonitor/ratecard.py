@@ -230,8 +230,8 @@ def _number(fields, name, fail, default):
 
 
 # ------------------------------------------------------------------ periods
-MONTH = re.compile(r"(\d{4})-(\d{2})")
-DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 MAX_DAYS = 366
 YEARS = (1678, 2261)  # the years InfluxDB stores entirely (int64 nanoseconds)
 

@@ -49,19 +49,19 @@ POD = NameRule(rf"{_LABEL}(\.{_LABEL})*", 253,
 
 # Times: a date, or a date and time (T or a space), optionally Z or an offset.
 TIME = re.compile(
-    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
-    r"(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:\.(?P<frac>\d{1,9}))?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?")
+    r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})"
+    r"(?:[T ](?P<h>[0-9]{2}):(?P<mi>[0-9]{2})(?::(?P<s>[0-9]{2})(?:\.(?P<frac>[0-9]{1,9}))?)?"
+    r"(?P<tz>Z|[+-][0-9]{2}:[0-9]{2})?)?")
 TIME_FORMATS = ("YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS[.fffffffff]] (T or a space, optionally Z or +HH:MM), "
                 "or a number of Unix seconds")
 # The same grammar for the published schema, limited to real calendar dates inside
 # the years InfluxDB stores entirely (1678-2261); the handler also takes the
 # partial years at the ends (1677-09-22 ... 2262-04-11).
-_YEAR = r"(16(7[89]|[89]\d)|1[7-9]\d\d|2[01]\d\d|22[0-5]\d|226[01])"
+_YEAR = r"(16(7[89]|[89][0-9])|1[7-9][0-9][0-9]|2[01][0-9][0-9]|22[0-5][0-9]|226[01])"
 _LEAP = r"(16(8[048]|9[26])|(1[7-9]|2[01])(0[48]|[2468][048]|[13579][26])|2000|22(0[48]|[24][048]|[135][26]|60))"
-_DATE = (rf"({_YEAR}-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+_DATE = (rf"({_YEAR}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
          rf"|{_LEAP}-02-29)")
-_CLOCK = r"[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?"
+_CLOCK = r"[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?"
 TIME_SCHEMA_PATTERN = rf"^{_DATE}({_CLOCK})?$"
 UNIX_SECONDS_RANGE = (MIN_TIME_NS // NS + 1, MAX_TIME_NS // NS - 1)
 
@@ -181,13 +181,13 @@ def limit_pattern(max_limit: int) -> str:
     so the schema's string form of `limit` accepts what the handler accepts."""
     top = str(max_limit)
     alternatives = [r"[1-9]"] if len(top) > 1 else []
-    alternatives += [rf"[1-9]\d{{{n}}}" for n in range(1, len(top) - 1)]
+    alternatives += [rf"[1-9][0-9]{{{n}}}" for n in range(1, len(top) - 1)]
     # numbers with as many digits as max_limit, digit by digit below it, then max_limit itself
     for i, digit in enumerate(top):
         low = "1" if i == 0 else "0"
         if int(digit) > int(low):
             rest = len(top) - i - 1
-            alternatives.append(top[:i] + f"[{low}-{int(digit) - 1}]" + (rf"\d{{{rest}}}" if rest else ""))
+            alternatives.append(top[:i] + f"[{low}-{int(digit) - 1}]" + (rf"[0-9]{{{rest}}}" if rest else ""))
     alternatives.append(top)
     return "^(" + "|".join(alternatives) + ")$"
 
@@ -201,8 +201,9 @@ def parse_time(field: str, value: Any, *, end_of_day: bool) -> int | None:
     if isinstance(value, (int, float)):
         try:
             ns = int(Decimal(repr(value)) * NS)
-        except (InvalidOperation, ValueError):
-            raise BadRequest(f"'{field}' {value!r} is not a usable number of Unix seconds") from None
+        except (InvalidOperation, ValueError, OverflowError):  # NaN, and 1e309 (JSON's infinity)
+            raise BadRequest(f"'{field}' {value!r} is not a usable number of Unix seconds; "
+                             f"send seconds between {UNIX_SECONDS_RANGE[0]} and {UNIX_SECONDS_RANGE[1]}") from None
     else:
         ns = _parse_time_text(field, value, end_of_day)
     if not MIN_TIME_NS <= ns <= MAX_TIME_NS:

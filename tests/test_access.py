@@ -664,6 +664,7 @@ async def test_a_flood_of_refused_calls_cannot_rotate_the_audit_log_away(http_cl
     from kubemonitor.audit import sampler
     now = [0.0]
     app.audit_sampler = sampler(burst=5, window=60, clock=lambda: now[0])
+    app.api_guesses.pair.limit = 100  # sampling is what this test is about, not the guessing limit
     for _ in range(12):
         assert (await post(http_client, base_url, "/api/cpu/usage_rate", {}, "stranger", "guess"))[0] == 401
     refused = [e for e in audit_lines(audit_dir) if e["event"] == "api" and e["who"] == "api:stranger"]
@@ -675,6 +676,43 @@ async def test_a_flood_of_refused_calls_cannot_rotate_the_audit_log_away(http_cl
     assert (await post(http_client, base_url, "/api/cpu/usage_rate", {}, "stranger", "guess"))[0] == 401
     last = audit_lines(audit_dir)[-1]
     assert last["who"] == "api:stranger" and last["held_back"] == 7 and last["reason"] == "unknown"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_strangers_sending_a_new_name_each_time_are_sampled_by_address(http_client, base_url, app, audit_dir):
+    """Random names and methods from one address are one flood to the audit sampler, not one per name."""
+    from kubemonitor.audit import sampler
+    app.audit_sampler = sampler(burst=5, window=60, clock=lambda: 0.0)
+    for i in range(30):
+        assert (await post(http_client, base_url, "/api/cpu/usage_rate", {}, f"stranger{i}", "guess"))[0] == 401
+    for _ in range(12):  # unauthenticated 405s too
+        r = await http_client.fetch(f"{base_url}/api/cpu/usage_rate", method="GET", raise_error=False)
+        assert r.code == 405
+    lines = [e for e in audit_lines(audit_dir) if e["event"] == "api"]
+    assert [e["status"] for e in lines] == [401] * 5 + [405] * 5, lines
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_api_credential_guessing_is_throttled_per_address(http_client, base_url, people):
+    """10 wrong secrets for a name from one address, then 429 with Retry-After for every call
+    from there (the right secret too: a throttled guesser learns nothing); other names from the
+    same address keep going until the address's own limit of 50."""
+    codes = [(await post(http_client, base_url, "/api/cpu/usage_rate", {}, "office", f"guess{i}"))[0] for i in range(12)]
+    assert codes == [401] * 10 + [429] * 2
+    code, body, r = await post(http_client, base_url, "/api/cpu/usage_rate", {"agg": "all-namespace"}, "office", people["office"])
+    assert code == 429 and int(r.headers["Retry-After"]) > 800 and "wrong credentials" in body["message"]
+    codes = [(await post(http_client, base_url, "/api/cpu/usage_rate", {}, f"name{i}", "guess"))[0] for i in range(45)]
+    assert codes.count(401) == 40 and codes[-5:] == [429] * 5  # 10 + 40 = the address's 50
+
+
+def test_the_audit_table_escapes_control_characters():
+    """A stored name or path with newlines or terminal escapes prints as one row, escaped."""
+    from kubemonitor.audit import table
+    rows = [{"time": "2026-12-02T10:00:00Z", "who": "api:evil\n2026-12-02T10:00:01Z  root  cli", "event": "api",
+             "path": "/api/x\x1b[2J\r\u202e", "status": 401, "note": "a\tb\x9b"}]
+    text = table(rows)
+    assert len(text.splitlines()) == 2 and "\x1b" not in text and "\r" not in text and "\u202e" not in text
+    assert "\\n2026" in text and "\\x1b[2J" in text and "\\u202e" in text and "\\x9b" in text
 
 
 @pytest.mark.gen_test(timeout=60)

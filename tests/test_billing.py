@@ -166,12 +166,29 @@ async def test_a_closed_statement_never_changes_until_a_rebuild(served, http_cli
     ({"period": "2026-02", "perod": 1}, ["unknown field", "'perod'"]),
     ({"period": "2099-01"}, ["has not begun"]),
     ({}, ["say which period"]),
+    ({"period": "２０２６-02"}, ["'period'", "YYYY-MM"]),            # full-width digits are not digits here
+    ({"period": "２０２６-02", "format": "csv"}, ["'period'", "YYYY-MM"]),
+    ({"from": "2026-02-01", "to": "2026-02-١٠"}, ["'to'", "YYYY-MM-DD"]),
     ({"period": "2026-02", "from": "2026-02-01", "to": "2026-02-02"}, ["either"]),
 ])
 async def test_bad_requests_name_the_field(served, http_client, body, words):
     code, s = await statement(http_client, served, body)
     assert code == 400, s
     assert all(w in s["message"] for w in words), s["message"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_first_and_last_months_influxdb_keeps_have_pages_without_links_beyond(billing_app, http_client, web_user):
+    from conftest import WEB_PASS, WEB_USER, Browserless
+    base, server = await serve_app(billing_app)
+    try:
+        b = Browserless(http_client, base)
+        await b.login(WEB_USER, WEB_PASS)
+        r = await b.fetch("/web/billing/1678-01")
+        assert r.code == 200 and "Previous month" not in r.body.decode()
+        assert (await b.fetch("/web/billing/1677-12")).code == 404
+    finally:
+        server.stop()
 
 
 @pytest.mark.gen_test(timeout=60)

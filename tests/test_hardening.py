@@ -21,6 +21,7 @@ from kubemonitor.handlers.base import SECURITY_HEADERS
     (b'{"namespace": "team-a\\n"}', ["'namespace'"]),
     (b'{"namespace": "team-a", "pod": "web-1\\n"}', ["'pod'"]),
     (b'{"agg": "all-pod", "timeBeginInterval": -1, "timeEndInterval": 10}', []),
+    (b'{"agg": "all-pod", "timeBeginInterval": 1e309, "timeEndInterval": 10}', ["timeBeginInterval", "Unix seconds"]),
 ])
 async def test_bodies_that_were_500s_are_400s_or_answers(api, raw, words):
     status, body, _ = await api("cpu/usage_rate", raw=raw)
@@ -80,6 +81,56 @@ async def test_every_response_carries_the_security_headers(http_client, base_url
     import re
     for tag in re.findall(r"<script[^>]*>", page):
         assert "src=" in tag or 'type="application/json"' in tag, tag
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_private_answers_are_never_cached_and_https_answers_say_so(make_app, http_client, web_user):
+    """Pages, API answers and statements: `Cache-Control: private, no-store`; static files may
+    be cached. No version in `Server`. Behind the proxy over HTTPS: HSTS, and the XSRF cookie
+    is Secure and same-site."""
+    from conftest import Browserless, serve_app
+    base, server = await serve_app(make_app(trust_proxy=True))
+    try:
+        b = Browserless(http_client, base)
+        await b.login(WEB_USER, WEB_PASS)
+        page, static = await b.fetch("/web/stats/index"), await b.fetch("/static/js/live.js")
+        api = await http_client.fetch(base + "/api/cpu/usage_rate", method="POST", body="{}", raise_error=False,
+                                      headers={"X-USERNAME": "nobody", "X-PASSWORD": "x"})
+        for r in (page, api, await b.fetch("/web/billing")):
+            assert r.headers.get("Cache-Control") == "private, no-store", r.effective_url
+        assert "no-store" not in static.headers.get("Cache-Control", "")
+        assert all(r.headers["Server"] == "kubemonitor" for r in (page, static, api))
+        assert "Strict-Transport-Security" not in page.headers  # plain HTTP: no HSTS
+        tls = await http_client.fetch(base + "/web/login", headers={"X-Forwarded-Proto": "https"})
+        assert tls.headers["Strict-Transport-Security"] == "max-age=31536000"
+        xsrf = next(c for c in tls.headers.get_list("Set-Cookie") if c.startswith("_xsrf="))
+        assert "Secure" in xsrf and "SameSite=Strict" in xsrf, xsrf
+        plain = next(c for c in (await http_client.fetch(base + "/web/login")).headers.get_list("Set-Cookie")
+                     if c.startswith("_xsrf="))
+        assert "SameSite=Strict" in plain and "Secure" not in plain, plain
+    finally:
+        server.stop()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_answer_before_the_body_is_read_says_connection_close(app):
+    """A 401 from the credential check comes before the body: the connection is then closed,
+    and the answer must say so, or the client's next request on it meets a reset."""
+    import socket
+
+    from conftest import serve_app
+    from tornado.iostream import IOStream
+    base, server = await serve_app(app)
+    stream = IOStream(socket.socket())
+    try:
+        await stream.connect(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+        await stream.write(b"POST /api/cpu/usage_rate HTTP/1.1\r\nHost: x\r\nX-USERNAME: nobody\r\n"
+                           b"X-PASSWORD: guess\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        head = (await stream.read_until(b"\r\n\r\n")).decode().lower()
+    finally:
+        stream.close()
+        server.stop()
+    assert head.startswith("http/1.1 401") and "\r\nconnection: close\r\n" in head, head
 
 
 @pytest.mark.gen_test
@@ -142,6 +193,32 @@ async def test_live_connections_per_user_are_capped(base_url, browser, web_user)
         except HTTPClientError:
             continue
     assert len(conns) == MAX_CONNECTIONS_PER_USER
+    for c in conns:
+        c.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_one_user_cannot_take_the_servers_live_views(base_url, browser, web_user):
+    """Views are capped per user over all their sockets, not only per socket."""
+    from kubemonitor.handlers.live import MAX_VIEWS_PER_USER
+    cookie = await session(browser)
+    conns = [await websocket_connect(ws_request(base_url, cookie)) for _ in range(2)]
+    keys = [(m, ns, w) for m in ("cpu/usage_rate", "memory/usage", "gpu/usage")
+            for ns in ("all", "team-a", "team-b") for w in ("1h", "6h", "24h", "7d")]
+    for i, (metric, ns, window) in enumerate(keys[:MAX_VIEWS_PER_USER + 1]):
+        conn = conns[i % 2]
+        conn.write_message(json.dumps({"subscribe": {"metric": metric, "namespace": ns, "range": window}}))
+        msg = await next_message(conn, where=lambda m, key=(metric, ns, window): m["type"] == "error" or (
+            m["type"] == "snapshot" and (m["metric"], m["namespace"], m["range"]) == key))
+        if i < MAX_VIEWS_PER_USER:
+            assert msg["type"] != "error", (i, msg)
+        else:
+            assert msg["type"] == "error" and f"at most {MAX_VIEWS_PER_USER} live views per user" in msg["message"], msg
+    # a view the user already holds (on the other socket) is still welcome
+    metric, ns, window = keys[0]
+    conns[1].write_message(json.dumps({"subscribe": {"metric": metric, "namespace": ns, "range": window}}))
+    assert (await next_message(conns[1], where=lambda m: m["type"] == "error" or (
+        m["type"] == "snapshot" and (m["metric"], m["namespace"], m["range"]) == keys[0])))["type"] == "snapshot"
     for c in conns:
         c.close()
 
@@ -393,6 +470,32 @@ async def test_a_cookie_copied_before_logout_is_worthless_after_it(browser, web_
     assert (await browser.fetch("/web/stats/index")).code == 302  # to the login form
     await browser.login(WEB_USER, WEB_PASS)  # a new session works
     assert (await browser.fetch("/web/stats/index")).code == 200
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_logged_out_cookie_stays_worthless_after_a_restart(make_app, http_client, web_user, config):
+    import os
+    import re
+    from urllib.parse import urlencode
+
+    from conftest import Browserless, serve_app
+    base, server = await serve_app(make_app())
+    b = Browserless(http_client, base)
+    await b.login(WEB_USER, WEB_PASS)
+    stolen = b.cookies["kubemonitor_session"]
+    page = (await b.fetch("/web/stats/index")).body.decode()
+    token = re.search(r'name="_xsrf" value="([^"]+)"', page).group(1)
+    assert (await b.fetch("/web/logout", "POST", body=urlencode({"_xsrf": token}))).code == 302
+    server.stop()
+    kept = open(os.path.join(config.log_dir, "revoked-sessions.jsonl")).read()
+    assert kept.count("\n") == 1 and stolen not in kept  # a fingerprint, never the cookie
+    base, server = await serve_app(make_app())  # the restart: a new process would read the same file
+    try:
+        b = Browserless(http_client, base)
+        b.cookies["kubemonitor_session"] = stolen
+        assert (await b.fetch("/web/stats/index")).code == 302  # to the login form
+    finally:
+        server.stop()
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -165,6 +165,9 @@ async def test_access_log_lines_carry_request_id_and_never_secrets(api, tmp_path
         assert status == 200
         status, _, wrong = await api("cpu/usage_rate", headers={"X-USERNAME": API_USER, "X-PASSWORD": "guess-pw-123"})
         assert status == 401
+        forged = "a b\x85c 200 1.0ms"  # a claimed name with spaces and NEL would add fields to the line
+        status, _, odd = await api("cpu/usage_rate", headers={"X-USERNAME": forged, "X-PASSWORD": "x"})
+        assert status == 401
     finally:
         for handler in logging.getLogger().handlers:
             handler.flush()
@@ -177,6 +180,11 @@ async def test_access_log_lines_carry_request_id_and_never_secrets(api, tmp_path
     for secret in (API_PASS, "guess-pw-123", "abcdef-cookie-value"):
         assert secret not in info
     assert (tmp_path / "errors.log").exists()
+    odd_line = next(ln for ln in info.splitlines() if odd.headers["X-Request-ID"] in ln)
+    assert "api:a\\x20b\\x85c\\x20200\\x201.0ms POST /api/cpu/usage_rate 401" in odd_line, odd_line
+    for name in ("info.log", "errors.log", "audit.log"):  # user names, addresses, paths: the server's user only
+        if (tmp_path / name).exists():
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
 
 
 @pytest.mark.parametrize("trust", ["on", "off"])
@@ -306,3 +314,20 @@ def test_a_task_that_loses_its_first_cancellation_is_still_stopped():
         assert task.cancelled()
         return rounds
     assert asyncio.run(main()) == 2
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_metrics_can_require_a_bearer_token(make_app, http_client):
+    from conftest import serve_app
+    base, server = await serve_app(make_app(metrics_token="scrape-Token-1"))
+    try:
+        async def get(headers):
+            return await http_client.fetch(base + "/metrics", headers=headers, raise_error=False)
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-Token-1"}):
+            r = await get(headers)
+            assert r.code == 401 and "KUBEMONITOR_METRICS_TOKEN" in json.loads(r.body)["message"], headers
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        r = await get({"Authorization": "Bearer scrape-Token-1"})
+        assert r.code == 200 and b"kubemonitor_logins_total" in r.body
+    finally:
+        server.stop()

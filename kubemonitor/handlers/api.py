@@ -56,6 +56,20 @@ class PostAPIHandler(APIHandler):
             missing = " and ".join(h for h, v in (("X-USERNAME", user), ("X-PASSWORD", password)) if v is None)
             raise ApiError(401, f"credentials missing: send the {missing} header{'s' if ' and ' in missing else ''}")
         self._current_user = f"api:{user[:64]}"
+        address = self.request.remote_ip or "?"
+        guesses = self.app.api_guesses
+        wait = guesses.retry_after(user[:64], address)
+        if wait > 0:  # refused before the check, right or wrong: a throttled guesser learns nothing
+            raise ApiError(429, f"too many wrong credentials from {address} in the last 15 minutes; check "
+                                f"X-USERNAME and X-PASSWORD, then retry in {int(wait) + 1} s",
+                           {"Retry-After": str(int(wait) + 1)})
+        try:
+            await self._check(config, user, password)
+        except ApiError:
+            guesses.fail(user[:64], address)
+            raise
+
+    async def _check(self, config, user: str, password: str) -> None:
         if config.api_configured and _same(user, config.api_username):
             if not _same(password, config.api_password):
                 self.audit["reason"] = "wrong secret"
@@ -100,8 +114,12 @@ class PostAPIHandler(APIHandler):
         self.release_slot()
         who, status = getattr(self, "_current_user", None), self.get_status()
         held = None
-        if status in (401, 429):
-            write, held = self.app.audit_sampler.admit((who, self.request.remote_ip, status))
+        # Refusals are sampled: an authenticated client's per client, address and status; a
+        # caller not (yet) authenticated per address and status only, whatever name it sends.
+        authenticated = self._access is not None
+        if status in (401, 429) or (status >= 400 and not authenticated):
+            key = (who if authenticated else None, self.request.remote_ip, status)
+            write, held = self.app.audit_sampler.admit(key)
             if not write:
                 return
         audit.record("api", who, status=status, ms=round(self.request.request_time() * 1000, 1),

@@ -71,6 +71,24 @@ class Throttle:
         self._failures.pop(key, None)
 
 
+class ApiGuesses:
+    """Wrong API credentials: 10 in 15 minutes per name and address, 50 per address; then
+    every call from there is refused (429) until the oldest failure leaves the window. No
+    per-name limit from anywhere: a billing job's address changes with its pod, and client
+    secrets are too long to guess, so only one address's guessing needs stopping."""
+
+    def __init__(self, clock=time.monotonic):
+        self.pair = Throttle(limit=10, window=15 * 60, clock=clock)
+        self.address = Throttle(limit=50, window=15 * 60, clock=clock)
+
+    def retry_after(self, name: str, address: str) -> float:
+        return max(self.pair.retry_after(f"{name}|{address}"), self.address.retry_after(address))
+
+    def fail(self, name: str, address: str) -> None:
+        self.pair.fail(f"{name}|{address}")
+        self.address.fail(address)
+
+
 class Attempt:
     """A login attempt admitted by LoginThrottle.begin: counted as a failure until `end` says it was right."""
 
@@ -214,7 +232,9 @@ class LoginHandler(BaseHandler):
         if wait > 0 or (username and throttle.busy(username, client)):
             self.app.telemetry.logins.labels("throttled").inc()
             log.warning("login throttled for user %r from %s", username[:64], client)
-            audit.record("login", username[:64], result="throttled", address=client)
+            write, held = self.app.audit_sampler.admit(("login", client, 429))  # a flood of refusals: sampled by address
+            if write:
+                audit.record("login", username[:64], result="throttled", address=client, held_back=held or None)
             if wait > 0:
                 self.set_header("Retry-After", str(int(wait) + 1))
                 self.render_form(f"Too many failed logins. Try again in {int(wait // 60) + 1} minute(s).", 429, username)
@@ -248,10 +268,12 @@ class LoginHandler(BaseHandler):
 class LogoutHandler(BaseHandler):
     route_name = "logout"
 
-    def post(self) -> None:
+    async def post(self) -> None:
         if self.current_user:
             audit.record("logout", self.current_user, address=self.request.remote_ip)
-        self.end_session()
+        sid = self.end_session()
+        # written before the answer, so a restart right after the logout still refuses the old cookie
+        await asyncio.get_running_loop().run_in_executor(self.app.files_executor, self.app.sessions.persist, sid)
         self.redirect(self.reverse_url("login"))
 
     def get(self) -> None:

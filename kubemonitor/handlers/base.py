@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
 import time
 import uuid
@@ -19,6 +20,8 @@ from typing import Any
 import tornado.web
 
 from ..access import Access
+from ..audit import printable
+from ..filestore import atomic_write
 
 log = logging.getLogger("kubemonitor.app")
 NOBODY = Access("-", frozenset(), False)
@@ -30,23 +33,73 @@ SESSION_HOURS = 10  # a working day
 class RevokedSessions:
     """Session ids ended by logout, remembered until the cookie would have expired anyway.
 
-    Per process: with several replicas, a logged-out cookie is refused by the replica that
-    saw the logout (README "Login and sessions" says so); password changes and deleted
-    users end sessions everywhere (they are checked against the users file)."""
+    Kept in a file (`revoked-sessions.jsonl` in the log directory; a fingerprint of each id,
+    never the id) so that a logged-out cookie stays refused after a restart. Per server:
+    with several replicas, each keeps its own file (README "Login and sessions" says so);
+    password changes and deleted users end sessions everywhere (checked against the users file)."""
 
-    def __init__(self, clock=time.time, max_entries: int = 200_000):
-        self.clock, self.max_entries = clock, max_entries
+    def __init__(self, path: str | None = None, clock=time.time, max_entries: int = 200_000):
+        self.path, self.clock, self.max_entries = path, clock, max_entries
         self._until: OrderedDict[str, float] = OrderedDict()
+        if path:
+            self._load()
+
+    @staticmethod
+    def _key(sid: str) -> str:
+        return hashlib.sha256(sid.encode()).hexdigest()[:32]
+
+    def _load(self) -> None:
+        """Read the file once at start-up, and rewrite it with the entries still in force."""
+        assert self.path is not None
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            logging.getLogger("kubemonitor").warning("cannot read %s (%s): sessions logged out before this start "
+                                                     "are not refused; fix its owner or mode", self.path, exc)
+            return
+        now = self.clock()
+        for line in lines[-self.max_entries:]:
+            try:
+                entry = json.loads(line)
+                key, until = entry["k"], float(entry["until"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+            if isinstance(key, str) and until > now:
+                self._until[key] = until
+        try:
+            atomic_write(self.path, "".join(json.dumps({"k": k, "until": u}) + "\n" for k, u in self._until.items()))
+        except OSError:
+            pass  # read-only: the entries still count in memory
 
     def revoke(self, sid) -> None:
+        """Remember a logged-out session (the file line is appended by `persist`, off the event loop)."""
         if not isinstance(sid, str):
             return
-        self._until[sid] = self.clock() + SESSION_HOURS * 3600
+        self._until[self._key(sid)] = self.clock() + SESSION_HOURS * 3600
         while len(self._until) > self.max_entries or (self._until and next(iter(self._until.values())) < self.clock()):
             self._until.popitem(last=False)
 
+    def persist(self, sid) -> None:
+        """Append the revocation to the file (blocking: call it in an executor)."""
+        if not self.path or not isinstance(sid, str):
+            return
+        key = self._key(sid)
+        line = json.dumps({"k": key, "until": self._until.get(key, self.clock() + SESSION_HOURS * 3600)}) + "\n"
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            logging.getLogger("kubemonitor").warning("cannot write %s (%s): this logout holds until the server "
+                                                     "restarts; fix the log directory's owner or mode", self.path, exc)
+
     def revoked(self, sid) -> bool:
-        return isinstance(sid, str) and self._until.get(sid, 0) > self.clock()
+        return isinstance(sid, str) and self._until.get(self._key(sid), 0) > self.clock()
 
 
 def password_stamp(password_hash: str) -> str:
@@ -69,9 +122,19 @@ SECURITY_HEADERS = {
 }
 
 
-def set_security_headers(handler: tornado.web.RequestHandler) -> None:
+HSTS = "max-age=31536000"  # a year; sent only on answers that came over HTTPS (the proxy says so)
+
+
+def set_security_headers(handler: tornado.web.RequestHandler, private: bool = True) -> None:
+    """The headers every answer carries. `private`: usage, statements and pages are one
+    user's, never kept by a shared cache or the browser's disk (static files are public)."""
     for name, value in SECURITY_HEADERS.items():
         handler.set_header(name, value)
+    handler.set_header("Server", "kubemonitor")  # no version: nothing to look up for a stranger
+    if private:
+        handler.set_header("Cache-Control", "private, no-store")
+    if handler.request.protocol == "https":
+        handler.set_header("Strict-Transport-Security", HSTS)
 
 
 class StaticHandler(tornado.web.StaticFileHandler):
@@ -79,7 +142,7 @@ class StaticHandler(tornado.web.StaticFileHandler):
     other that cannot name a file) is a plain 404, not a 500 with a traceback."""
 
     def set_default_headers(self) -> None:
-        set_security_headers(self)
+        set_security_headers(self, private=False)
 
     NOT_SERVED = ("package.json", "package-lock.json")
 
@@ -140,6 +203,19 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         set_security_headers(self)
 
+    def flush(self, include_footers: bool = False):
+        # An answer before the body was read (a 401 from prepare): Tornado then closes the
+        # connection after it, so say so, or a keep-alive client sends its next request into a reset.
+        if not self._headers_written and not getattr(self.request.connection, "_read_finished", True):
+            self.set_header("Connection", "close")
+        return super().flush(include_footers)
+
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        if name == "_xsrf":  # Tornado sets it with no attributes: same-site only, and Secure over HTTPS
+            kwargs.setdefault("samesite", "Strict")
+            kwargs.setdefault("secure", self.request.protocol == "https")
+        super().set_cookie(name, value, *args, **kwargs)
+
     async def prepare(self) -> None:
         # The users file is read (and parsed) in an executor, never on the event loop, one
         # read for all the requests that arrive meanwhile; a request then checks its session
@@ -188,19 +264,23 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_signed_cookie(SESSION_COOKIE, value, expires_days=SESSION_HOURS / 24, httponly=True,
                                samesite="Lax", secure=self.request.protocol == "https")
 
-    def end_session(self) -> None:
+    def end_session(self) -> str | None:
         """Log out: the session id is revoked on the server, so a copy of the cookie is
         worthless from now on, not only the browser's."""
         raw = self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_HOURS / 24)
         try:
-            self.app.sessions.revoke(json.loads(raw)["s"])
+            sid = json.loads(raw)["s"]
         except (ValueError, KeyError, TypeError):
-            pass
+            sid = None
+        self.app.sessions.revoke(sid)
         self.clear_cookie(SESSION_COOKIE)
+        return sid
 
     def user_label(self) -> str:
-        """Who made the request, for the access log ("-" when anonymous)."""
-        return getattr(self, "_current_user", None) or "-"
+        """Who made the request, for the access log ("-" when anonymous): one field, so a
+        claimed name's spaces and control characters (NEL, newline) are escaped."""
+        name = getattr(self, "_current_user", None) or "-"
+        return printable(name).replace(" ", "\\x20")
 
     def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import tornado.web
@@ -102,13 +102,22 @@ class BillingPageHandler(PageHandler):
                     gaps=shown_gaps(statement, period, self.app.config.sample_interval),
                     computed_at=local_time(computed_at, ZoneInfo(period.timezone)), **await self.billing_context(period))
 
+    @staticmethod
+    def month_label(day, timezone: str) -> str | None:
+        """The month of `day` as a period label; None past the years InfluxDB stores (no link there)."""
+        try:
+            return month_period(f"{day.year:04d}-{day.month:02d}", timezone).label
+        except PeriodError:
+            return None
+
     async def billing_context(self, period) -> dict:
         card = self.app.billing.card
-        prev_month = month_period(f"{period.first.year - (period.first.month == 1)}-{(period.first.month - 2) % 12 + 1:02d}",
-                                  card.timezone)
-        nxt = period.last.replace(day=1)
-        next_month = month_period(f"{nxt.year + (nxt.month == 12)}-{nxt.month % 12 + 1:02d}", card.timezone)
-        return dict(card=card, prev_month=prev_month.label, next_month=next_month.label if next_month.start_ns <= self.app.billing.clock() else None,
+        before = period.first.replace(day=1) - timedelta(days=1)
+        after = period.last.replace(day=28) + timedelta(days=4)
+        prev_month, next_month = (self.month_label(d, card.timezone) for d in (before, after))
+        if next_month is not None and month_period(next_month, card.timezone).start_ns > self.app.billing.clock():
+            next_month = None
+        return dict(card=card, prev_month=prev_month, next_month=next_month,
                     month_value=f"{period.first.year:04d}-{period.first.month:02d}",
                     **await self.page_context(None, "all"))
 

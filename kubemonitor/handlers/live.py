@@ -34,6 +34,7 @@ MAX_SUBSCRIPTIONS = 20
 MAX_MESSAGE = 4096
 MAX_QUEUED_ERRORS = 8
 MAX_CONNECTIONS_PER_USER = 20
+MAX_VIEWS_PER_USER = 20  # distinct views over all of a user's connections: a tenth of the server's 200
 # A page sends one message per view when it connects; a client sending more than this
 # (a burst of RATE_BURST, refilled at RATE_PER_SECOND) is closed with 1008.
 RATE_PER_SECOND = 5.0
@@ -177,6 +178,12 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     def send_error_message(self, message: str) -> None:
         self.deliver(json.dumps({"type": "error", "message": message}))
 
+    def user_views(self) -> set[tuple[str, str, str]]:
+        """The views this user watches, over all their connections (one user cannot take the server's)."""
+        user = self.current_user
+        return {key for key, view in self.app.poller.views.items()
+                if any(getattr(s, "current_user", None) == user for s in view.subscribers)}
+
     # -- the protocol -------------------------------------------------------------------
     def on_message(self, message) -> None:
         """Check the message at once; the slow part of a subscription (the first snapshot)
@@ -239,6 +246,11 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             return
         if key not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             self.send_error_message(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+            return
+        held = self.user_views() if key not in self.subscriptions else set()
+        if key not in self.subscriptions and key not in held and len(held) >= MAX_VIEWS_PER_USER:
+            self.send_error_message(f"at most {MAX_VIEWS_PER_USER} live views per user, over all your pages; "
+                                    "close a page or a chart, then try again")
             return
         if key not in poller.views and len(poller.views) >= poller.max_views:
             self.send_error_message("this server already refreshes as many views as it may; try again later")

@@ -1,11 +1,13 @@
 """Operations endpoints (README "Operations"): /healthz, /readyz, /metrics, /openapi.json."""
 from __future__ import annotations
 
+import hmac
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..influx import InfluxError
 from ..openapi import openapi_document
-from .base import APIHandler
+from .base import ApiError, APIHandler
 
 
 class OpsHandler(APIHandler):
@@ -50,6 +52,12 @@ class MetricsHandler(OpsHandler):
     route_name = "metrics"
 
     def get(self) -> None:
+        token = self.app.config.metrics_token
+        if token and not hmac.compare_digest(self.request.headers.get("Authorization", "").encode(),
+                                             f"Bearer {token}".encode()):
+            raise ApiError(401, "this server's /metrics needs `Authorization: Bearer <token>` with the token in "
+                                "KUBEMONITOR_METRICS_TOKEN (Prometheus: the scrape job's authorization credentials)",
+                           {"WWW-Authenticate": 'Bearer realm="metrics"'})
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(self.app.telemetry.registry))
 
