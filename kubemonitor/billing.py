@@ -156,6 +156,7 @@ class Billing:
         self.excluded, self.interval_ns = tuple(excluded), interval_ns
         self.kept = Kept(influx, rollups.rp) if rollups is not None else None
         self.problems = None  # async () -> [str]: the data source's collection problems (notes on statements)
+        self._closing: dict[str, asyncio.Future] = {}  # period -> the one computation of its kept statement
 
     def cannot_keep(self) -> str | None:
         """Why statements cannot be kept now (None: they can)."""
@@ -171,7 +172,15 @@ class Billing:
         figures could still change."""
         if now_ns < period.end_ns + int(self.card.close_after * NS):
             return "open"
-        return "ended" if self.cannot_keep() else "closed"
+        return "ended" if self.why_not_kept(period) else "closed"
+
+    def why_not_kept(self, period: Period) -> str | None:
+        """Why this period's statement is not kept (None: it is). Only months and days are:
+        any other range is computed on request, so no caller can make the server keep one
+        statement per distinct from/to pair."""
+        if not (period.is_month or period.first == period.last):
+            return "only months and days are kept; ask for its months or days for figures that never change"
+        return self.cannot_keep()
 
     def ended_note(self, why: str) -> str:
         return (f"this period ended more than {self.card.close_after / 3600:g} h ago, but its statement cannot be kept "
@@ -185,6 +194,27 @@ class Billing:
         and time, and add up to the same cents. Its queries queue for InfluxDB's threads
         (`patient`): a month's statement never fails for want of a connection."""
         now_ns = self.clock() if now_ns is None else now_ns
+        if self.state(period, now_ns) != "closed":
+            return await self._statement(period, by, now_ns)
+        # A closed period is computed and kept once, whoever asks at the same time: the others
+        # wait for that one computation and then read what was kept (the same bytes for all).
+        key = f"{period.label}|{period.timezone}"
+        while True:
+            running = self._closing.get(key)
+            if running is None:
+                break
+            try:
+                await asyncio.shield(running)
+            except Exception:  # noqa: BLE001 - its caller reports it; this caller tries on its own
+                pass
+        self._closing[key] = done = asyncio.get_running_loop().create_future()
+        try:
+            return await self._statement(period, by, now_ns)
+        finally:
+            del self._closing[key]
+            done.set_result(None)
+
+    async def _statement(self, period: Period, by: str, now_ns: int) -> str:
         with self.influx.patient():
             state = self.state(period, now_ns)
             if state == "closed":
@@ -203,7 +233,7 @@ class Billing:
                     # not kept, so not closed: the next request computes it again and tries once more
                     view = views[by]
                     view["period"]["state"] = "ended"
-                    view["notes"] = [*view.get("notes", []), self.ended_note(f"InfluxDB refused to keep it: {exc.message}")]
+                    view["notes"] = [*view.get("notes", []), self.ended_note(f"InfluxDB refused to keep it: {exc.public}")]
                     return encode({**{k: v for k, v in view.items() if k != "rows"}, "rows": view["rows"]})
         return encode(views[by])
 
@@ -279,7 +309,7 @@ class Billing:
                 usages[resource.key], coverage[resource.key] = {}, 0.0
                 notes.append(f"{resource.metric} is not in the database: {resource.key} shows 0 and coverage 0")
         if state == "ended":
-            notes.append(self.ended_note(self.cannot_keep() or "it could not be kept"))
+            notes.append(self.ended_note(self.why_not_kept(period) or "it could not be kept"))
         if self.problems is not None:
             notes.extend(await self.problems())
         # every resource's usage and coverage at once: independent queries

@@ -39,11 +39,14 @@ T = TypeVar("T")
 class InfluxError(Exception):
     """An InfluxDB failure, carrying the HTTP status the API answers with."""
 
-    def __init__(self, status: int, message: str, retry_after: int | None = None):
+    def __init__(self, status: int, message: str, retry_after: int | None = None, where: str | None = None,
+                 public: str | None = None):
         super().__init__(message)
         self.status = status
-        self.message = message
+        self.message = message  # for the log and the operator: names InfluxDB's host and port
         self.retry_after = retry_after
+        # for callers (API answers, pages, live views): the same words without where InfluxDB is
+        self.public = public or (message.replace(where, "InfluxDB") if where else message)
 
 
 # How long a call may wait for one of the executor's threads before it is refused (503):
@@ -63,21 +66,22 @@ def map_error(exc: BaseException, config: Config) -> InfluxError:
     if isinstance(exc, InfluxError):
         return exc
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return InfluxError(503, f"{where} is unreachable (connect timed out); check INFLUXDB_HOST/INFLUXDB_PORT and that InfluxDB runs")
+        return InfluxError(503, f"{where} is unreachable (connect timed out); check INFLUXDB_HOST/INFLUXDB_PORT and that InfluxDB runs", where=where)
     if isinstance(exc, (requests.exceptions.Timeout, asyncio.TimeoutError, TimeoutError)):
         return InfluxError(504, f"{where} did not answer within {config.influxdb_timeout:g} s (INFLUXDB_TIMEOUT); "
-                                "narrow the time range or raise the timeout")
+                                "narrow the time range or raise the timeout", where=where)
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return InfluxError(503, f"{where} is unreachable; check INFLUXDB_HOST/INFLUXDB_PORT and that InfluxDB runs")
+        return InfluxError(503, f"{where} is unreachable; check INFLUXDB_HOST/INFLUXDB_PORT and that InfluxDB runs", where=where)
     if isinstance(exc, InfluxDBClientError):
         detail = str(getattr(exc, "content", exc)).strip()
         if getattr(exc, "code", None) == 401:
-            return InfluxError(502, f"{where} refused our credentials; check INFLUXDB_USER/INFLUXDB_PASS")
-        return InfluxError(502, f"{where} answered with an error: {detail}")
+            return InfluxError(502, f"{where} refused our credentials; check INFLUXDB_USER/INFLUXDB_PASS", where=where)
+        return InfluxError(502, f"{where} answered with an error: {detail}", where=where)
     if isinstance(exc, InfluxDBServerError):
-        return InfluxError(502, f"{where} failed: {str(exc).strip()}")
+        return InfluxError(502, f"{where} failed: {str(exc).strip()}", where=where)
     if isinstance(exc, (ValueError, requests.exceptions.RequestException)):
-        return InfluxError(502, f"{where} sent an answer we could not read: {exc}")
+        return InfluxError(502, f"{where} sent an answer we could not read: {exc}", where=where,
+                           public="InfluxDB sent an answer kubemonitor could not read; the server's log has the details")
     raise exc  # a bug, not a database fault: let it become a logged 500
 
 

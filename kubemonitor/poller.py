@@ -183,7 +183,7 @@ class Poller:
             view.snapshot, view.latest, view.text = await self.influx.call(run, kind="poll", lane="live")
             view.scoped = {}
         except InfluxError as exc:
-            self._set_state("degraded", exc.message)  # at once, not when the round ends
+            self._set_state("degraded", exc.public, exc.message)  # at once, not when the round ends
             raise
         return view.snapshot
 
@@ -229,7 +229,8 @@ class Poller:
                 log.error("poll failed", exc_info=r)
         if failures:
             first = failures[0]
-            self._set_state("degraded", first.message if isinstance(first, InfluxError) else "internal error while polling")
+            self._set_state("degraded", first.public if isinstance(first, InfluxError) else "internal error while polling",
+                            first.message if isinstance(first, InfluxError) else None)
         else:
             self._set_state("ok", "")
         for view, result in zip(watched, results):
@@ -237,11 +238,12 @@ class Poller:
                 self._broadcast(view)
         self.rounds += 1
 
-    def _set_state(self, state: str, message: str) -> None:
+    def _set_state(self, state: str, message: str, detail: str | None = None) -> None:
+        """`message` goes to the viewers (no host or port); `detail` (or the message) to the log."""
         if state == self.state and (state == "ok" or message == self.message):
             return
         if state != self.state:
-            log.warning("live views %s: %s", state, message or "InfluxDB answers again")
+            log.warning("live views %s: %s", state, detail or message or "InfluxDB answers again")
         self.state, self.message = state, message
         text = self.status_message()
         subscribers = {s for view in self.views.values() for s in view.subscribers}

@@ -126,7 +126,7 @@ class Rollups:
                                           kind="rollup")
         except InfluxError as exc:
             if exc.status in (503, 504):
-                self.state, self.reason = "starting", exc.message  # try again later
+                self.state, self.reason = "starting", exc.public  # try again later
                 return
             if "database not found" in exc.message:
                 # not a permission: the name is wrong, or the database is not created yet (try again later)
@@ -185,7 +185,7 @@ class Rollups:
                     raise
                 # e.g. the retention policy was dropped: answer from raw points, set up again later
                 log.warning("rollups unreadable, answering from raw points: %s", exc.message)
-                self.state, self.reason = "starting", exc.message
+                self.state, self.reason = "starting", exc.public
         # days kept whole, and wholly inside the range, are read at the daily level
         days = {d for d in (await self.covered_days(metric, whole_first, whole_end) if covered else [])
                 if d + DAY_NS <= whole_end}

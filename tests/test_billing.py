@@ -586,3 +586,45 @@ def test_csv_guards_text_cells_only():
     row = next(csv.DictReader(io.StringIO(to_csv(statement, "namespace"))))
     assert [row[k] for k in ("group", "name", "account", "namespace")] == ["'\t=1+1", "'\r@SUM(A1)", "'-acct", "'+ns"]
     assert (row["cpu_core-hours"], row["cpu_cost"], row["total"]) == ("-435.000000", "-8.70", "-8.70")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_callers_of_an_unkept_closed_period_share_one_computation(billing_app):
+    """Four callers at once of a closed period nobody kept yet: one computation, one kept
+    statement, and every caller's body is the kept one."""
+    import asyncio
+
+    from kubemonitor.ratecard import period_from
+    billing = billing_app.billing
+    await billing_app.rollups.prepare()  # rollups on: a closed period can be kept
+    calls, compute = [], billing.compute
+
+    async def counted(period, *args, **kwargs):
+        calls.append(period.label)
+        return await compute(period, *args, **kwargs)
+    billing.compute = counted
+    period = period_from({"period": "2026-02-22"}, billing.card.timezone)
+    bodies = await asyncio.gather(*(billing.statement(period, by) for by in ("group", "namespace", "pod", "group")))
+    assert calls == ["2026-02-22"]
+    assert bodies[0] == bodies[3] == await billing.statement(period, "group")
+    assert bodies[1] == await billing.statement(period, "namespace")
+    assert {json.loads(b)["period"]["revision"] for b in bodies} == {1}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_only_months_and_days_are_kept(billing_app):
+    """Any other closed range is computed on request and never kept, so no caller can make
+    the server keep one statement per distinct from/to pair; it says so, and is not 'closed'."""
+    from kubemonitor.billing import kept_key
+    from kubemonitor.ratecard import period_from
+    billing = billing_app.billing
+    await billing_app.rollups.prepare()
+    for first, last in (("2026-02-03", "2026-02-05"), ("2026-02-03", "2026-02-06")):
+        period = period_from({"from": first, "to": last}, billing.card.timezone)
+        body = json.loads(await billing.statement(period, "group"))
+        assert body["period"]["state"] == "ended" and any("only months and days are kept" in n for n in body["notes"])
+        for by in ("group", "namespace", "pod"):
+            assert await billing.kept.load(kept_key(period, by)) is None
+    day = period_from({"period": "2026-02-04"}, billing.card.timezone)
+    assert json.loads(await billing.statement(day, "group"))["period"]["state"] == "closed"
+    assert await billing.kept.load(kept_key(day, "group")) is not None

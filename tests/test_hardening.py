@@ -573,3 +573,22 @@ async def test_reconnecting_in_a_loop_is_refused_cheaply(base_url, browser, web_
             assert exc.code == 429
             refused += 1
     assert refused >= 5  # a burst of 20, then one a second
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_callers_never_learn_where_influxdb_is(make_app, http_client, caplog):
+    """A 5xx says InfluxDB is unreachable and what to check, not its host and port: those go
+    to the log, for the operator."""
+    from conftest import API_PASS, API_USER, serve_app
+
+    from kubemonitor.influxd import free_port
+    port = free_port()  # nothing listens there
+    base, server = await serve_app(make_app(influxdb_port=port, influxdb_host="127.0.0.1"))
+    try:
+        r = await http_client.fetch(base + "/api/cpu/usage_rate", method="POST", body="{}", raise_error=False,
+                                    headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS})
+        message = json.loads(r.body)["message"]
+        assert r.code == 503 and "unreachable" in message and str(port) not in message and "127.0.0.1" not in message
+        assert any(f"127.0.0.1:{port}" in rec.getMessage() for rec in caplog.records)
+    finally:
+        server.stop()

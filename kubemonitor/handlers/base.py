@@ -169,8 +169,11 @@ class ApiError(tornado.web.HTTPError):
 
 
 def from_influx(exc) -> ApiError:
-    """An InfluxError as the answer: its status and message, and Retry-After when busy."""
-    return ApiError(exc.status, exc.message, {"Retry-After": str(exc.retry_after)} if exc.retry_after else None)
+    """An InfluxError as the answer: its status, the message without InfluxDB's host and port
+    (those go to the log, for the operator), and Retry-After when busy."""
+    if exc.status >= 500:
+        logging.getLogger("kubemonitor.influx").warning("%s", exc.message)
+    return ApiError(exc.status, exc.public, {"Retry-After": str(exc.retry_after)} if exc.retry_after else None)
 
 
 def error_message(status: int, exc: BaseException | None) -> str:

@@ -76,7 +76,7 @@ class BillingPageHandler(PageHandler):
             text = await statement_for(self, period, by)
         except InfluxError as exc:
             self.set_status(exc.status)
-            self.render("billing.html", statement=None, error=exc.message, period=period, by=by, daily=None,
+            self.render("billing.html", statement=None, error=exc.public, period=period, by=by, daily=None,
                         **await self.billing_context(period))
             return
         statement = json.loads(text)

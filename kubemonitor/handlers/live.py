@@ -226,7 +226,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         try:
             metric = await self.app.catalog.resolve(body["metric"])
         except InfluxError as exc:
-            self.send_error_message(f"cannot check that metric now: {exc.message}")
+            self.send_error_message(f"cannot check that metric now: {exc.public}")
             return
         if metric is None:
             self.send_error_message(f"unknown metric {body['metric'][:100]!r}")
