@@ -67,6 +67,30 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def count(low: int, high: int):
+    """A whole number from `low` to `high` (an argparse type): `--pods 100000000` is refused, not run."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low} to {high}")
+        return value
+    return parse
+
+
+def bounded_duration(low: float, high: float, or_zero: bool = False):
+    """A duration from `low` to `high` seconds, or 0 when `or_zero` (an argparse type)."""
+    def parse(text: str) -> float:
+        value = duration(text)
+        if not (low <= value <= high or (or_zero and value == 0)):
+            raise argparse.ArgumentTypeError(f"{text!r} is outside {low:g} s to {high:g} s"
+                                             + (" (or 0: none)" if or_zero else ""))
+        return value
+    return parse
+
+
 def since(text: str):
     """`--since`: a duration back from now (24h, 7d) or a date or time (UTC), as a datetime."""
     from datetime import UTC, datetime, timedelta
@@ -76,6 +100,8 @@ def since(text: str):
         return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
     except ValueError:
         pass
+    except OverflowError:  # 9999999999999d: before year 1
+        raise argparse.ArgumentTypeError(f"{text!r} reaches back before the year 1; give a shorter duration or a date") from None
     try:
         ns = parse_time("--since", text, end_of_day=False)
     except BadRequest:
@@ -542,16 +568,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a simulated cluster into InfluxDB (--source heapster: Heapster's schema, "
                                         "the default; --source telegraf: Telegraf's and the DCGM exporter's)",
                        description=simulate_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backfill", type=duration, default=0.0, metavar="DURATION",
+    p.add_argument("--backfill", type=bounded_duration(0, 400 * 86400), default=0.0, metavar="DURATION",
                    help="write this much history first, e.g. 24h (default: none)")
-    p.add_argument("--step", type=duration, default=None, metavar="DURATION",
+    p.add_argument("--step", type=bounded_duration(1, 3600), default=None, metavar="DURATION",
                    help="sample spacing of the backfill (default 60s, Heapster's resolution; 10s, Telegraf's "
                         "interval, with --source telegraf)")
-    p.add_argument("--interval", type=duration, default=0.0, metavar="DURATION",
+    p.add_argument("--interval", type=bounded_duration(0.5, 3600, or_zero=True), default=0.0, metavar="DURATION",
                    help="then keep writing a live sample this often until stopped, e.g. 10s (default: stop)")
-    p.add_argument("--namespaces", type=int, default=5, help="research groups (namespaces), default 5")
-    p.add_argument("--pods", type=int, default=30, help="pods across the groups, default 30 (plus kube-system)")
-    p.add_argument("--nodes", type=int, default=4, help="nodes, default 4 (the last one has GPUs)")
+    p.add_argument("--namespaces", type=count(1, 200), default=5, help="research groups (namespaces), default 5")
+    p.add_argument("--pods", type=count(1, 5000), default=30, help="pods across the groups, default 30 (plus kube-system)")
+    p.add_argument("--nodes", type=count(1, 500), default=4, help="nodes, default 4 (the last one has GPUs)")
     p.add_argument("--seed", type=int, default=1, help="seed of the cluster's shape and noise, default 1")
     add_setting_flags(p)  # --source telegraf: Telegraf's schema (inputs.kubernetes, kube_inventory) and DCGM's
     p.set_defaults(func=cmd_simulate)
@@ -581,17 +607,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a complete demo: private InfluxDB, simulated cluster, server")
     p.add_argument("--port", type=int, default=8000, help="port of the web server (default 8000)")
     p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--backfill", type=duration, default=86400.0, metavar="DURATION",
+    p.add_argument("--backfill", type=bounded_duration(0, 400 * 86400), default=86400.0, metavar="DURATION",
                    help="history to simulate first (default 24h)")
-    p.add_argument("--interval", type=duration, default=10.0, metavar="DURATION",
+    p.add_argument("--interval", type=bounded_duration(0.5, 3600), default=10.0, metavar="DURATION",
                    help="how often the pages refresh (default 10s)")
     p.add_argument("--sample-interval", type=duration, default=None, metavar="DURATION",
                    help="how often the simulated collector samples, backfill and live (default 60s, Heapster's; "
                         "10s, Telegraf's, with --source telegraf)")
     p.add_argument("--source", choices=("heapster", "telegraf"), default="heapster",
                    help="the schema the simulated collector writes (default heapster; telegraf: Telegraf + DCGM)")
-    p.add_argument("--namespaces", type=int, default=5)
-    p.add_argument("--pods", type=int, default=30)
+    p.add_argument("--namespaces", type=count(1, 200), default=5)
+    p.add_argument("--pods", type=count(1, 5000), default=30)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--password", default=None, help="password of the demo web user (default: random, printed)")
     p.add_argument("--influxd", default=None, metavar="PATH", help="the influxd binary (default: found on PATH)")

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,17 @@ def _positive_duration(text: str) -> float:
     if value <= 0:
         raise ValueError("must be a duration greater than 0, e.g. 60s")
     return value
+
+
+def _within(parse, low: float, high: float, example: str):
+    """`parse`, then a bound: a value that would spin a core (a poll every nanosecond) or
+    never come (a timeout of a year) is refused at start-up, naming the range."""
+    def check(text: str):
+        value = parse(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low:g} to {high:g}, e.g. {example}")
+        return value
+    return check
 
 
 def _sample_interval(text: str) -> float:
@@ -119,11 +131,23 @@ def _identifier(text: str) -> str:
     return text
 
 
+def _rollup_rp(text: str) -> str:
+    name = _identifier(text)
+    if name.lower() == "autogen":
+        # autogen is the database's default policy: rollups there would expire with the raw
+        # points (or keep the raw points forever), and a rebuild would delete raw data.
+        raise ValueError("must not be autogen (the raw points' own policy); use a policy of its own, e.g. kubemonitor")
+    return name
+
+
 def _metrics(text: str) -> tuple[str, ...]:
+    from .metrics import CATALOG  # the metrics kubemonitor knows (either source's names resolve to them)
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     for name in names:
         if not re.fullmatch(r"[a-z0-9_]+(/[a-z0-9_]+)*", name):
             raise ValueError(f"{name!r} is not a metric name; give a comma-separated list such as cpu/usage_rate,memory/usage")
+        if name not in CATALOG:
+            raise ValueError(f"{name!r} is not a metric kubemonitor knows; choose from {', '.join(sorted(CATALOG))}")
     return names
 
 
@@ -154,42 +178,45 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("influxdb_db", "INFLUXDB_DB", "--influxdb-db", _text, "k8s", "InfluxDB database (Heapster's default is k8s)"),
     Setting("influxdb_ssl", "INFLUXDB_SSL", "--influxdb-ssl", _bool, "off", "use HTTPS to reach InfluxDB"),
     Setting("influxdb_verify_ssl", "INFLUXDB_VERIFY_SSL", "--influxdb-verify-ssl", _bool, "on", "verify InfluxDB's TLS certificate"),
-    Setting("influxdb_timeout", "INFLUXDB_TIMEOUT", "--influxdb-timeout", _positive_float, "10", "seconds before an InfluxDB query gives up"),
+    Setting("influxdb_timeout", "INFLUXDB_TIMEOUT", "--influxdb-timeout", _within(_positive_float, 0.1, 3600, "10"), "10",
+            "seconds before an InfluxDB query gives up"),
     Setting("api_username", "API_USERNAME", "--api-username", _optional, None, "API user (unset = the API refuses all requests)"),
     Setting("api_password", "API_PASSWORD", "--api-password", _optional, None, "API password", secret=True),
     Setting("users_file", "KUBEMONITOR_USERS_FILE", "--users-file", _text, "conf/users.yaml", "web users file"),
     Setting("api_clients_file", "KUBEMONITOR_API_CLIENTS_FILE", "--api-clients-file", _text, "conf/api-clients.yaml",
             "named API clients file (kubemonitor apiclient add)"),
-    Setting("client_concurrency", "KUBEMONITOR_CLIENT_CONCURRENCY", "--client-concurrency", _positive_int, "4",
+    Setting("client_concurrency", "KUBEMONITOR_CLIENT_CONCURRENCY", "--client-concurrency", _within(_positive_int, 1, 64, "4"), "4",
             "API queries one client may have running at once; more get 429"),
     Setting("cookie_secret", "KUBEMONITOR_COOKIE_SECRET", "--cookie-secret", _cookie_secret, None,
             "secret signing session cookies (random per process when unset)", secret=True),
     Setting("log_dir", "KUBEMONITOR_LOG_DIR", "--log-dir", _text, "/logs/kube-monitoring", "where info.log, errors.log and audit.log go"),
-    Setting("poll_interval", "KUBEMONITOR_POLL_INTERVAL", "--poll-interval", _positive_float, "10", "seconds between live refreshes"),
+    Setting("poll_interval", "KUBEMONITOR_POLL_INTERVAL", "--poll-interval", _within(_positive_float, 0.5, 3600, "10"), "10",
+            "seconds between live refreshes"),
     Setting("sample_interval", "KUBEMONITOR_SAMPLE_INTERVAL", "--sample-interval", _sample_interval, "60s",
             "the collector's sampling interval (Heapster's --metric_resolution): each sample stands for this long"),
     Setting("source", "KUBEMONITOR_SOURCE", "--source", _source, "heapster",
             "the schema the collector writes: heapster or telegraf (Telegraf + DCGM exporter)"),
     Setting("gpu_sample_interval", "KUBEMONITOR_GPU_SAMPLE_INTERVAL", "--gpu-sample-interval", _sample_interval, "30s",
             "with the telegraf source: DCGM's collection interval; each GPU sample stands for this long"),
-    Setting("rollup_rp", "KUBEMONITOR_ROLLUP_RP", "--rollup-rp", _identifier, "kubemonitor",
+    Setting("rollup_rp", "KUBEMONITOR_ROLLUP_RP", "--rollup-rp", _rollup_rp, "kubemonitor",
             "InfluxDB retention policy (infinite) kubemonitor creates for its hourly rollups"),
     Setting("rollup_metrics", "KUBEMONITOR_ROLLUP_METRICS", "--rollup-metrics", _metrics,
             "cpu/usage_rate,memory/usage,gpu/usage", "comma-separated metrics kept as hourly rollups (empty: none)"),
-    Setting("rollup_settle", "KUBEMONITOR_ROLLUP_SETTLE", "--rollup-settle", _positive_duration, "10m",
+    Setting("rollup_settle", "KUBEMONITOR_ROLLUP_SETTLE", "--rollup-settle", _within(_positive_duration, 10, 7 * 86400, "10m"), "10m",
             "how long after an hour ends it is rolled up (room for late points)"),
     Setting("billing_file", "KUBEMONITOR_BILLING_FILE", "--billing-file", _text, "conf/billing.yaml",
             "rate card: currency, time zone, prices, groups (without the file: usage only)"),
-    Setting("max_limit", "KUBEMONITOR_MAX_LIMIT", "--max-limit", _positive_int, "10000", "largest `limit` the API accepts"),
+    Setting("max_limit", "KUBEMONITOR_MAX_LIMIT", "--max-limit", _within(_positive_int, 1, 1_000_000, "10000"), "10000",
+            "largest `limit` the API accepts"),
     Setting("excluded_namespaces", "KUBEMONITOR_EXCLUDED_NAMESPACES", "--excluded-namespaces", _namespaces, "kube-system",
             "comma-separated namespaces left out of cluster-wide aggregations"),
-    Setting("header_timeout", "KUBEMONITOR_HEADER_TIMEOUT", "--header-timeout", _positive_duration, "15s",
+    Setting("header_timeout", "KUBEMONITOR_HEADER_TIMEOUT", "--header-timeout", _within(_positive_duration, 1, 3600, "15s"), "15s",
             "a connection that has not sent a whole request (or sat idle) this long is closed"),
-    Setting("body_timeout", "KUBEMONITOR_BODY_TIMEOUT", "--body-timeout", _positive_duration, "10s",
+    Setting("body_timeout", "KUBEMONITOR_BODY_TIMEOUT", "--body-timeout", _within(_positive_duration, 1, 3600, "10s"), "10s",
             "a request body that has not arrived this long after its headers is dropped"),
-    Setting("max_connections", "KUBEMONITOR_MAX_CONNECTIONS", "--max-connections", _positive_int, "4000",
+    Setting("max_connections", "KUBEMONITOR_MAX_CONNECTIONS", "--max-connections", _within(_positive_int, 1, 1_000_000, "4000"), "4000",
             "open connections at most (also capped by the file limit, less a reserve); more are closed at once"),
-    Setting("listen_backlog", "KUBEMONITOR_LISTEN_BACKLOG", "--listen-backlog", _positive_int, "1024",
+    Setting("listen_backlog", "KUBEMONITOR_LISTEN_BACKLOG", "--listen-backlog", _within(_positive_int, 1, 65535, "1024"), "1024",
             "connections the kernel queues before the server accepts them"),
     Setting("address", "KUBEMONITOR_ADDRESS", "--address", _text, "", "address to listen on (empty = all interfaces)"),
     Setting("trust_proxy", "KUBEMONITOR_TRUST_PROXY", "--trust-proxy", _bool, "off",
@@ -292,3 +319,8 @@ def check_log_dir(path: str) -> None:
         raise ConfigError(f"KUBEMONITOR_LOG_DIR={path!r} does not exist; {fix}")
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"KUBEMONITOR_LOG_DIR={path!r} is not writable by this user; {fix}")
+    try:  # access() says yes to root everywhere; /proc or a read-only mount still refuses a file
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"KUBEMONITOR_LOG_DIR={path!r} cannot hold a file ({exc.strerror}); {fix}") from None

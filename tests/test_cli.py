@@ -3,6 +3,7 @@ that names the fix, exit status 2. Real processes, a real terminal, a real influ
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,7 +20,8 @@ KUBEMONITOR = [sys.executable, "-m", "kubemonitor"]
 def one_line_error(result_or_text, *words):
     text = result_or_text if isinstance(result_or_text, str) else result_or_text.stderr
     assert "Traceback" not in text, text
-    lines = [line for line in text.splitlines() if line.startswith("kubemonitor: ")]
+    # "kubemonitor: ..." from a command, "kubemonitor simulate: ..." from its argument parser
+    lines = [line for line in text.splitlines() if re.match(r"kubemonitor( [a-z]+)?: ", line)]
     assert len(lines) == 1, text
     for word in words:
         assert word in lines[0], lines[0]

@@ -102,6 +102,14 @@ def test_config_from_environment_and_overrides():
     ({"KUBEMONITOR_MAX_LIMIT": "-5"}, ["KUBEMONITOR_MAX_LIMIT"]),
     ({"KUBEMONITOR_POLL_INTERVAL": "soon"}, ["KUBEMONITOR_POLL_INTERVAL"]),
     ({"KUBEMONITOR_EXCLUDED_NAMESPACES": "Kube System"}, ["KUBEMONITOR_EXCLUDED_NAMESPACES"]),
+    # bounds: a value that spins a core or never comes is refused at start-up
+    ({"KUBEMONITOR_POLL_INTERVAL": "1e-9"}, ["KUBEMONITOR_POLL_INTERVAL", "from 0.5 to 3600"]),
+    ({"INFLUXDB_TIMEOUT": "1e-9"}, ["INFLUXDB_TIMEOUT", "from 0.1"]),
+    ({"KUBEMONITOR_ROLLUP_SETTLE": "1e-9"}, ["KUBEMONITOR_ROLLUP_SETTLE", "from 10"]),
+    ({"KUBEMONITOR_HEADER_TIMEOUT": "1e-9"}, ["KUBEMONITOR_HEADER_TIMEOUT", "from 1"]),
+    ({"KUBEMONITOR_CLIENT_CONCURRENCY": "100000"}, ["KUBEMONITOR_CLIENT_CONCURRENCY", "to 64"]),
+    ({"KUBEMONITOR_ROLLUP_RP": "autogen"}, ["KUBEMONITOR_ROLLUP_RP", "not be autogen"]),
+    ({"KUBEMONITOR_ROLLUP_METRICS": "nope/x"}, ["KUBEMONITOR_ROLLUP_METRICS", "not a metric kubemonitor knows", "cpu/usage_rate"]),
 ])
 def test_bad_config_values_name_the_setting(env, words):
     with pytest.raises(ConfigError) as info:
@@ -144,6 +152,8 @@ def _serve(*args, env=None):
     (["8000"], {"INFLUXDB_PORT": "abc"}, ["INFLUXDB_PORT"]),
     (["notaport"], {}, ["PORT", "1-65535"]),
     (["8000", "--log-dir", "/nonexistent/kubemonitor"], {}, ["mkdir -p /nonexistent/kubemonitor", "chown"]),
+    (["8000", "--log-dir", "/proc"], {}, ["/proc", "cannot hold a file"]),  # root's access() says yes there
+    (["8000", "--poll-interval", "1e-9"], {}, ["--poll-interval", "from 0.5 to 3600"]),
 ])
 def test_serve_refuses_bad_settings_with_one_line(args, env, words):
     r = _serve(*args, env=env)
@@ -331,3 +341,16 @@ async def test_metrics_can_require_a_bearer_token(make_app, http_client):
         assert r.code == 200 and b"kubemonitor_logins_total" in r.body
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["audit", "--since", "9999999999999d"], ["--since", "before the year 1"]),
+    (["simulate", "--pods", "100000000"], ["--pods", "outside 1 to 5000"]),
+    (["simulate", "--interval", "1e-9", "--pods", "3"], ["--interval", "outside 0.5 s to 3600 s (or 0: none)"]),
+    (["demo", "--interval", "1e-9"], ["--interval", "outside 0.5 s"]),
+])
+def test_cli_counts_and_durations_are_bounded(args, words, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "kubemonitor", *args], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "KUBEMONITOR_LOG_DIR": str(tmp_path)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert all(w in r.stderr for w in words), r.stderr
