@@ -81,6 +81,11 @@ RESOURCE_KEYS = ("metric", "unit", "divide_by", "price")
 GROUP_KEYS = ("name", "account", "namespaces")
 
 
+MAX_CARD_BYTES = 1024 * 1024  # thousands of groups; a bigger file is a mistake, and parsing it takes seconds
+MAX_PRICE = 1e9               # per billing unit: past this a cost no longer fits in cents
+DIVIDE_BY = (1e-9, 1e18)
+
+
 def load(path: str | None, required: bool = False) -> RateCard:
     """The rate card at `path`; the default (usage only) when there is no file there and
     the path is the default one. A path someone named (`required`) that is missing is an
@@ -94,9 +99,12 @@ def load(path: str | None, required: bool = False) -> RateCard:
         return DEFAULT
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            text = fh.read(MAX_CARD_BYTES + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise RateCardError(f"billing file {path} cannot be read: {exc}; check KUBEMONITOR_BILLING_FILE and the file's mode") from None
+    if len(text) > MAX_CARD_BYTES:
+        raise RateCardError(f"billing file {path} is over {MAX_CARD_BYTES // 1024} KiB; a rate card has a few resources "
+                            "and groups (conf/billing.example.yaml shows the layout)")
     return parse(text, path)
 
 
@@ -154,9 +162,14 @@ def parse(text: str, path: str) -> RateCard:
             divide_by = _number(fields, "divide_by", fail, 1.0)
             if divide_by <= 0:
                 fail(fields["divide_by"][1], f"divide_by of {key} must be greater than 0", "e.g. divide_by: 1000")
+            if not DIVIDE_BY[0] <= divide_by <= DIVIDE_BY[1]:
+                fail(fields["divide_by"][1], f"divide_by of {key} must be from {DIVIDE_BY[0]:g} to {DIVIDE_BY[1]:g}",
+                     "e.g. divide_by: 1000")
             price = _number(fields, "price", fail, None)
             if price is not None and price < 0:
                 fail(fields["price"][1], f"the price of {key} is negative", "give a price of 0 or more")
+            if price is not None and price > MAX_PRICE:
+                fail(fields["price"][1], f"the price of {key} is over {MAX_PRICE:g}", "give a price per billing unit, e.g. 0.02")
             resources.append(Resource(key, metric, unit, divide_by, price))
         if not resources:
             fail(entry[1], "resources is empty", "list at least one resource, e.g. cpu")

@@ -10,14 +10,39 @@ from collections.abc import Callable
 import yaml
 
 
+class _PlainLoader(yaml.SafeLoader):
+    """SafeLoader without aliases: these files are written by hand and never need `*name`,
+    and an alias of an alias of a list (a "billion laughs" in 640 bytes) makes any walk
+    over the nodes exponential."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "an alias (*name) is not allowed in this file; "
+                                              "write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def compose(text: str, what: str, fix: str, error: Callable[[str], Exception]) -> yaml.Node | None:
-    """The document's root node (None for an empty file); bad YAML raises `error(message)`."""
+    """The document's root node (None for an empty file); bad YAML raises `error(message)`.
+    Every mapping key must be a plain value (a list or mapping as a key is refused)."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_PlainLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise error(f"{what} is not valid YAML{where}: {getattr(exc, 'problem', exc)}; {fix}") from None
+    stack = [root] if root is not None else []
+    while stack:  # no aliases, so each node is visited once; in the file's order, so the first bad key is named
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, _ in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    raise error(f"{what}{line_of(key)}: a key must be a plain name, not a list or a mapping; {fix}")
+            stack.extend(value for _, value in reversed(node.value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return root
 
 
 def line_of(node: yaml.Node | None) -> str:

@@ -152,6 +152,22 @@ def test_overview_shows_namespaces_and_logout(server, page, running_influxd, scr
     assert page.errors == []
 
 
+def test_odd_namespace_names_get_no_link_and_show_hidden_characters(server, page, running_influxd, scratch_db):
+    """A tag value that is no Kubernetes namespace name ("../../billing/...", a zero-width
+    look-alike of team-a) is listed without a link, its hidden characters escaped."""
+    for t in (time.time_ns() - 60 * 10**9, time.time_ns()):
+        for ns in ("team-a", "../../billing/2026-11?by\\=pod#", "team\u200b-a"):
+            write_pod(running_influxd, scratch_db, ns, "web-1", {"nginx": 300.0}, t)
+    log_in(page, server, "/web/stats/index")
+    card = page.locator("section.card").nth(0)
+    card.locator("span.odd-name").nth(1).wait_for()
+    odd = sorted(card.locator("span.odd-name").all_inner_texts())
+    assert odd == ["../../billing/2026-11?by=pod#", "team\\u200b-a"], odd
+    hrefs = card.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert any(h.endswith("/cpu/usage_rate/team-a") for h in hrefs) and not any("billing" in h for h in hrefs), hrefs
+    assert page.errors == []
+
+
 def log_in(page, server, path):
     page.goto(server.url + "/web/login?next=" + path)
     page.fill("input[name=username]", WEB_USER)

@@ -592,3 +592,49 @@ async def test_callers_never_learn_where_influxdb_is(make_app, http_client, capl
         assert any(f"127.0.0.1:{port}" in rec.getMessage() for rec in caplog.records)
     finally:
         server.stop()
+
+
+LAUGHS = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+          + "".join(f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+          + "users: *i\nclients: *i\nresources: *i\n")
+
+
+@pytest.mark.parametrize("text,words", [
+    (LAUGHS, ["alias (*name) is not allowed"]),                                    # a 640-byte billion laughs
+    ("users:\n  [a, b]: {email: x}\nclients:\n  [a, b]: {sha256: x}\nresources:\n  [a]: {metric: x}\n",
+     ["line 2", "a key must be a plain name"]),
+    ("users:\n  alice: {? [x]: 1}\nclients:\n  r: {? {x: 1}: 1}\nresources:\n  cpu: {? [x]: 1}\n", ["a key must be a plain name"]),
+])
+def test_hostile_operator_yaml_is_one_error_at_once(text, words):
+    import time
+
+    from kubemonitor.apiclients import ClientsFileError, parse_clients
+    from kubemonitor.ratecard import RateCardError
+    from kubemonitor.ratecard import parse as parse_card
+    from kubemonitor.users import UsersFileError, parse_users
+    for parse, error in ((parse_users, UsersFileError), (parse_clients, ClientsFileError), (parse_card, RateCardError)):
+        started = time.monotonic()
+        with pytest.raises(error) as info:
+            parse(text, "f.yaml")
+        assert time.monotonic() - started < 1 and all(w in str(info.value) for w in words), (parse, str(info.value))
+
+
+@pytest.mark.parametrize("resource,words", [
+    ("{metric: cpu/usage_rate, unit: core-hours, price: 1e300}", ["price of cpu is over 1e+09"]),
+    ("{metric: cpu/usage_rate, unit: core-hours, divide_by: 1e-320, price: 1}", ["divide_by of cpu must be from"]),
+])
+def test_rate_card_numbers_are_bounded(resource, words):
+    from kubemonitor.ratecard import RateCardError
+    from kubemonitor.ratecard import parse as parse_card
+    with pytest.raises(RateCardError) as info:
+        parse_card(f"currency: CHF\nresources:\n  cpu: {resource}\n", "billing.yaml")
+    assert all(w in str(info.value) for w in words) and "line 3" in str(info.value), str(info.value)
+
+
+def test_a_huge_rate_card_is_refused_before_parsing(tmp_path):
+    from kubemonitor import ratecard
+    card = tmp_path / "billing.yaml"
+    card.write_text("currency: CHF\ngroups:\n" + "".join(f"  g{i}: {{namespaces: [ns{i}]}}\n" for i in range(60_000)))
+    with pytest.raises(ratecard.RateCardError) as info:
+        ratecard.load(str(card), required=True)
+    assert "over 1024 KiB" in str(info.value)

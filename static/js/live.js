@@ -120,8 +120,17 @@
   }
 
   function statsUrl(metric, namespace) {
-    return STATS_URL + metric + (namespace && namespace !== "all" ? "/" + namespace : "") +
+    return STATS_URL + metric + (namespace && namespace !== "all" ? "/" + encodeURIComponent(namespace) : "") +
            (RANGE !== "1h" ? "?range=" + RANGE : "");
+  }
+
+  // What the server accepts as a namespace: anything else the data holds (a collector's
+  // odd tag, "../../billing") gets no link, and its invisible or direction characters
+  // are shown as escapes, so a look-alike of another group's name cannot pass for it.
+  var NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+  var HIDDEN = /[\u0000-\u001f\u007f-\u00a0\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202f\u205f-\u206f\ufeff]/g;
+  function shownName(name) {
+    return name.replace(HIDDEN, function (c) { return "\\u" + ("000" + c.charCodeAt(0).toString(16)).slice(-4); });
   }
 
   // -- charts -----------------------------------------------------------------------------
@@ -233,9 +242,17 @@
     names.forEach(function (ns) {
       var tr = document.createElement("tr");
       var td = document.createElement("td");
-      var a = document.createElement("a");
-      a.href = statsUrl(view.metric, ns);
-      a.textContent = ns;
+      var a;
+      if (NAMESPACE_NAME.test(ns)) {
+        a = document.createElement("a");
+        a.href = statsUrl(view.metric, ns);
+        a.textContent = ns;
+      } else {
+        a = document.createElement("span");
+        a.className = "odd-name";
+        a.title = "not a Kubernetes namespace name: it has no page of its own";
+        a.textContent = shownName(ns);
+      }
       var swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.setAttribute("aria-hidden", "true");
