@@ -409,20 +409,35 @@ def cmd_rollup(args: argparse.Namespace) -> int:
         metrics = [m for m in [await catalog.resolve(name) for name in config.rollup_metrics] if m is not None]
         hours = list(range(first, after, HOUR_NS))
         total, done, started = len(hours) * len(metrics), 0, time.monotonic()
-        for metric in metrics:
-            for hour in hours:
-                await rollups.roll_up(metric, hour, rebuild=args.rebuild)
-                done += 1
-                progress(done, total, started)
+        action, target = ("rollup --rebuild" if args.rebuild else "rollup"), f"{format_ns(first)}..{format_ns(after)}"
+        if args.rebuild:  # a rebuild changes kept figures: its start is on record even if it is killed
+            audited(args, action, target, result="started", hours=len(hours), metrics=[m.name for m in metrics])
+        expired: list[str] = []
+        try:
+            for metric in metrics:
+                for hour in hours:
+                    if await rollups.roll_up(metric, hour, rebuild=args.rebuild) is None:
+                        expired.append(f"{metric.name} {format_ns(hour)}")
+                    done += 1
+                    progress(done, total, started)
+        except BaseException:
+            if args.rebuild:
+                audited(args, action, target, result="interrupted", done=f"{done} of {total} metric-hours")
+            raise
         print(f"{'rebuilt' if args.rebuild else 'rolled up'} {len(hours)} hour(s) x {len(metrics)} metric(s) "
               f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        audited(args, "rollup --rebuild" if args.rebuild else "rollup", f"{format_ns(first)}..{format_ns(after)}",
-                hours=len(hours), metrics=[m.name for m in metrics])
-        if args.rebuild:
+        if expired:
+            print(f"kubemonitor: {len(expired)} metric-hour(s) kept as they were: their raw points have expired "
+                  f"(InfluxDB's retention), and a rebuild needs them (first: {expired[0]})", file=sys.stderr)
+        labels: list[str] = []
+        if args.rebuild and len(expired) < total:
             from .billing import Kept
             labels = await Kept(influx, config.rollup_rp).invalidate(first, after)
             if labels:
                 print(f"kept statements of {', '.join(labels)} will be computed again, as a new revision", file=sys.stderr)
+        audited(args, action, target, result="done" if args.rebuild else None, hours=len(hours),
+                metrics=[m.name for m in metrics], kept_expired=len(expired) or None,
+                statements=", ".join(labels) or None)
         return 0
     return with_influx(config, work)
 

@@ -226,10 +226,15 @@ class Rollups:
         return await self.influx.compute(merge)
 
     # -- writing ------------------------------------------------------------------------
-    async def roll_up(self, metric: Metric, hour: int, rebuild: bool = False) -> int:
-        """Compute and keep one hour of one metric; returns the pod instances written."""
-        hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric), lane=BG)
+    async def roll_up(self, metric: Metric, hour: int, rebuild: bool = False) -> int | None:
+        """Compute and keep one hour of one metric; returns the pod instances written, or None
+        when a rebuild left the hour as it was kept because its raw points have expired."""
         raw_points = await self._raw_points(metric, hour, hour + HOUR_NS)
+        if rebuild and raw_points == 0 and await self._kept_raw_points(metric, hour) > 0:
+            # InfluxDB's retention removed the raw points: rebuilding would replace the kept
+            # hour with nothing (and re-issue closed statements with less usage). Keep it.
+            return None
+        hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric), lane=BG)
         covered = len(await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric), lane=BG))
         points = [{"measurement": USAGE, "time": hour,
                    "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
@@ -254,6 +259,12 @@ class Rollups:
         self.telemetry.rollup_hours.labels(metric.name).inc()
         await self._roll_up_day(metric, hour - hour % DAY_NS, rebuild)
         return len(points)
+
+    async def _kept_raw_points(self, metric: Metric, hour: int) -> int:
+        """How many raw points the kept hour was computed from (0: not kept)."""
+        series = await self.influx.query(f'SELECT sum("raw_points") FROM "{self.rp}"."{HOURS}" WHERE "metric" = $metric '
+                                         "AND time = $hour", {"metric": metric.name, "hour": hour}, kind="rollup", lane=BG)
+        return int(next((v for s in series for _, v in s.get("values", [])), 0) or 0)
 
     async def _roll_up_day(self, metric: Metric, day: int, rebuild: bool) -> None:
         """Once all 24 hours of a UTC day are kept, keep their sums once more, per day: a month

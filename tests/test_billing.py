@@ -134,7 +134,8 @@ async def test_csv_adds_up_and_formulas_are_inert(served, http_client):
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_closed_statement_never_changes_until_a_rebuild(served, http_client, billing_app, running_influxd, month_db):
+async def test_a_closed_statement_never_changes_until_a_rebuild(served, http_client, billing_app, running_influxd, month_db,
+                                                                tmp_path):
     first = (await statement(http_client, served, {"period": "2026-02"}, raw=True)).body
     running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=bio-sim,pod_name=late-1,type=pod value=999.0 {FEB + 86400}"],
                           precision="s")
@@ -143,9 +144,14 @@ async def test_a_closed_statement_never_changes_until_a_rebuild(served, http_cli
     config = billing_app.config
     r = subprocess.run([sys.executable, "-m", "kubemonitor", "rollup", "--rebuild", "--from", "2026-02-02", "--to", "2026-02-02",
                         "--influxdb-host", "127.0.0.1", "--influxdb-port", str(config.influxdb_port), "--influxdb-db",
-                        month_db, "--rollup-rp", config.rollup_rp, "--billing-file", config.billing_file],
+                        month_db, "--rollup-rp", config.rollup_rp, "--billing-file", config.billing_file,
+                        "--log-dir", str(tmp_path)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+    # the audit says a rebuild began (a killed one leaves that much) and, after the work, what it re-issued
+    lines = [json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
+    rebuilds = [e for e in lines if e.get("action") == "rollup --rebuild"]
+    assert [e["result"] for e in rebuilds] == ["started", "done"] and "2026-02" in rebuilds[1]["statements"].split(", ")
     rebuilt = json.loads((await statement(http_client, served, {"period": "2026-02"}, raw=True)).body)
     assert rebuilt["period"]["revision"] == 2
     bio = {row["group"]: row for row in rebuilt["rows"]}["bio-sim"]

@@ -142,6 +142,24 @@ async def test_late_points_within_the_settle_delay_count_after_it_wait_for_a_reb
     assert row["sum"] == 1560 and row["count"] == 8  # ... until a rebuild
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_a_rebuild_keeps_hours_whose_raw_points_have_expired(make_app, scratch_db, running_influxd, rp):
+    """Retention removed an hour's raw points: a rebuild leaves the kept hour as it was
+    instead of replacing it with nothing (which re-issued closed statements with less usage)."""
+    app = make_app(influxdb_db=scratch_db, rollup_rp=rp)
+    rollups = app.rollups
+    hour = (time.time_ns() // HOUR_NS - 3) * HOUR_NS
+    running_influxd.write(scratch_db, [line for m in range(0, 60, 10) for line in sample_lines("old", hour + m * 60 * NS)])
+    await rollups.prepare()
+    assert await rollups.roll_up(CPU, hour) == 1
+    q = ApiQuery(agg="all-namespace", begin_ns=hour, end_ns=hour + HOUR_NS - 1)
+    (before,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
+    running_influxd.query(f'DELETE FROM "cpu/usage_rate" WHERE time >= {hour} AND time < {hour + HOUR_NS}', db=scratch_db)
+    assert await rollups.roll_up(CPU, hour, rebuild=True) is None
+    (after,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
+    assert after == before and before["sum"] == 60
+
+
 @pytest.mark.gen_test(timeout=90)
 async def test_influxdb_frozen_while_rolling_up_marks_nothing_and_the_next_pass_completes(make_app, running_influxd, rp):
     app = make_app(rollup_rp=rp, influxdb_timeout=1.0)
