@@ -222,6 +222,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trust_proxy", "KUBEMONITOR_TRUST_PROXY", "--trust-proxy", _bool, "off",
             "behind a reverse proxy: take the client address and scheme from X-Forwarded-For/-Proto "
             "(Secure cookies behind HTTPS); leave off when clients connect directly, or they could forge them"),
+    Setting("request_timeout", "KUBEMONITOR_REQUEST_TIMEOUT", "--request-timeout", _within(_positive_duration, 1, 3600, "30s"),
+            "30s", "all of one request's InfluxDB calls end within this (a statement's own calls are bounded each "
+            "by INFLUXDB_TIMEOUT instead, so it completes and is kept)"),
     Setting("metrics_token", "KUBEMONITOR_METRICS_TOKEN", "--metrics-token", _text, "",
             "when set, /metrics answers only `Authorization: Bearer <token>` (the scraper's bearer token); "
             "empty = anyone who reaches the port (it shows login outcomes and request counts)"),
@@ -264,6 +267,7 @@ class Config:
     address: str = ""
     trust_proxy: bool = False
     metrics_token: str = ""
+    request_timeout: float = 30.0
     # Set when the cookie secret was generated because none was configured.
     cookie_secret_generated: bool = False
 

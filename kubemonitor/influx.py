@@ -60,6 +60,12 @@ QUEUE_WAIT = 1.0
 # still find threads while a month is computed.
 _PATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("kubemonitor_influx_patient", default=False)
 
+# The end (event-loop time) of the HTTP request a call is made for: a request chains several
+# calls, and together they may take KUBEMONITOR_REQUEST_TIMEOUT at most; a call past it is not
+# started, and a running one is waited for only until then. Patient calls (statements, which
+# must complete to be kept) are bounded per call instead.
+_REQUEST_END: contextvars.ContextVar[float | None] = contextvars.ContextVar("kubemonitor_request_end", default=None)
+
 
 def map_error(exc: BaseException, config: Config) -> InfluxError:
     where = f"InfluxDB at {config.influxdb_host}:{config.influxdb_port}"
@@ -160,6 +166,22 @@ class InfluxGateway:
         finally:
             _PATIENT.reset(token)
 
+    @staticmethod
+    @contextlib.contextmanager
+    def request_deadline(seconds: float) -> Iterator[None]:
+        """Calls made inside (for one HTTP request) end, all together, within `seconds`."""
+        token = _REQUEST_END.set(asyncio.get_running_loop().time() + seconds)
+        try:
+            yield
+        finally:
+            _REQUEST_END.reset(token)
+
+    def _past_deadline(self) -> InfluxError:
+        self.telemetry.influx_errors.labels("504").inc()
+        return InfluxError(504, f"the request took longer than KUBEMONITOR_REQUEST_TIMEOUT "
+                                f"({self.config.request_timeout:g} s) waiting for InfluxDB; narrow the time range, "
+                                "or raise the timeout")
+
     async def _acquire(self, lane: str, patient: bool) -> asyncio.Semaphore | None:
         """Take a thread slot of the lane (and a patient slot), or raise 503/504."""
         tel = self.telemetry
@@ -205,6 +227,11 @@ class InfluxGateway:
         tel = self.telemetry
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.influxdb_timeout
+        request_end = None if _PATIENT.get() else _REQUEST_END.get()
+        if request_end is not None:
+            if loop.time() >= request_end:
+                raise self._past_deadline()  # not started: what remains of a late request is cancelled
+            deadline = min(deadline, request_end)
         share = await self._acquire(lane, _PATIENT.get())
         slots = self._slots[lane]
         tel.influx_inflight.inc()
@@ -230,6 +257,13 @@ class InfluxGateway:
             # call (the wait for a thread included), so nothing holds a caller for longer.
             async with asyncio.timeout_at(deadline):
                 return await asyncio.shield(running)
+        except TimeoutError as exc:
+            if request_end is not None and deadline == request_end:
+                raise self._past_deadline() from exc
+            err = map_error(exc, self.config)
+            tel.influx_errors.labels(str(err.status)).inc()
+            log.warning("InfluxDB %s failed: %s", kind, err.message)
+            raise err from exc
         except Exception as exc:  # noqa: BLE001 - mapped, or re-raised as a bug
             err = map_error(exc, self.config)
             tel.influx_errors.labels(str(err.status)).inc()

@@ -318,3 +318,69 @@ async def test_internal_error_is_500_with_request_id_and_logged(api, monkeypatch
     assert_error(status, body, 500, "internal error", rid)
     assert "simulated bug" not in body["message"]
     assert any(rid in rec.getMessage() and rec.exc_info for rec in caplog.records)
+
+
+class SlowProxy:
+    """A real TCP proxy to InfluxDB that holds every request `delay` seconds: an InfluxDB that
+    answers, slowly (a request then chains several slow calls)."""
+
+    def __init__(self, port: int, delay: float):
+        self.target, self.delay = port, delay
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.2)
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                client = self.sock.accept()[0]
+            except OSError:
+                continue
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, self.delay), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, 0.0), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, delay):
+        try:
+            while data := src.recv(65536):
+                time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_one_deadline_covers_all_of_a_requests_calls(make_app, running_influxd, http_client):
+    """Each call answers within INFLUXDB_TIMEOUT, but an aggregation chains several: together
+    they end within KUBEMONITOR_REQUEST_TIMEOUT, with a 504 that names it."""
+    from conftest import serve_app
+    proxy = SlowProxy(running_influxd.http_port, 0.8)
+    try:
+        app = make_app(influxdb_port=proxy.port, influxdb_timeout=5.0, request_timeout=1.5)
+        base, server = await serve_app(app)
+        started = time.monotonic()
+        r = await http_client.fetch(base + "/api/cpu/usage_rate", method="POST", raise_error=False, request_timeout=30,
+                                    headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS},
+                                    body=json.dumps({"agg": "all-pod", "timeBeginInterval": "2017-12-01",
+                                                     "timeEndInterval": "2017-12-02"}))
+        took = time.monotonic() - started
+        server.stop()
+        assert r.code == 504 and "KUBEMONITOR_REQUEST_TIMEOUT" in json.loads(r.body)["message"], r.body
+        assert took < 1.5 + 0.5, took
+    finally:
+        proxy.close()

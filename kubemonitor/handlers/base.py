@@ -18,6 +18,7 @@ from http import HTTPStatus
 from typing import Any
 
 import tornado.web
+import tornado.websocket
 
 from ..access import Access
 from ..audit import printable
@@ -218,6 +219,14 @@ class BaseHandler(tornado.web.RequestHandler):
             kwargs.setdefault("samesite", "Strict")
             kwargs.setdefault("secure", self.request.protocol == "https")
         super().set_cookie(name, value, *args, **kwargs)
+
+    async def _execute(self, transforms, *args: Any, **kwargs: Any) -> None:
+        # One deadline for all of this request's InfluxDB calls. Not for a websocket: its
+        # messages are read in a loop that would inherit the deadline of the upgrade request.
+        if isinstance(self, tornado.websocket.WebSocketHandler):
+            return await super()._execute(transforms, *args, **kwargs)
+        with self.app.influx.request_deadline(self.app.config.request_timeout):
+            return await super()._execute(transforms, *args, **kwargs)
 
     async def prepare(self) -> None:
         # The users file is read (and parsed) in an executor, never on the event loop, one
