@@ -634,3 +634,24 @@ async def test_only_months_and_days_are_kept(billing_app):
     day = period_from({"period": "2026-02-04"}, billing.card.timezone)
     assert json.loads(await billing.statement(day, "group"))["period"]["state"] == "closed"
     assert await billing.kept.load(kept_key(day, "group")) is not None
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_web_users_billing_pages_share_the_per_client_cap(billing_app, http_client, web_user):
+    """A web user with KUBEMONITOR_CLIENT_CONCURRENCY pages being computed gets a 429 for the
+    next one (after waiting a second for a slot), like an API client."""
+    from conftest import WEB_PASS, WEB_USER, Browserless
+    base, server = await serve_app(billing_app)
+    try:
+        b = Browserless(http_client, base)
+        await b.login(WEB_USER, WEB_PASS)
+        slots, who = billing_app.client_slots, f"web:{WEB_USER}"
+        for _ in range(billing_app.config.client_concurrency):  # as if that many were being computed
+            assert await slots.acquire(who)
+        r = await b.fetch("/web/billing/2026-01")
+        assert r.code == 429 and r.headers["Retry-After"] == "1" and "KUBEMONITOR_CLIENT_CONCURRENCY" in r.body.decode()
+        slots.release(who)
+        assert (await b.fetch("/web/billing/2026-01")).code == 200
+        assert slots.running(who) == billing_app.config.client_concurrency - 1  # the page gave its slot back
+    finally:
+        server.stop()

@@ -63,6 +63,18 @@ class BillingPageHandler(PageHandler):
 
     @tornado.web.authenticated
     async def get(self, label: str | None = None, csv: str | None = None) -> None:
+        # A web user's pages share the API clients' cap (KUBEMONITOR_CLIENT_CONCURRENCY): one
+        # person reloading year-long statements cannot take everyone's share of InfluxDB.
+        who = f"web:{self.current_user}"
+        if not await self.app.client_slots.acquire(who):
+            raise ApiError(429, f"you already have {self.app.config.client_concurrency} billing pages being computed "
+                                "(KUBEMONITOR_CLIENT_CONCURRENCY); wait for them, then reload", {"Retry-After": "1"})
+        try:
+            await self.page(label, csv)
+        finally:
+            self.app.client_slots.release(who)
+
+    async def page(self, label: str | None, csv: str | None) -> None:
         billing = self.app.billing
         if not self.access.billing:
             raise ApiError(403, "your account may see usage but not billing statements; an administrator can allow "
