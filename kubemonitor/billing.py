@@ -285,6 +285,16 @@ class Billing:
                 "names": {g: next((gr.name for gr in self.card.groups if gr.key == g), g) for g in series},  # the legend's
                 "measure": measure}
 
+    async def negative_samples(self, metric: Metric, begin_ns: int, end_ns: int) -> int:
+        """Samples below 0 in the range (a counter's rate never is): they are left out of usage."""
+        layout = layout_of(metric)
+        if layout.rate:
+            return 0
+        # Fixed fragments and the layout's quoted names only; the range is $parameters.
+        series = await self.influx.query(f"SELECT count({layout.f}) FROM {layout.m} WHERE time >= $begin AND time < $end "
+                                         f"AND {layout.f} < 0", {"begin": begin_ns, "end": end_ns}, kind="statement")
+        return int(next((v for s in series for _, v in s.get("values", [])), 0) or 0)
+
     async def usage(self, metric: Metric, period: Period, by: str) -> dict[PodKey, Counted]:
         scope = Scope(None, self.excluded)
         if self.rollups is not None:
@@ -314,7 +324,13 @@ class Billing:
             notes.extend(await self.problems())
         # every resource's usage and coverage at once: independent queries
         results = await asyncio.gather(*(self.usage(metrics[r.key], period, "pod") for r in measured),
-                                       *(self.coverage(metrics[r.key], period.start_ns, end_ns) for r in measured))
+                                       *(self.coverage(metrics[r.key], period.start_ns, end_ns) for r in measured),
+                                       *(self.negative_samples(metrics[r.key], period.start_ns, end_ns) for r in measured))
+        for i, resource in enumerate(measured):
+            negative = results[2 * len(measured) + i]
+            if negative:
+                notes.append(f"{negative} sample(s) of {resource.metric} below 0 (a collector fault) were left out, "
+                             "not billed as a credit")
         for i, resource in enumerate(measured):
             usages[resource.key] = results[i]
             share, holes = results[len(measured) + i]

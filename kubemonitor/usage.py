@@ -60,6 +60,10 @@ def statement(fields: str, metric: Metric | Layout, conditions: Iterable[str | N
     layout = metric if isinstance(metric, Layout) else layout_of(metric)
     # Only fixed fragments and the layout's quoted names are joined here; values are $parameters.
     present = [c for c in conditions if c]
+    if not layout.rate:
+        # Usage is never below 0: a negative sample (a collector fault) would be billed as a
+        # credit, so it is left out as if missing (statements say how many there were).
+        present.append(f"{layout.f} >= 0")
     where = " AND ".join(present)
     where = f" WHERE {where}" if where else ""
     if layout.rate:

@@ -655,3 +655,19 @@ async def test_a_web_users_billing_pages_share_the_per_client_cap(billing_app, h
         assert slots.running(who) == billing_app.config.client_concurrency - 1  # the page gave its slot back
     finally:
         server.stop()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_statement_says_how_many_negative_samples_it_left_out(billing_app, running_influxd, month_db):
+    from kubemonitor.ratecard import period_from
+    billing = billing_app.billing
+    t = FEB + 24 * 86400 + 3600  # 2026-02-25 01:00 UTC
+    running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=bio-sim,pod_name=faulty-1,type=pod value=-400.0 {t}"],
+                          precision="s")
+    try:
+        day = period_from({"period": "2026-02-25"}, billing.card.timezone)
+        body = json.loads(await billing.statement(day, "pod"))
+        assert any("1 sample(s) of cpu/usage_rate below 0" in n for n in body["notes"]), body["notes"]
+        assert all(row["usage"]["cpu"] >= 0 for row in body["rows"]) and "faulty-1" not in {r["pod"] for r in body["rows"]}
+    finally:
+        running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"pod_name\" = 'faulty-1'", db=month_db)

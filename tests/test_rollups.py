@@ -314,3 +314,23 @@ def test_rollup_into_a_database_that_does_not_exist_names_it(running_influxd, rp
     assert r.returncode == 2 and "Traceback" not in r.stderr
     (line,) = [line for line in r.stderr.splitlines() if line.startswith("kubemonitor: ")]
     assert "no database 'no_such_db_x'" in line and "INFLUXDB_DB" in line and "read-only" not in line, r.stderr
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_negative_gauge_samples_are_left_out_and_counted(make_app, scratch_db, running_influxd, rp):
+    """A collector fault that writes a negative usage sample is never billed as a credit: the
+    sample is left out (as if missing), from raw points and from rollups alike, and a
+    statement can say how many there were."""
+    app = make_app(influxdb_db=scratch_db, rollup_rp=rp)
+    hour = (time.time_ns() // HOUR_NS - 3) * HOUR_NS
+    lines = [line for m in range(0, 60, 10) for line in sample_lines("neg", hour + m * 60 * NS)]        # 6 x 10
+    lines += [line for m in (5, 15) for line in sample_lines("neg", hour + m * 60 * NS, value=-500.0)]  # 2 faults
+    running_influxd.write(scratch_db, lines)
+    q = ApiQuery(agg="all-namespace", begin_ns=hour, end_ns=hour + HOUR_NS - 1)
+    (raw,) = await aggregate(app.influx, CPU, q, (), INTERVAL, None)
+    assert raw["sum"] == 60 and raw["count"] == 6
+    await app.rollups.prepare()
+    await app.rollups.roll_up(CPU, hour)
+    (rolled,) = await aggregate(app.influx, CPU, q, (), INTERVAL, app.rollups)
+    assert rolled["sum"] == 60 and rolled["count"] == 6
+    assert await app.billing.negative_samples(CPU, hour, hour + HOUR_NS) == 4  # pod and container series, twice
