@@ -294,11 +294,13 @@ class Rollups:
         await self.influx.write([{"measurement": DAYS, "time": day, "tags": {"metric": metric.name},
                                   "fields": {"pods": len(points)}}], self.rp, lane=BG)
 
-    async def covered_days(self, metric: Metric, first: int, end: int) -> list[int]:
-        """The UTC days in [first, end) whose sums are kept at the daily level."""
+    async def covered_days(self, metric: Metric, first: int, end: int, lane: str = "api") -> list[int]:
+        """The UTC days in [first, end) whose sums are kept at the daily level. A reader's
+        lane (the API's by default): the background lane is the rollup task's alone, so a
+        statement never queues behind it (nor it behind statements)."""
         series = await self.influx.query(f'SELECT "pods" FROM "{self.rp}"."{DAYS}" WHERE "metric" = $metric AND '
                                          "time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup", lane=BG)
+                                         kind="rollup", lane=lane)
         return sorted({t for s in series for t, _ in s.get("values", [])})
 
     async def _raw_points(self, metric: Metric, first: int, end: int) -> int:
@@ -307,11 +309,11 @@ class Rollups:
                                          {**params, "first": first, "end": end}, kind="rollup", lane=BG)
         return sum(v or 0 for s in series for _, v in s.get("values", []))
 
-    async def coverage_hours(self, metric: Metric, first: int, end: int) -> dict[int, tuple[int, int]]:
-        """{hour: (intervals with collector data, intervals)} for the rolled-up hours in [first, end)."""
+    async def coverage_hours(self, metric: Metric, first: int, end: int, lane: str = "api") -> dict[int, tuple[int, int]]:
+        """{hour: (intervals with collector data, intervals)} for the rolled-up hours in [first, end) (a reader's lane)."""
         series = await self.influx.query(f'SELECT "covered", "intervals" FROM {self._hours} WHERE "metric" = $metric '
                                          "AND time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup", lane=BG)
+                                         kind="rollup", lane=lane)
         return {t: (int(c), int(n)) for s in series for t, c, n in s.get("values", []) if c is not None and n}
 
     async def last_hour(self, metric: Metric) -> int | None:

@@ -18,6 +18,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from billing_data import CARD, DAYS, EVIL, FEB
@@ -671,3 +672,24 @@ async def test_a_statement_says_how_many_negative_samples_it_left_out(billing_ap
         assert all(row["usage"]["cpu"] >= 0 for row in body["rows"]) and "faulty-1" not in {r["pod"] for r in body["rows"]}
     finally:
         running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"pod_name\" = 'faulty-1'", db=month_db)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_statements_never_queue_behind_the_rollup_task(make_app, month_db, card_file):
+    """The background lane is the rollup task's: with both its threads busy, a statement
+    (its coverage and daily sums read from the rollups) is still computed."""
+    import asyncio
+    import secrets
+
+    from kubemonitor.ratecard import period_from
+    app = make_app(influxdb_db=month_db, billing_file=card_file, rollup_rp="t_" + secrets.token_hex(4), influxdb_timeout=2.0)
+    await app.rollups.prepare()
+    busy = [asyncio.ensure_future(app.influx.call(lambda client: time.sleep(4), kind="rollup", lane="background"))
+            for _ in range(2)]
+    await asyncio.sleep(0.2)  # both background threads are taken
+    try:
+        day = period_from({"period": "2026-02-03"}, app.billing.card.timezone)
+        body = json.loads(await app.billing.statement(day, "group"))
+        assert body["coverage"]["cpu"] == 1.0
+    finally:
+        await asyncio.gather(*busy, return_exceptions=True)
