@@ -322,20 +322,18 @@ class Billing:
             notes.append(self.ended_note(self.why_not_kept(period) or "it could not be kept"))
         if self.problems is not None:
             notes.extend(await self.problems())
-        # every resource's usage and coverage at once: independent queries
-        results = await asyncio.gather(*(self.usage(metrics[r.key], period, "pod") for r in measured),
-                                       *(self.coverage(metrics[r.key], period.start_ns, end_ns) for r in measured),
-                                       *(self.negative_samples(metrics[r.key], period.start_ns, end_ns) for r in measured))
-        for i, resource in enumerate(measured):
-            negative = results[2 * len(measured) + i]
+        # every resource's usage, coverage and faulty samples at once: independent queries
+        found = {r.key: m for r in measured if (m := metrics[r.key]) is not None}
+        used, covered, negatives = await asyncio.gather(
+            asyncio.gather(*(self.usage(found[r.key], period, "pod") for r in measured)),
+            asyncio.gather(*(self.coverage(found[r.key], period.start_ns, end_ns) for r in measured)),
+            asyncio.gather(*(self.negative_samples(found[r.key], period.start_ns, end_ns) for r in measured)))
+        for resource, pods, (share, holes), negative in zip(measured, used, covered, negatives):
+            usages[resource.key], coverage[resource.key] = pods, share
+            gaps.extend(holes)
             if negative:
                 notes.append(f"{negative} sample(s) of {resource.metric} below 0 (a collector fault) were left out, "
                              "not billed as a credit")
-        for i, resource in enumerate(measured):
-            usages[resource.key] = results[i]
-            share, holes = results[len(measured) + i]
-            coverage[resource.key] = share
-            gaps.extend(holes)
         intervals = {r.key: self.interval_ns(metrics[r.key]) for r in card.resources}
         views = {"group": self.rows(usages, "group", intervals)}
         for level in ("namespace", "pod"):

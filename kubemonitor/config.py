@@ -18,6 +18,7 @@ from typing import Any
 
 from .collectors import SOURCES
 from .errors import UserError
+from .metrics import CATALOG
 
 
 class ConfigError(UserError):
@@ -141,7 +142,6 @@ def _rollup_rp(text: str) -> str:
 
 
 def _metrics(text: str) -> tuple[str, ...]:
-    from .metrics import CATALOG  # the metrics kubemonitor knows (either source's names resolve to them)
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     for name in names:
         if not re.fullmatch(r"[a-z0-9_]+(/[a-z0-9_]+)*", name):

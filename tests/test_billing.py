@@ -13,6 +13,7 @@ A cluster-level series of cpu/usage_rate every minute except 2026-02-10 02:00-02
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -22,7 +23,7 @@ import time
 
 import pytest
 from billing_data import CARD, DAYS, EVIL, FEB
-from conftest import API_PASS, API_USER, serve_app
+from conftest import API_PASS, API_USER, WEB_PASS, WEB_USER, Browserless, serve_app
 
 from kubemonitor import ratecard
 from kubemonitor.times import NS
@@ -39,6 +40,18 @@ def card_file(tmp_path):
 def billing_app(make_app, month_db, card_file, running_influxd):
     import secrets
     return make_app(influxdb_db=month_db, billing_file=card_file, rollup_rp="t_" + secrets.token_hex(4))
+
+
+@contextlib.asynccontextmanager
+async def web_session(application, http_client):
+    """The application served on a free port, and a client logged in as the web user."""
+    base, server = await serve_app(application)
+    try:
+        b = Browserless(http_client, base)
+        await b.login(WEB_USER, WEB_PASS)
+        yield b
+    finally:
+        server.stop()
 
 
 async def statement(http_client, base, body, raw=False):
@@ -186,16 +199,10 @@ async def test_bad_requests_name_the_field(served, http_client, body, words):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_the_first_and_last_months_influxdb_keeps_have_pages_without_links_beyond(billing_app, http_client, web_user):
-    from conftest import WEB_PASS, WEB_USER, Browserless
-    base, server = await serve_app(billing_app)
-    try:
-        b = Browserless(http_client, base)
-        await b.login(WEB_USER, WEB_PASS)
+    async with web_session(billing_app, http_client) as b:
         r = await b.fetch("/web/billing/1678-01")
         assert r.code == 200 and "Previous month" not in r.body.decode()
         assert (await b.fetch("/web/billing/1677-12")).code == 404
-    finally:
-        server.stop()
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -436,7 +443,6 @@ async def test_the_page_names_a_four_hour_outage_in_a_month(billing_app, http_cl
     """October 2025 (744 hours) with four hours missing is 99.46 % coverage: above 99 %,
     yet the banner must say so (any gap over max(3 intervals, 0.1 % of the period)), and
     the page always shows the coverage."""
-    from conftest import WEB_PASS, WEB_USER, Browserless
     oct_start = 1759276800  # 2025-10-01T00:00:00Z
     outage = (oct_start + 10 * 86400 + 8 * 3600, oct_start + 10 * 86400 + 12 * 3600)
     lines = []
@@ -448,10 +454,7 @@ async def test_the_page_names_a_four_hour_outage_in_a_month(billing_app, http_cl
             lines.append(f"memory/usage,type=cluster value=1000i {t}")
     for start in range(0, len(lines), 50_000):
         running_influxd.write(month_db, lines[start:start + 50_000], precision="s")
-    base, server = await serve_app(billing_app)
-    try:
-        b = Browserless(http_client, base)
-        await b.login(WEB_USER, WEB_PASS)
+    async with web_session(billing_app, http_client) as b:
         page = (await b.fetch("/web/billing/2025-10")).body.decode()
         assert 'id="coverage-banner"' in page and "cpu 99.46 %" in page
         import re
@@ -460,8 +463,6 @@ async def test_the_page_names_a_four_hour_outage_in_a_month(billing_app, http_cl
         assert 'id="coverage"' in page
         day = (await b.fetch("/web/billing/2025-10-12")).body.decode()
         assert 'id="coverage-banner"' not in day and "cpu 100.00 %" in day
-    finally:
-        server.stop()
         running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'oct-lab'", db=month_db)
         for measurement in ("cpu/usage_rate", "memory/usage"):
             running_influxd.query(f"DELETE FROM \"{measurement}\" WHERE time >= {oct_start}s AND time < {oct_start + 31 * 86400}s",
@@ -470,11 +471,7 @@ async def test_the_page_names_a_four_hour_outage_in_a_month(billing_app, http_cl
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_drill_down_downloads_its_own_rows_with_a_subtotal(billing_app, http_client, web_user):
-    from conftest import WEB_PASS, WEB_USER, Browserless
-    base, server = await serve_app(billing_app)
-    try:
-        b = Browserless(http_client, base)
-        await b.login(WEB_USER, WEB_PASS)
+    async with web_session(billing_app, http_client) as b:
         page = (await b.fetch("/web/billing/2026-02?by=pod&namespace=astro-lab")).body.decode()
         assert 'id="statement-subtotal"' in page and 'id="statement-total"' not in page
         assert 'aria-current="true">by pod' in page
@@ -484,8 +481,6 @@ async def test_a_drill_down_downloads_its_own_rows_with_a_subtotal(billing_app, 
         assert [row["namespace"] for row in rows] == ["astro-lab"] and rows[0]["pod"] == "a-1"
         everything = list(csv.DictReader(io.StringIO((await b.fetch("/web/billing/2026-02.csv?by=pod")).body.decode())))
         assert len(everything) > len(rows)
-    finally:
-        server.stop()
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -562,22 +557,16 @@ async def test_the_running_month_without_prices_projects_its_usage(make_app, mon
     import re
     import time as clock
 
-    from conftest import WEB_PASS, WEB_USER, Browserless
     now = int(clock.time()) // 60 * 60
     running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=now-lab,pod_name=n-1,type=pod value=1000.0 {now - 60 * k}"
                                      for k in range(1, 61)], precision="s")
     app = make_app(influxdb_db=month_db)  # no rate card
-    base, server = await serve_app(app)
-    try:
-        b = Browserless(http_client, base)
-        await b.login(WEB_USER, WEB_PASS)
+    async with web_session(app, http_client) as b:
         page = re.sub(r"\s+", " ", (await b.fetch("/web/billing")).body.decode())
         projected = re.search(r"Projected to the end of the period: <strong>([^<]*)</strong>([^<.]*)\.", page)
         assert projected, page[page.find("statement-state"):][:600]
         assert re.match(r"\d+\.\d\d core-hours, \d+\.\d\d GiB-hours, \d+\.\d\d GB-hours$", projected.group(1))
         assert "no prices" in projected.group(2)
-    finally:
-        server.stop()
         running_influxd.query("DROP SERIES FROM \"cpu/usage_rate\" WHERE \"namespace_name\" = 'now-lab'", db=month_db)
 
 
@@ -641,11 +630,7 @@ async def test_only_months_and_days_are_kept(billing_app):
 async def test_a_web_users_billing_pages_share_the_per_client_cap(billing_app, http_client, web_user):
     """A web user with KUBEMONITOR_CLIENT_CONCURRENCY pages being computed gets a 429 for the
     next one (after waiting a second for a slot), like an API client."""
-    from conftest import WEB_PASS, WEB_USER, Browserless
-    base, server = await serve_app(billing_app)
-    try:
-        b = Browserless(http_client, base)
-        await b.login(WEB_USER, WEB_PASS)
+    async with web_session(billing_app, http_client) as b:
         slots, who = billing_app.client_slots, f"web:{WEB_USER}"
         for _ in range(billing_app.config.client_concurrency):  # as if that many were being computed
             assert await slots.acquire(who)
@@ -654,8 +639,6 @@ async def test_a_web_users_billing_pages_share_the_per_client_cap(billing_app, h
         slots.release(who)
         assert (await b.fetch("/web/billing/2026-01")).code == 200
         assert slots.running(who) == billing_app.config.client_concurrency - 1  # the page gave its slot back
-    finally:
-        server.stop()
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -193,9 +193,6 @@ class LoginThrottle:
         """Count one failed attempt at once (what begin + end(ok=False) do)."""
         self.end(self.begin(username, client), ok=False)
 
-    def succeed(self, username: str, client: str) -> None:
-        self.end(self.begin(username, client), ok=True)
-
 
 def safe_next(target: str | None, default: str) -> str:
     """Only same-site paths: '/x' yes; '//evil', 'http://evil', '/\\evil' no (then `default`)."""

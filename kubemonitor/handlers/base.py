@@ -171,9 +171,7 @@ class ApiError(tornado.web.HTTPError):
 
 def from_influx(exc) -> ApiError:
     """An InfluxError as the answer: its status, the message without InfluxDB's host and port
-    (those go to the log, for the operator), and Retry-After when busy."""
-    if exc.status >= 500:
-        logging.getLogger("kubemonitor.influx").warning("%s", exc.message)
+    (the gateway has logged those, for the operator), and Retry-After when busy."""
     return ApiError(exc.status, exc.public, {"Retry-After": str(exc.retry_after)} if exc.retry_after else None)
 
 
