@@ -8,20 +8,29 @@ with what a normal user sees at rest and under each attack:
   (reconnecting when closed);
 * view flood — 100 connections x 20 subscriptions to random namespace-shaped names;
 * 500 API clients — 500 concurrent calls of one named client (a runaway script) asking
-  for the last hour's points; the normal user calls the API as another client.
+  for the last hour's points; the normal user calls the API as another client;
+* login burst — 120 parallel wrong guesses of the normal user's password, again and
+  again, from one address; afterwards the user logs in from another address;
+* audit flood — 50 parallel API calls with random user names (401s);
+* statement flood — one scoped client with billing, 4 parallel year-long (366-day)
+  statements, again and again (its cap is 4);
+* billing page flood — one web user reloading this month's billing page, 4 in parallel.
 
 During each attack (`--seconds`, default 30) a normal user polls `/healthz` (every
 50 ms), calls the API (every 250 ms) and watches one live view; the table shows
 the server's peak RSS, `/healthz` p99, the user's API p99, the longest gap between
 live updates (poll interval 2 s), and whether `/healthz` answers afterwards without
-a restart. Targets: RSS < 200 MB, `/healthz` p99 < 100 ms, a live update every poll
-interval, no restart needed.
+a restart. Targets: RSS < 200 MB and back near the idle figure afterwards, `/healthz`
+p99 < 100 ms, the normal user's API p99 at most 2x its figure at rest, a live update
+every poll interval, no restart needed. It also counts the InfluxDB queries one
+statement costs (from /metrics), for a month and for 366 days.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
 import socket
@@ -29,12 +38,17 @@ import string
 import sys
 import time
 import urllib.parse
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from http.client import HTTPConnection
 
 from common import API_PASS, API_USER, WEB_PASS, WEB_USER, Server, percentile, rss_mb, seeded_influxd
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 POLL = 2.0
+ATTACKER = "127.0.0.9"  # floods in processes of their own come from here
+VICTIM = "127.0.0.2"    # the normal user's own address, known to the server from a login before
 
 
 async def login_cookie(url: str) -> str:
@@ -186,57 +200,107 @@ def attacks(url: str, cookie: str) -> dict:
             conns.append(conn)
         await asyncio.sleep(3600)
 
-    async def api_clients():
-        # A process of its own too (500 clients' work must not slow the measuring loop).
-        # the attacker is one named client (a runaway script); the normal user calls as another
-        proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--api-clients", url,
-                                                    json.dumps(attacks.attacker_headers),
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-        try:
-            await proc.wait()
-        finally:
-            if proc.returncode is None:
-                proc.terminate()  # it prints its figures as it stops
-                out, _ = await proc.communicate()
-                attacks.api_stats = json.loads(out or b"{}")
+    def in_process_of_its_own(kind: str, arg: dict):
+        # Floods run in processes of their own: their work must not slow the measuring loop.
+        async def run():
+            proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--hammer", kind, url, json.dumps(arg),
+                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            try:
+                await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    proc.terminate()  # it prints its figures as it stops
+                    out, _ = await proc.communicate()
+                    attacks.stats[kind] = json.loads(out or b"{}")
+        return run
 
+    # the runaway and the statement flood are one named client; the normal user calls as another
+    scoped = {"headers": attacks.attacker_headers}
     return {"big bodies (250)": big_bodies, "slowloris (2,000)": slowloris, "websocket flood": ws_flood,
-            "view flood (100 x 20)": view_flood, "500 API clients": api_clients}
+            "view flood (100 x 20)": view_flood, "500 API clients": in_process_of_its_own("api-clients", scoped),
+            "login burst (120 parallel guesses)": in_process_of_its_own("logins", {}),
+            "audit flood (random names, 50 parallel)": in_process_of_its_own("audit", {}),
+            "statement flood (one client, 4 x 366 days)": in_process_of_its_own("statements", scoped),
+            "billing page flood (one web user, 4 parallel)": in_process_of_its_own("pages", {"cookie": cookie})}
+
+
+def influx_queries(url: str) -> float:
+    """InfluxDB calls the server has made so far (its /metrics)."""
+    body = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith("kubemonitor_influxdb_query_duration_seconds_count"))
+
+
+def queries_per_statement(url: str, headers: dict, body: dict) -> tuple[float, float]:
+    """(InfluxDB calls, seconds) of one statement: the server's counter around it, the poller's
+    own calls over the same time subtracted (measured just before, as long)."""
+    started, before = time.monotonic(), influx_queries(url)
+    request = urllib.request.Request(url + "/api/billing/statement", data=json.dumps(body).encode(), method="POST",
+                                     headers=headers)
+    urllib.request.urlopen(request, timeout=300).read()
+    took = time.monotonic() - started
+    during = influx_queries(url) - before
+    idle_before = influx_queries(url)
+    time.sleep(took)
+    idle = influx_queries(url) - idle_before
+    return during - idle, took
 
 
 async def main(seconds: float) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    influxd = seeded_influxd(hours=2, pods=30, namespaces=5)
-    server = Server(influxd, poll_interval=POLL)
+    influxd = seeded_influxd(hours=24, pods=30, namespaces=5)
+    server = Server(influxd, poll_interval=POLL, env={
+        "KUBEMONITOR_BILLING_FILE": str(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                     "conf", "billing.example.yaml"))})
     try:
         url = server.url
         cookie = await login_cookie(url)
-        rows = [("at rest", await NormalUser(url, cookie, server).run(seconds, None), True)]
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, log_in_from, url, VICTIM) == 302, "the normal user cannot log in"
+        await asyncio.sleep(10)  # the rollup task's first round
+        month = datetime.now(UTC).strftime("%Y-%m")
+        for what, body in ((f"this month ({month})", {"period": month}), ("366 days", year_ago())):
+            n, took = await loop.run_in_executor(None, queries_per_statement, url, server.scoped_headers, body)
+            print(f"one statement for {what}: {n:.0f} InfluxDB queries, {took * 1000:.0f} ms", file=sys.stderr)
+        rows = [("at rest", await NormalUser(url, cookie, server).run(seconds, None), True, rss_mb(server.proc.pid))]
         attacks.attacker_headers = server.scoped_headers
+        attacks.stats = {}
         for name, attack in attacks(url, cookie).items():
             result = await NormalUser(url, cookie, server).run(seconds, attack)
+            audit_before = audit_bytes(server.dir)
             await asyncio.sleep(3)
             try:
                 await AsyncHTTPClient(force_instance=True).fetch(url + "/healthz", request_timeout=5)
                 after = True
             except Exception:  # noqa: BLE001
                 after = False
-            rows.append((name, result, after))
-            if name == "500 API clients":
-                st = attacks.api_stats
-                print(f"500 API clients: {st.get('answers')} answers, p50 {st.get('p50')} ms, p99 {st.get('p99')} ms, "
-                      f"{st.get('errors')} errors ({st.get('capped')} of them 429, past the client's cap; "
-                      f"{st.get('busy')} 503 busy, refused early)", file=sys.stderr)
-        print(f"| attack ({seconds:g} s) | server RSS peak | /healthz p99 | user's API p99 (errors) | longest gap between live "
-              f"updates (poll {POLL:g} s) | /healthz after |")
-        print("|---|---|---|---|---|---|")
-        for name, r, after in rows:
-            print(f"| {name} | {r['rss']:.0f} MB | {r['health_p99']:.1f} ms | {r['api_p99']:.0f} ms ({r['api_errors']}) | "
-                  f"{r['gap']:.1f} s | {'ok' if after else 'FAILED'} |")
+            rows.append((name, result, after, rss_mb(server.proc.pid)))
+            for st in attacks.stats.values():
+                print(f"{name}: {st.get('answers')} answers, p50 {st.get('p50')} ms, p99 {st.get('p99')} ms, "
+                      f"status codes {st.get('codes')}", file=sys.stderr)
+            attacks.stats.clear()
+            if name.startswith("login burst"):
+                status = await loop.run_in_executor(None, log_in_from, url, VICTIM)
+                print(f"{name}: afterwards the user logs in from their own address: {status} "
+                      f"({'logged in' if status == 302 else 'REFUSED'})", file=sys.stderr)
+            if name.startswith("audit flood"):
+                print(f"{name}: audit log {audit_bytes(server.dir) / 1024:.0f} KiB in all "
+                      f"({audit_before / 1024:.0f} KiB as the flood ended)", file=sys.stderr)
+        rest = rows[0][1]
+        print(f"| attack ({seconds:g} s) | server RSS peak (3 s after) | /healthz p99 | user's API p99 (errors) | "
+              f"API p99 / at rest | longest gap between live updates (poll {POLL:g} s) | /healthz after |")
+        print("|---|---|---|---|---|---|---|")
+        for name, r, after, rss_after in rows:
+            print(f"| {name} | {r['rss']:.0f} MB ({rss_after:.0f} MB) | {r['health_p99']:.1f} ms | {r['api_p99']:.0f} ms "
+                  f"({r['api_errors']}) | {r['api_p99'] / rest['api_p99']:.2f} | {r['gap']:.1f} s | {'ok' if after else 'FAILED'} |")
     finally:
         server.stop()
         influxd.cleanup()
+
+
+def audit_bytes(log_dir: str) -> int:
+    return sum(os.path.getsize(os.path.join(log_dir, f)) for f in os.listdir(log_dir) if f.startswith("audit.log"))
 
 
 async def flood(url: str, cookie: str) -> None:
@@ -254,10 +318,73 @@ async def flood(url: str, cookie: str) -> None:
             await asyncio.sleep(0.1)
 
 
-async def api_flood(url: str, headers: dict) -> None:
-    """500 concurrent API calls of one client until SIGTERM; then their figures as JSON on stdout."""
+def fetch_login_form(url: str, source: str | None = None) -> tuple[str, str]:
+    """The login page's XSRF token and cookies (from `source`, a loopback address, if given)."""
+    conn = HTTPConnection(urllib.parse.urlparse(url).hostname, urllib.parse.urlparse(url).port, timeout=30,
+                          source_address=(source, 0) if source else None)
+    conn.request("GET", "/web/login")
+    r = conn.getresponse()
+    token = r.read().decode().split('name="_xsrf" value="')[1].split('"')[0]
+    cookies = "; ".join(c.split(";")[0] for k, c in r.getheaders() if k.lower() == "set-cookie")
+    conn.close()
+    return token, cookies
+
+
+def log_in_from(url: str, source: str, password: str = WEB_PASS) -> int:
+    """The normal user logging in from another address: the status (302 = logged in)."""
+    token, cookies = fetch_login_form(url, source)
+    conn = HTTPConnection(urllib.parse.urlparse(url).hostname, urllib.parse.urlparse(url).port, timeout=30,
+                          source_address=(source, 0))
+    conn.request("POST", "/web/login", body=urllib.parse.urlencode({"_xsrf": token, "username": WEB_USER, "password": password}),
+                 headers={"Cookie": cookies, "Content-Type": "application/x-www-form-urlencoded"})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def year_ago() -> dict:
+    today = datetime.now(UTC).date()
+    return {"from": (today - timedelta(days=365)).isoformat(), "to": today.isoformat()}
+
+
+def workers(url: str, arg: dict):
+    """Each attacker process's kind: (calls in parallel, a function making the next request)."""
+    def api_clients():
+        return 500, lambda: HTTPRequest(url + "/api/cpu/usage_rate", method="POST", request_timeout=60, network_interface=ATTACKER,
+                                        headers=arg["headers"], body='{"namespace": "astro-lab"}')
+
+    def logins():
+        token, cookies = fetch_login_form(url, ATTACKER)
+        body = urllib.parse.urlencode({"_xsrf": token, "username": WEB_USER, "password": "not-" + WEB_PASS})
+        return 120, lambda: HTTPRequest(url + "/web/login", method="POST", follow_redirects=False, request_timeout=60,
+                                        network_interface=ATTACKER,
+                                        headers={"Cookie": cookies}, body=body)
+
+    def audit():
+        def one():
+            name = "".join(random.choices(string.ascii_lowercase, k=12))
+            return HTTPRequest(url + "/api/cpu/usage_rate", method="POST", request_timeout=60, network_interface=ATTACKER,
+                               headers={"X-USERNAME": name, "X-PASSWORD": "x" * 16}, body='{"namespace": "astro-lab"}')
+        return 50, one
+
+    def statements():
+        body = json.dumps(year_ago())
+        return 4, lambda: HTTPRequest(url + "/api/billing/statement", method="POST", request_timeout=120,
+                                      network_interface=ATTACKER,
+                                      headers=arg["headers"], body=body)
+
+    def pages():
+        return 4, lambda: HTTPRequest(url + "/web/billing", request_timeout=120, headers={"Cookie": arg["cookie"]},
+                                      network_interface=ATTACKER,
+                                      follow_redirects=False)
+    return {"api-clients": api_clients, "logins": logins, "audit": audit, "statements": statements, "pages": pages}
+
+
+async def hammer(kind: str, url: str, arg: dict) -> None:
+    """`kind`'s calls, that many at a time, until SIGTERM; then their figures as JSON on stdout."""
     import signal
-    client = AsyncHTTPClient(force_instance=True, max_clients=500)
+    n, make = workers(url, arg)[kind]()
+    client = AsyncHTTPClient(force_instance=True, max_clients=n)
     times: list[float] = []
     codes: dict[int, int] = {}
     stop = asyncio.Event()
@@ -266,22 +393,20 @@ async def api_flood(url: str, headers: dict) -> None:
     async def one():
         while not stop.is_set():
             started = time.monotonic()
-            r = await client.fetch(url + "/api/cpu/usage_rate", method="POST", raise_error=False, request_timeout=60,
-                                   headers=headers, body='{"namespace": "astro-lab"}')
+            r = await client.fetch(make(), raise_error=False)
             times.append(time.monotonic() - started)
             codes[r.code] = codes.get(r.code, 0) + 1
-    tasks = [asyncio.ensure_future(one()) for _ in range(500)]
+    tasks = [asyncio.ensure_future(one()) for _ in range(n)]
     await stop.wait()
     for t in tasks:
         t.cancel()
     print(json.dumps({"answers": len(times), "p50": round(percentile(times, 50) * 1000), "p99": round(percentile(times, 99) * 1000),
-                      "errors": sum(n for c, n in codes.items() if c != 200), "busy": codes.get(503, 0),
-                      "capped": codes.get(429, 0)}), flush=True)
+                      "codes": {str(c): k for c, k in sorted(codes.items())}}), flush=True)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--api-clients"]:
-        asyncio.run(api_flood(sys.argv[2], json.loads(sys.argv[3])))
+    if sys.argv[1:2] == ["--hammer"]:
+        asyncio.run(hammer(sys.argv[2], sys.argv[3], json.loads(sys.argv[4])))
         sys.exit(0)
     if sys.argv[1:2] == ["--flood"]:
         asyncio.run(flood(sys.argv[2], sys.argv[3]))

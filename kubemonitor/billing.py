@@ -34,7 +34,7 @@ from .metrics import Metric, MetricCatalog
 from .ratecard import Period, PeriodError, RateCard, period_from
 from .request import BadRequest, reject_unknown
 from .rollups import USAGE as USAGE_HOURLY
-from .rollups import collected_intervals, merge_spans
+from .rollups import KeptIndex, collected_intervals, merge_spans
 from .times import HOUR_NS, NS, format_ns
 from .usage import Counted, PodKey, Scope, layout_of, raw_hours
 
@@ -295,11 +295,11 @@ class Billing:
                                          f"AND {layout.f} < 0", {"begin": begin_ns, "end": end_ns}, kind="statement")
         return int(next((v for s in series for _, v in s.get("values", [])), 0) or 0)
 
-    async def usage(self, metric: Metric, period: Period, by: str) -> dict[PodKey, Counted]:
+    async def usage(self, metric: Metric, period: Period, by: str, index: KeptIndex | None = None) -> dict[PodKey, Counted]:
         scope = Scope(None, self.excluded)
         if self.rollups is not None:
             return await self.rollups.usage(metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric),
-                                            per_namespace=by != "pod")
+                                            per_namespace=by != "pod", index=index)
         from .usage import per_pod
         return per_pod(await raw_hours(self.influx, metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric)))
 
@@ -324,9 +324,15 @@ class Billing:
             notes.extend(await self.problems())
         # every resource's usage, coverage and faulty samples at once: independent queries
         found = {r.key: m for r in measured if (m := metrics[r.key]) is not None}
+        # what the rollups keep of each, read once for both usage and coverage
+        indexes: dict[str, KeptIndex] = {}
+        if (rollups := self.rollups) is not None:
+            first_whole = -(-period.start_ns // HOUR_NS) * HOUR_NS
+            indexes = dict(zip(found, await asyncio.gather(*(
+                rollups.index(m, first_whole, period.end_ns - period.end_ns % HOUR_NS) for m in found.values()))))
         used, covered, negatives = await asyncio.gather(
-            asyncio.gather(*(self.usage(found[r.key], period, "pod") for r in measured)),
-            asyncio.gather(*(self.coverage(found[r.key], period.start_ns, end_ns) for r in measured)),
+            asyncio.gather(*(self.usage(found[r.key], period, "pod", indexes.get(r.key)) for r in measured)),
+            asyncio.gather(*(self.coverage(found[r.key], period.start_ns, end_ns, indexes.get(r.key)) for r in measured)),
             asyncio.gather(*(self.negative_samples(found[r.key], period.start_ns, end_ns) for r in measured)))
         for resource, pods, (share, holes), negative in zip(measured, used, covered, negatives):
             usages[resource.key], coverage[resource.key] = pods, share
@@ -459,7 +465,8 @@ class Billing:
             out.append(self.priced_row(row, totals[line]))
         return out
 
-    async def coverage(self, metric: Metric, begin: int, end: int) -> tuple[float, list[tuple[int, int]]]:
+    async def coverage(self, metric: Metric, begin: int, end: int,
+                       index: KeptIndex | None = None) -> tuple[float, list[tuple[int, int]]]:
         """The share of sample intervals in [begin, end) with any cluster- or node-level
         sample, and the gaps. Rolled-up hours carry their count; only the hours they do
         not cover fully (and the rest of the range) are looked at interval by interval."""
@@ -469,8 +476,11 @@ class Billing:
             return 1.0, []
         kept: dict[int, tuple[int, int]] = {}
         if self.rollups is not None and self.rollups.covers(metric):
-            first_whole = -(-begin // HOUR_NS) * HOUR_NS
-            kept = await self.rollups.coverage_hours(metric, first_whole, end - end % HOUR_NS)
+            first_whole, last_whole = -(-begin // HOUR_NS) * HOUR_NS, end - end % HOUR_NS
+            if index is None:
+                index = await self.rollups.index(metric, first_whole, last_whole)
+            # an hour kept before coverage was counted (no intervals) is looked at point by point
+            kept = {h: counted for h, counted in index.hours.items() if first_whole <= h < last_whole and counted[1]}
         have = 0
         missing: list[tuple[int, int]] = []   # [from, to) of intervals without data
         look: list[tuple[int, int]] = []      # ranges to read interval by interval
@@ -488,6 +498,7 @@ class Billing:
             cursor = hour + HOUR_NS
         if cursor < end:
             look.append((cursor, end))
+        look = merge_spans(look)  # adjacent ranges (runs of partly covered hours) are one query
         found = await asyncio.gather(*(collected_intervals(self.influx, metric, a, b, interval) for a, b in look))
 
         def walk() -> tuple[int, list[tuple[int, int]]]:

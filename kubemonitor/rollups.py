@@ -30,6 +30,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric, MetricCatalog
@@ -48,6 +49,14 @@ DAYS = "kubemonitor_rollup_days"
 DAY_NS = 24 * HOUR_NS
 BATCH_HOURS = 24          # hours one background pass rolls up per metric, at most
 LATE_WINDOW_HOURS = 6     # how far back the task looks for points that arrived after their hour was rolled up
+
+
+@dataclass(frozen=True)
+class KeptIndex:
+    """What the rollups keep of one metric over a range: {hour: (intervals with collector
+    data, intervals)} for each rolled-up hour, and the UTC days kept whole."""
+    hours: dict[int, tuple[int, int]]
+    days: frozenset[int]
 
 
 async def collected_intervals(influx: InfluxGateway, metric: Metric, begin: int, end: int, interval_ns: int,
@@ -138,6 +147,35 @@ class Rollups:
         self.state, self.reason = "on", ""
 
     # -- reading ------------------------------------------------------------------------
+    async def index(self, metric: Metric, first: int, end: int, lane: str = "api") -> KeptIndex:
+        """What is kept of `metric` in [first, end): its hours (with their coverage counts) and
+        its whole days, in one query of both markers. A statement reads it once per resource
+        and gives it to `usage` and to the coverage, which would otherwise each read it."""
+        if not self.covers(metric) or first >= end:
+            return KeptIndex({}, frozenset())
+        try:
+            series = await self.influx.query(
+                f'SELECT "pods", "covered", "intervals" FROM {self._hours}, "{self.rp}"."{DAYS}" WHERE "metric" = $metric '
+                "AND time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
+                kind="rollup", lane=lane)
+        except InfluxError as exc:
+            if exc.status != 502:
+                raise
+            # e.g. the retention policy was dropped: answer from raw points, set up again later
+            log.warning("rollups unreadable, answering from raw points: %s", exc.message)
+            self.state, self.reason = "starting", exc.public
+            return KeptIndex({}, frozenset())
+        hours: dict[int, tuple[int, int]] = {}
+        days: set[int] = set()
+        for s in series:
+            rows = [dict(zip(s["columns"], values)) for values in s.get("values", [])]
+            if s.get("name") == DAYS:
+                days.update(row["time"] for row in rows)
+            else:
+                # an hour kept before coverage was counted has no "covered": (0, 0), i.e. unknown
+                hours.update((row["time"], (int(row["covered"] or 0), int(row["intervals"] or 0))) for row in rows)
+        return KeptIndex(hours, frozenset(days))
+
     async def covered_hours(self, metric: Metric, first: int, end: int, lane: str = "api") -> list[int]:
         """The hours in [first, end) that are rolled up, in order."""
         series = await self.influx.query(f'SELECT "pods" FROM {self._hours} WHERE "metric" = $metric AND time >= $first '
@@ -170,25 +208,18 @@ class Rollups:
         return await self.influx.compute(shape)
 
     async def usage(self, metric: Metric, begin: int, end: int, scope: Scope, interval_ns: int,
-                    per_namespace: bool = False) -> dict[PodKey, Counted]:
+                    per_namespace: bool = False, index: KeptIndex | None = None) -> dict[PodKey, Counted]:
         """{pod instance: Counted} for [begin, end]: rollups for the whole hours that have
         them, raw points for everything else. With `per_namespace`, {(namespace, "", ""):
-        Counted}: what a statement by group or namespace needs, read from far fewer series."""
+        Counted}: what a statement by group or namespace needs, read from far fewer series.
+        `index`: what is kept over at least the range's whole hours, if already read."""
         whole_first = -(-begin // HOUR_NS) * HOUR_NS
         whole_end = hour_of(end + 1)
-        covered: list[int] = []
-        if self.covers(metric) and whole_first < whole_end:
-            try:
-                covered = await self.covered_hours(metric, whole_first, whole_end)
-            except InfluxError as exc:
-                if exc.status != 502:
-                    raise
-                # e.g. the retention policy was dropped: answer from raw points, set up again later
-                log.warning("rollups unreadable, answering from raw points: %s", exc.message)
-                self.state, self.reason = "starting", exc.public
+        if index is None:
+            index = await self.index(metric, whole_first, whole_end)
+        covered = sorted(h for h in index.hours if whole_first <= h < whole_end)
         # days kept whole, and wholly inside the range, are read at the daily level
-        days = {d for d in (await self.covered_days(metric, whole_first, whole_end) if covered else [])
-                if d + DAY_NS <= whole_end}
+        days = {d for d in index.days if whole_first <= d and d + DAY_NS <= whole_end} if covered else set()
         hourly: list[tuple[int, int]] = []
         daily: list[tuple[int, int]] = []
         raw: list[tuple[int, int]] = []
@@ -294,27 +325,11 @@ class Rollups:
         await self.influx.write([{"measurement": DAYS, "time": day, "tags": {"metric": metric.name},
                                   "fields": {"pods": len(points)}}], self.rp, lane=BG)
 
-    async def covered_days(self, metric: Metric, first: int, end: int, lane: str = "api") -> list[int]:
-        """The UTC days in [first, end) whose sums are kept at the daily level. A reader's
-        lane (the API's by default): the background lane is the rollup task's alone, so a
-        statement never queues behind it (nor it behind statements)."""
-        series = await self.influx.query(f'SELECT "pods" FROM "{self.rp}"."{DAYS}" WHERE "metric" = $metric AND '
-                                         "time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup", lane=lane)
-        return sorted({t for s in series for t, _ in s.get("values", [])})
-
     async def _raw_points(self, metric: Metric, first: int, end: int) -> int:
         texts, params = counted_series(metric)
         series = await self.influx.query(statement("count({v})", metric, [*texts, "time >= $first", "time < $end"]),
                                          {**params, "first": first, "end": end}, kind="rollup", lane=BG)
         return sum(v or 0 for s in series for _, v in s.get("values", []))
-
-    async def coverage_hours(self, metric: Metric, first: int, end: int, lane: str = "api") -> dict[int, tuple[int, int]]:
-        """{hour: (intervals with collector data, intervals)} for the rolled-up hours in [first, end) (a reader's lane)."""
-        series = await self.influx.query(f'SELECT "covered", "intervals" FROM {self._hours} WHERE "metric" = $metric '
-                                         "AND time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup", lane=lane)
-        return {t: (int(c), int(n)) for s in series for t, c, n in s.get("values", []) if c is not None and n}
 
     async def last_hour(self, metric: Metric) -> int | None:
         series = await self.influx.query(f'SELECT last("pods") FROM {self._hours} WHERE "metric" = $metric',

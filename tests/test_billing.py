@@ -676,3 +676,33 @@ async def test_statements_never_queue_behind_the_rollup_task(make_app, month_db,
         assert body["coverage"]["cpu"] == 1.0
     finally:
         await asyncio.gather(*busy, return_exceptions=True)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_statement_reads_what_the_rollups_keep_once_per_resource(billing_app):
+    """The rolled-up hours and days are read once per resource, for both usage and coverage
+    (three reads each before), and the numbers are those of a statement from raw points."""
+    from kubemonitor.billing import Billing
+    from kubemonitor.metrics import CATALOG
+    from kubemonitor.ratecard import period_from
+    from kubemonitor.times import HOUR_NS
+    rollups = billing_app.rollups
+    await rollups.prepare()
+    first = (FEB + 9 * 86400) * NS
+    for metric in ("cpu/usage_rate", "memory/usage"):
+        for hour in range(first, first + 30 * HOUR_NS, HOUR_NS):  # 2026-02-09 whole, and 6 hours of the 10th
+            await rollups.roll_up(CATALOG[metric], hour)
+    period = period_from({"from": "2026-02-08", "to": "2026-02-11"}, "UTC")
+    registry = billing_app.telemetry.registry
+
+    def calls(kind: str) -> float:
+        return registry.get_sample_value("kubemonitor_influxdb_query_duration_seconds_count", {"kind": kind}) or 0.0
+    before = {kind: calls(kind) for kind in ("rollup", "coverage")}
+    body = json.loads(await billing_app.billing.statement(period, "group"))
+    assert calls("rollup") - before["rollup"] == 2  # one per resource: hours and days in one query
+    assert calls("coverage") - before["coverage"] == 2 * 2  # before the kept hours, and after them
+    raw = Billing(billing_app.influx, billing_app.catalog, billing_app.billing.card, None, billing_app.billing.excluded,
+                  billing_app.billing.interval_ns)
+    from_raw = json.loads(await raw.statement(period, "group"))
+    assert body["totals"] == from_raw["totals"] and body["coverage"] == from_raw["coverage"]
+    assert body["gaps"] == from_raw["gaps"]

@@ -57,7 +57,8 @@ async def both(app, metric, agg, begin, end, namespace="default"):
 async def test_rollups_answer_exactly_what_raw_points_answer(rollup_app):
     await roll(rollup_app, D, 30)  # day D and the first 6 hours of D+1
     assert len(await rollup_app.rollups.covered_hours(CPU, D, D + 30 * HOUR_NS)) == 30
-    assert await rollup_app.rollups.covered_days(CPU, D, D + 48 * HOUR_NS) == [D]  # day D is kept whole: read as one day
+    index = await rollup_app.rollups.index(CPU, D, D + 48 * HOUR_NS)  # hours and days, in one query
+    assert index.days == {D} and len(index.hours) == 30  # day D is kept whole: read as one day
     # per namespace (what statements by group or namespace read): the pods' sums, exactly
     from kubemonitor.usage import Scope
     for begin, end in ((D, D + 24 * HOUR_NS - 1), (D - 90 * 60 * NS, D + 29 * HOUR_NS + 7)):
