@@ -47,7 +47,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 POLL = 2.0
-ATTACKER = "127.0.0.9"  # floods in processes of their own come from here
+ATTACKER = "127.0.0.{}"  # floods in processes of their own come from here, each from an address of its own
 VICTIM = "127.0.0.2"    # the normal user's own address, known to the server from a login before
 
 
@@ -202,6 +202,10 @@ def attacks(url: str, cookie: str) -> dict:
 
     def in_process_of_its_own(kind: str, arg: dict):
         # Floods run in processes of their own: their work must not slow the measuring loop.
+        # Each from an address of its own: one attack's throttled address does not blunt the next.
+        arg = {**arg, "source": ATTACKER.format(10 + len(attacks.sources))}
+        attacks.sources.append(arg["source"])
+
         async def run():
             proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--hammer", kind, url, json.dumps(arg),
                                                         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
@@ -265,7 +269,7 @@ async def main(seconds: float) -> None:
             print(f"one statement for {what}: {n:.0f} InfluxDB queries, {took * 1000:.0f} ms", file=sys.stderr)
         rows = [("at rest", await NormalUser(url, cookie, server).run(seconds, None), True, rss_mb(server.proc.pid))]
         attacks.attacker_headers = server.scoped_headers
-        attacks.stats = {}
+        attacks.stats, attacks.sources = {}, []
         for name, attack in attacks(url, cookie).items():
             result = await NormalUser(url, cookie, server).run(seconds, attack)
             audit_before = audit_bytes(server.dir)
@@ -349,33 +353,34 @@ def year_ago() -> dict:
 
 def workers(url: str, arg: dict):
     """Each attacker process's kind: (calls in parallel, a function making the next request)."""
+    source = arg["source"]
     def api_clients():
-        return 500, lambda: HTTPRequest(url + "/api/cpu/usage_rate", method="POST", request_timeout=60, network_interface=ATTACKER,
+        return 500, lambda: HTTPRequest(url + "/api/cpu/usage_rate", method="POST", request_timeout=60, network_interface=source,
                                         headers=arg["headers"], body='{"namespace": "astro-lab"}')
 
     def logins():
-        token, cookies = fetch_login_form(url, ATTACKER)
+        token, cookies = fetch_login_form(url, source)
         body = urllib.parse.urlencode({"_xsrf": token, "username": WEB_USER, "password": "not-" + WEB_PASS})
         return 120, lambda: HTTPRequest(url + "/web/login", method="POST", follow_redirects=False, request_timeout=60,
-                                        network_interface=ATTACKER,
+                                        network_interface=source,
                                         headers={"Cookie": cookies}, body=body)
 
     def audit():
         def one():
             name = "".join(random.choices(string.ascii_lowercase, k=12))
-            return HTTPRequest(url + "/api/cpu/usage_rate", method="POST", request_timeout=60, network_interface=ATTACKER,
+            return HTTPRequest(url + "/api/cpu/usage_rate", method="POST", request_timeout=60, network_interface=source,
                                headers={"X-USERNAME": name, "X-PASSWORD": "x" * 16}, body='{"namespace": "astro-lab"}')
         return 50, one
 
     def statements():
         body = json.dumps(year_ago())
         return 4, lambda: HTTPRequest(url + "/api/billing/statement", method="POST", request_timeout=120,
-                                      network_interface=ATTACKER,
+                                      network_interface=source,
                                       headers=arg["headers"], body=body)
 
     def pages():
         return 4, lambda: HTTPRequest(url + "/web/billing", request_timeout=120, headers={"Cookie": arg["cookie"]},
-                                      network_interface=ATTACKER,
+                                      network_interface=source,
                                       follow_redirects=False)
     return {"api-clients": api_clients, "logins": logins, "audit": audit, "statements": statements, "pages": pages}
 

@@ -27,14 +27,11 @@ from datetime import UTC, datetime
 
 from common import API_PASS, API_USER, Server, median_ms, rss_mb
 
-from kubemonitor.billing import Billing
 from kubemonitor.config import Config
-from kubemonitor.influx import InfluxGateway
 from kubemonitor.influxd import Influxd
-from kubemonitor.metrics import MetricCatalog
-from kubemonitor.ratecard import month_period, parse
-from kubemonitor.rollups import DAILY, DAILY_NS, DAYS, HOURS, USAGE, Rollups
-from kubemonitor.usage import sample_interval_ns
+from kubemonitor.ratecard import month_period
+from kubemonitor.rollups import DAILY, DAILY_NS, DAYS, HOURS, USAGE
+from kubemonitor.services import Services
 
 CARD = """\
 currency: CHF
@@ -161,19 +158,16 @@ def case(pods: int, args, label: str, period, first: int, hours: int, notes: lis
                     rollup_metrics=("cpu/usage_rate", "memory/usage"), billing_file=card_path)
 
     async def from_rollups() -> tuple[list[float], int]:
-        influx = InfluxGateway(config)
-        catalog = MetricCatalog(influx.list_measurements)
-        interval = lambda metric: sample_interval_ns(metric, config)  # noqa: E731
-        rollups = Rollups(influx, catalog, rp="kubemonitor", metrics=config.rollup_metrics, settle=600, interval_ns=interval)
-        await rollups.prepare()
-        billing = Billing(influx, catalog, parse(CARD, card_path), rollups, (), interval)
+        services = Services(config)  # what `serve` builds
+        billing = services.billing
+        await services.rollups.prepare()
         times, rows = [], 0
         for _ in range(args.rounds):
             t = time.perf_counter()
             statement = (await billing.compute(period, time.time_ns(), "closed", 1))["namespace"]
             times.append(time.perf_counter() - t)
             rows = len(statement["rows"])
-        influx.close()
+        services.close()
         return times, rows
 
     times, rows = asyncio.run(from_rollups())

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -13,11 +12,10 @@ import tornado.web
 from tornado.netutil import is_valid_ip
 from tornado.web import url
 
-from . import audit, ratecard
+from . import audit
 from .access import ClientSlots
 from .apiclients import ClientStore
 from .billing import Billing
-from .collectors import source_named
 from .config import Config
 from .handlers import api, auth, billing, billing_pages, live, ops, pages
 from .handlers.base import NotFoundHandler, RevokedSessions, StaticHandler
@@ -26,8 +24,9 @@ from .metrics import MetricCatalog
 from .poller import Poller
 from .resources import resource_dir
 from .rollups import Rollups
+from .services import Services
+from .source import Source
 from .telemetry import Telemetry
-from .usage import sample_interval_ns
 from .users import UserStore
 
 access_log = logging.getLogger("kubemonitor.access")
@@ -60,33 +59,20 @@ _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 class KubeMonitorApp(tornado.web.Application):
     """Everything a handler needs hangs off this object; nothing is module-level state.
 
-    Tests build it with a Config pointing at their own InfluxDB; `serve` builds it
-    from the environment.
+    It takes the services (kubemonitor/services.py builds them from a Config); tests
+    build them with a Config pointing at their own InfluxDB, `serve` from the environment.
     """
 
-    def __init__(self, config: Config, *, influx: InfluxGateway | None = None,
-                 telemetry: Telemetry | None = None, users: UserStore | None = None, clients: ClientStore | None = None,
-                 poller: Poller | None = None, rollups: Rollups | None = None, static_path: str | None = None,
-                 debug: bool = False, rollup_every: float = 60.0):
-        self.config = config
-        self.telemetry = telemetry or (influx.telemetry if influx else Telemetry())
-        self.influx = influx or InfluxGateway(config, self.telemetry)
-        self.source = source_named(config.source)
-        self.catalog = MetricCatalog.of(self.influx, self.source)
+    def __init__(self, services: Services, *, users: UserStore | None = None, clients: ClientStore | None = None,
+                 static_path: str | None = None, debug: bool = False, rollup_every: float = 60.0):
+        self.services = services
+        config = services.config
+        services.billing  # noqa: B018 - the rate card is read now: a bad one stops `serve` at its start
         self.users = users or UserStore(config.users_file)
         # Looked at (a stat) on every call of a named client, so that a revoked one is refused at once.
         self.clients = clients or ClientStore(config.api_clients_file)
         self.client_slots = ClientSlots(config.client_concurrency)  # API queries running, per client
         self.audit_sampler = audit.sampler()      # a flood of refused calls is counted, not written line by line
-        self.poller = poller or Poller(self.influx, config.poll_interval, config.excluded_namespaces, self.telemetry,
-                                      sample_interval=config.sample_interval, gpu_sample_interval=config.gpu_sample_interval)
-        self.rollups = rollups or Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics,
-                                          settle=config.rollup_settle,
-                                          interval_ns=lambda metric: sample_interval_ns(metric, config))
-        self.billing = Billing(self.influx, self.catalog, ratecard.load(config.billing_file, config.billing_file_named), self.rollups,
-                               config.excluded_namespaces, lambda metric: sample_interval_ns(metric, config))
-        self.billing.problems = self.source_problems
-        self._problems: tuple[float, list[str]] | None = None
         self.rollup_every = rollup_every
         self.live_connections: dict[str, int] = {}  # open websockets per user
         self.live_attempts: dict[str, tuple[float, float]] = {}  # per user: (connect tokens, when)
@@ -112,6 +98,42 @@ class KubeMonitorApp(tornado.web.Application):
             debug=debug,
         )
         super().__init__(self.routes(), **settings)
+
+    # -- the shared services, typed (handlers reach them as self.app.<name>)
+    @property
+    def config(self) -> Config:
+        return self.services.config
+
+    @property
+    def telemetry(self) -> Telemetry:
+        return self.services.telemetry
+
+    @property
+    def influx(self) -> InfluxGateway:
+        return self.services.influx
+
+    @property
+    def source(self) -> Source:
+        return self.services.source
+
+    @property
+    def catalog(self) -> MetricCatalog:
+        return self.services.catalog
+
+    @property
+    def rollups(self) -> Rollups:
+        return self.services.rollups
+
+    @property
+    def billing(self) -> Billing:
+        return self.services.billing
+
+    @property
+    def poller(self) -> Poller:
+        return self.services.poller
+
+    async def source_problems(self) -> list[str]:
+        return await self.services.problems()
 
     def routes(self) -> list:
         return [
@@ -170,13 +192,6 @@ class KubeMonitorApp(tornado.web.Application):
         access_log.log(level, "%s %s %s %s %d %.1fms", getattr(handler, "request_id", "-"), user, method,
                        request.path[:300], status, seconds * 1000)
 
-    async def source_problems(self) -> list[str]:
-        """The source's collection problems, looked for at most once a minute."""
-        now = time.monotonic()
-        if self._problems is None or now - self._problems[0] > 60:
-            self._problems = (now, await self.source.problems(self.influx))
-        return self._problems[1]
-
     def watch_users(self) -> None:
         """Open live views follow the users file too (a narrowed scope, a deleted user), not
         only new requests: look at it every second (idempotent; the first websocket starts it)."""
@@ -199,6 +214,6 @@ class KubeMonitorApp(tornado.web.Application):
             self._users_watch.stop()
         await self.poller.stop()
         await self.rollups.stop()
-        self.influx.close()
+        self.services.close()
         self.auth_executor.shutdown(wait=False)
         self.files_executor.shutdown(wait=False)

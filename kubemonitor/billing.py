@@ -25,7 +25,7 @@ import io
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
@@ -34,7 +34,7 @@ from .metrics import Metric, MetricCatalog
 from .ratecard import Period, PeriodError, RateCard, period_from
 from .request import BadRequest, reject_unknown
 from .rollups import USAGE as USAGE_HOURLY
-from .rollups import KeptIndex, collected_intervals, merge_spans
+from .rollups import KeptIndex, Rollups, collected_intervals, merge_spans
 from .times import HOUR_NS, NS, format_ns
 from .usage import Counted, PodKey, Scope, layout_of, raw_hours
 
@@ -147,23 +147,25 @@ def encode(value) -> str:
 
 
 class Billing:
-    def __init__(self, influx: InfluxGateway, catalog: MetricCatalog, card: RateCard, rollups, excluded: tuple[str, ...],
-                 interval_ns, clock: Callable[[], int] = time.time_ns):
+    def __init__(self, influx: InfluxGateway, catalog: MetricCatalog, card: RateCard, rollups: Rollups | None,
+                 excluded: tuple[str, ...], interval_ns: Callable[[Metric], int], clock: Callable[[], int] = time.time_ns,
+                 problems: Callable[[], Awaitable[list[str]]] | None = None):
         self.influx, self.catalog, self.card, self.rollups = influx, catalog, card, rollups
         # "now" in ns since the epoch: which period is running, its state, its projection.
         # One clock for the statements, the daily bars and the pages that ask for them.
         self.clock = clock
         self.excluded, self.interval_ns = tuple(excluded), interval_ns
         self.kept = Kept(influx, rollups.rp) if rollups is not None else None
-        self.problems = None  # async () -> [str]: the data source's collection problems (notes on statements)
+        self.problems = problems  # the data source's collection problems (notes on statements)
         self._closing: dict[str, asyncio.Future] = {}  # period -> the one computation of its kept statement
 
     def cannot_keep(self) -> str | None:
         """Why statements cannot be kept now (None: they can)."""
-        if self.kept is None:
+        rollups = self.rollups
+        if self.kept is None or rollups is None:
             return "there are no rollups to keep them beside"
-        if self.rollups.state != "on":
-            return f"rollups are {self.rollups.state}" + (f": {self.rollups.reason}" if self.rollups.reason else "")
+        if rollups.state != "on":
+            return f"rollups are {rollups.state}" + (f": {rollups.reason}" if rollups.reason else "")
         return None
 
     def state(self, period: Period, now_ns: int) -> str:
@@ -217,18 +219,19 @@ class Billing:
     async def _statement(self, period: Period, by: str, now_ns: int) -> str:
         with self.influx.patient():
             state = self.state(period, now_ns)
-            if state == "closed":
-                kept = await self.kept.load(kept_key(period, by))
+            store = self.kept if state == "closed" else None  # only a closed period's statement is kept
+            if store is not None:
+                kept = await store.load(kept_key(period, by))
                 if kept is not None:
                     return kept
-            revision = await self.kept.revision(period.label) + 1 if state == "closed" else 1
+            revision = await store.revision(period.label) + 1 if store is not None else 1
             views = await self.compute(period, now_ns, state, revision)
-            if state == "closed":
+            if store is not None:
                 try:
                     for level in BY:
                         # a view kept earlier (by an older release, or a concurrent caller) stays as it is
-                        if level == by or await self.kept.load(kept_key(period, level)) is None:
-                            await self.kept.keep(kept_key(period, level), views[level])
+                        if level == by or await store.load(kept_key(period, level)) is None:
+                            await store.keep(kept_key(period, level), views[level])
                 except InfluxError as exc:
                     # not kept, so not closed: the next request computes it again and tries once more
                     view = views[by]
@@ -257,7 +260,8 @@ class Billing:
             metric = await self.catalog.resolve(resource.metric)
             if metric is None:
                 continue
-            factor = self.interval_ns(metric) / 3600e9 / resource.divide_by * (resource.price if priced else 1.0)
+            price = resource.price if priced and resource.price is not None else 1.0
+            factor = self.interval_ns(metric) / 3600e9 / resource.divide_by * price
 
             def add(namespace: str, t: int, total: float, factor: float = factor) -> None:
                 series[self.card.group_of(namespace).key][bisect.bisect_right(starts, t) - 1] += total * factor
@@ -313,7 +317,7 @@ class Billing:
         coverage: dict[str, float] = {}
         gaps: list[tuple[int, int]] = []
         present = await self.catalog.measurements()
-        measured = [r for r in card.resources if metrics[r.key] is not None and layout_of(metrics[r.key]).measurement in present]
+        measured = [r for r in card.resources if (m := metrics[r.key]) is not None and layout_of(m).measurement in present]
         for resource in card.resources:
             if resource not in measured:
                 usages[resource.key], coverage[resource.key] = {}, 0.0
@@ -340,7 +344,8 @@ class Billing:
             if negative:
                 notes.append(f"{negative} sample(s) of {resource.metric} below 0 (a collector fault) were left out, "
                              "not billed as a credit")
-        intervals = {r.key: self.interval_ns(metrics[r.key]) for r in card.resources}
+        # (a metric this source does not have has no usage, so no interval is needed for it)
+        intervals = {key: self.interval_ns(m) for key, m in found.items()}
         views = {"group": self.rows(usages, "group", intervals)}
         for level in ("namespace", "pod"):
             views[level] = self.reconciled(views["group"], self.rows(usages, level, intervals))
@@ -502,19 +507,29 @@ class Billing:
         found = await asyncio.gather(*(collected_intervals(self.influx, metric, a, b, interval) for a, b in look))
 
         def walk() -> tuple[int, list[tuple[int, int]]]:
-            # Interval by interval (up to half a million for a year): in the executor, not on the loop.
             seen_total, holes = 0, list(missing)
             for (a, b), seen in zip(look, found):
                 seen_total += len(seen)
-                t = a - a % interval
-                while t < b:
-                    if t not in seen:
-                        holes.append((t, t + interval))
-                    t += interval
+                holes.extend(unseen_spans(a, b, seen, interval))
             return seen_total, merge_spans(sorted(holes))
         seen_total, gaps = await self.influx.compute(walk)
         have += seen_total
         return min(1.0, have / total), gaps
+
+
+def unseen_spans(begin: int, end: int, seen: set[int], interval: int) -> list[tuple[int, int]]:
+    """The runs of sample intervals in [begin, end) (intervals aligned to the epoch, the last
+    one whole) whose start is not in `seen`: from the seen intervals alone, not interval by
+    interval, so a year with one day of data costs that day (not half a million steps)."""
+    t = begin - begin % interval
+    spans = []
+    for start in sorted(s for s in seen if t <= s < end):
+        if start > t:
+            spans.append((t, start))
+        t = max(t, start + interval)
+    if t < end:
+        spans.append((t, t + -(-(end - t) // interval) * interval))
+    return spans
 
 
 def _largest(gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:

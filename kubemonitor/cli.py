@@ -343,28 +343,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_influx(config: Config, work) -> int:
-    """Run `await work(influx, catalog, rollups)` against InfluxDB; its failures are one line."""
+def with_services(config: Config, work, card=None) -> int:
+    """Run `await work(services)` against InfluxDB; its failures are one line."""
     import logging
 
-    from .collectors import source_named
-    from .influx import InfluxError, InfluxGateway
-    from .metrics import MetricCatalog
-    from .rollups import Rollups
-    from .usage import sample_interval_ns
+    from .influx import InfluxError
+    from .services import Services
     logging.getLogger("kubemonitor.influx").setLevel(logging.ERROR)  # the one-line error says it all
 
     async def run() -> int:
-        influx = InfluxGateway(config)
-        catalog = MetricCatalog.of(influx, source_named(config.source))
-        rollups = Rollups(influx, catalog, rp=config.rollup_rp, metrics=config.rollup_metrics, settle=config.rollup_settle,
-                          interval_ns=lambda metric: sample_interval_ns(metric, config))
+        services = Services(config, card=card)
         try:
-            return await work(influx, catalog, rollups)
+            return await work(services)
         except InfluxError as exc:
             raise UserError(exc.message) from None
         finally:
-            influx.close()
+            services.close()
     return asyncio.run(run())
 
 
@@ -393,10 +387,12 @@ def rollup_range(text_from: str, text_to: str | None, now_ns: int) -> tuple[int,
 def cmd_rollup(args: argparse.Namespace) -> int:
     import time
 
+    from .progress import Progress
     from .times import HOUR_NS, format_ns
     config = load_config(args)
 
-    async def work(influx, catalog, rollups) -> int:
+    async def work(services) -> int:
+        rollups = services.rollups
         first, after = rollup_range(args.from_, args.to, time.time_ns())
         settled = rollups.settled_end()
         if after > settled:
@@ -406,53 +402,38 @@ def cmd_rollup(args: argparse.Namespace) -> int:
         await rollups.prepare()
         if rollups.state != "on":
             raise UserError(f"cannot keep rollups: {rollups.reason}")
-        metrics = [m for m in [await catalog.resolve(name) for name in config.rollup_metrics] if m is not None]
-        hours = list(range(first, after, HOUR_NS))
-        total, done, started = len(hours) * len(metrics), 0, time.monotonic()
+        metrics = await rollups.metrics()
+        hours = (after - first) // HOUR_NS
+        report = Progress("rollup", hours * len(metrics), "hours")
         action, target = ("rollup --rebuild" if args.rebuild else "rollup"), f"{format_ns(first)}..{format_ns(after)}"
         if args.rebuild:  # a rebuild changes kept figures: its start is on record even if it is killed
-            audited(args, action, target, result="started", hours=len(hours), metrics=[m.name for m in metrics])
-        expired: list[str] = []
+            audited(args, action, target, result="started", hours=hours, metrics=[m.name for m in metrics])
+        done, expired = 0, []
         try:
-            for metric in metrics:
-                for hour in hours:
-                    if await rollups.roll_up(metric, hour, rebuild=args.rebuild) is None:
-                        expired.append(f"{metric.name} {format_ns(hour)}")
-                    done += 1
-                    progress(done, total, started)
+            async for metric, hour, kept_as_it_was in rollups.roll_up_range(metrics, first, after, args.rebuild):
+                if kept_as_it_was:
+                    expired.append(f"{metric.name} {format_ns(hour)}")
+                done += 1
+                report.update(done)
         except BaseException:
             if args.rebuild:
-                audited(args, action, target, result="interrupted", done=f"{done} of {total} metric-hours")
+                audited(args, action, target, result="interrupted", done=f"{done} of {report.total} metric-hours")
             raise
-        print(f"{'rebuilt' if args.rebuild else 'rolled up'} {len(hours)} hour(s) x {len(metrics)} metric(s) "
-              f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        print(f"{'rebuilt' if args.rebuild else 'rolled up'} {hours} hour(s) x {len(metrics)} metric(s) "
+              f"in {time.monotonic() - report.started:.1f} s", file=sys.stderr)
         if expired:
             print(f"kubemonitor: {len(expired)} metric-hour(s) kept as they were: their raw points have expired "
                   f"(InfluxDB's retention), and a rebuild needs them (first: {expired[0]})", file=sys.stderr)
         labels: list[str] = []
-        if args.rebuild and len(expired) < total:
-            from .billing import Kept
-            labels = await Kept(influx, config.rollup_rp).invalidate(first, after)
+        if args.rebuild and len(expired) < report.total:
+            labels = await services.kept.invalidate(first, after)
             if labels:
                 print(f"kept statements of {', '.join(labels)} will be computed again, as a new revision", file=sys.stderr)
-        audited(args, action, target, result="done" if args.rebuild else None, hours=len(hours),
+        audited(args, action, target, result="done" if args.rebuild else None, hours=hours,
                 metrics=[m.name for m in metrics], kept_expired=len(expired) or None,
                 statements=", ".join(labels) or None)
         return 0
-    return with_influx(config, work)
-
-
-def progress(done: int, total: int, started: float) -> None:
-    """A one-line progress bar on a terminal; a line per tenth elsewhere."""
-    import time
-    frac = done / total if total else 1.0
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r[{'#' * int(frac * 30):<30}] {frac:4.0%} {done}/{total} hours, {time.monotonic() - started:.1f} s")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-    elif done == total or done % max(1, total // 10) == 0:
-        print(f"rollup {frac:4.0%} ({done}/{total} hours)", file=sys.stderr, flush=True)
+    return with_services(config, work)
 
 
 def cmd_statement(args: argparse.Namespace) -> int:
@@ -461,9 +442,8 @@ def cmd_statement(args: argparse.Namespace) -> int:
     import time
 
     from . import ratecard
-    from .billing import Billing, statement_request, to_csv
+    from .billing import statement_request, to_csv
     from .request import BadRequest
-    from .usage import sample_interval_ns
     config = load_config(args)
     card = ratecard.load(config.billing_file, config.billing_file_named)
     body = {"period": args.period} if args.period else {"from": args.from_, "to": args.to}
@@ -473,14 +453,12 @@ def cmd_statement(args: argparse.Namespace) -> int:
         raise UsageError(str(exc).replace("'period'", "--period").replace("'from'", "--from")
                          .replace("'to'", "--to").replace("'by'", "--by")) from None
 
-    async def work(influx, catalog, rollups) -> int:
-        await rollups.prepare()
-        billing = Billing(influx, catalog, card, rollups, config.excluded_namespaces,
-                          lambda metric: sample_interval_ns(metric, config))
-        text = await billing.statement(period, by)
+    async def work(services) -> int:
+        await services.rollups.prepare()
+        text = await services.billing.statement(period, by)
         sys.stdout.write(to_csv(json.loads(text), by) if args.csv else text + "\n")
         return 0
-    return with_influx(config, work)
+    return with_services(config, work, card)
 
 
 BY_CHOICES = ("group", "namespace", "pod")

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .heapster import Heapster
+from .source import Source
+
+if TYPE_CHECKING:
+    from .influx import InfluxGateway
 
 METRIC_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
 
@@ -105,9 +109,10 @@ class MetricCatalog:
     cannot turn every request into a SHOW MEASUREMENTS.
     """
 
-    def __init__(self, list_measurements, ttl: float = 300.0, miss_interval: float = 10.0, clock=time.monotonic,
-                 source=None):
-        self.source = source or Heapster()
+    def __init__(self, source: Source, list_measurements: Callable[[], Awaitable[list[str]]],
+                 list_namespaces: Callable[[], Awaitable[list[str]]] | None = None, ttl: float = 300.0,
+                 miss_interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.source = source
         # the catalog as this source stores it: each metric with its layout; metrics it does not collect left out
         self.known: dict[str, Metric] = {name: replace(m, layout=layout) for name, m in CATALOG.items()
                                          if (layout := self.source.layout(name)) is not None}
@@ -119,14 +124,12 @@ class MetricCatalog:
         self._fetched_at: float | None = None
         self._namespaces: list[str] = []
         self._namespaces_at: float | None = None
-        self.list_namespaces = None  # async callable, set by the application
+        self.list_namespaces = list_namespaces
 
     @classmethod
-    def of(cls, influx, source) -> MetricCatalog:
+    def of(cls, influx: InfluxGateway, source: Source) -> MetricCatalog:
         """The catalog of `source` over an InfluxDB gateway."""
-        catalog = cls(influx.list_measurements, source=source)
-        catalog.list_namespaces = lambda: influx.list_namespaces(source.namespace_queries())
-        return catalog
+        return cls(source, influx.list_measurements, lambda: influx.list_namespaces(source.namespace_queries()))
 
     async def namespaces(self) -> list[str]:
         """Namespace names seen in any measurement (for the page picker), cached for a minute."""

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from .influx import InfluxError, InfluxGateway
@@ -257,6 +257,18 @@ class Rollups:
         return await self.influx.compute(merge)
 
     # -- writing ------------------------------------------------------------------------
+    async def metrics(self) -> list[Metric]:
+        """The configured metrics this data source has (KUBEMONITOR_ROLLUP_METRICS)."""
+        return [m for m in [await self.catalog.resolve(name) for name in self.metric_names] if m is not None]
+
+    async def roll_up_range(self, metrics: list[Metric], first: int, end: int,
+                            rebuild: bool = False) -> AsyncIterator[tuple[Metric, int, bool]]:
+        """Roll up (or rebuild) every hour in [first, end) of each metric, in order, yielding
+        (metric, hour, expired) as each is done; `expired`: kept as it was, its raw points gone."""
+        for metric in metrics:
+            for hour in range(first, end, HOUR_NS):
+                yield metric, hour, await self.roll_up(metric, hour, rebuild=rebuild) is None
+
     async def roll_up(self, metric: Metric, hour: int, rebuild: bool = False) -> int | None:
         """Compute and keep one hour of one metric; returns the pod instances written, or None
         when a rebuild left the hour as it was kept because its raw points have expired."""

@@ -17,6 +17,7 @@ from . import __version__
 from .app import KubeMonitorApp
 from .config import Config
 from .errors import UserError
+from .services import Services
 
 log = logging.getLogger("kubemonitor")
 
@@ -102,7 +103,7 @@ async def serve(config: Config, port: int, ready: asyncio.Event | None = None,
     `retry` is the command line the message suggests instead.
     """
     warn_about(config)
-    app = KubeMonitorApp(config)
+    app = KubeMonitorApp(Services(config))
     server = Server(app, max_body_size=MAX_BODY_SIZE, max_header_size=MAX_HEADER_SIZE, max_buffer_size=1024 * 1024,
                     idle_connection_timeout=config.header_timeout, body_timeout=config.body_timeout,
                     max_connections=connection_limit(config.max_connections))

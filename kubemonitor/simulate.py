@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .errors import UserError
+from .progress import Progress
 
 DAY = 86400
 GROUPS = ["astro-lab", "bio-sim", "climate", "nlp-group", "vision-lab", "quantum", "genomics", "robotics",
@@ -456,20 +457,6 @@ class Writer:
             raise self._error
 
 
-def _progress(done: int, total: int, points: int, started: float, tty: bool) -> None:
-    width = 30
-    frac = done / total if total else 1
-    if tty:
-        bar = "#" * int(frac * width)
-        sys.stderr.write(f"\rbackfill [{bar:<{width}}] {frac:4.0%} {done}/{total} samples, {points:,} points, "
-                         f"{time.monotonic() - started:4.1f} s")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-    elif done == total or done % max(1, total // 10) == 0:
-        print(f"backfill {frac:4.0%} ({done}/{total} samples, {points:,} points)", file=sys.stderr, flush=True)
-
-
 def backfill(cluster: Cluster, client, seconds: float, step: float, end: float | None = None,
              progress: bool = True) -> int:
     """Write `seconds` of history ending at `end` (now), one sample every `step` s. Returns points written."""
@@ -477,8 +464,7 @@ def backfill(cluster: Cluster, client, seconds: float, step: float, end: float |
     n = int(seconds // step)
     times = [end - (n - i) * step for i in range(n)]
     writer = Writer(client)
-    started = time.monotonic()
-    tty = sys.stderr.isatty()
+    report = Progress("backfill", n, "samples") if progress else None
     batch: list[str] = []
     try:
         for i, t in enumerate(times, 1):
@@ -486,8 +472,8 @@ def backfill(cluster: Cluster, client, seconds: float, step: float, end: float |
             if len(batch) >= writer.batch_points:
                 writer.put(batch)
                 batch = []
-            if progress:
-                _progress(i, n, writer.points + len(batch), started, tty)
+            if report is not None:
+                report.update(i, f"{writer.points + len(batch):,} points")
         if batch:
             writer.put(batch)
     finally:

@@ -15,6 +15,7 @@ import dataset  # noqa: E402
 from kubemonitor.app import KubeMonitorApp  # noqa: E402
 from kubemonitor.config import Config  # noqa: E402
 from kubemonitor.influxd import Influxd  # noqa: E402
+from kubemonitor.services import Services  # noqa: E402
 
 DB = "k8s_test"
 # Under `make test-dates`' libfaketime (monotonic clock faked too, because its
@@ -62,7 +63,7 @@ def make_app(config, io_loop):
     built = []
 
     def make(static_path=None, **changes):
-        application = KubeMonitorApp(config.replace(**changes) if changes else config, static_path=static_path)
+        application = KubeMonitorApp(Services(config.replace(**changes) if changes else config), static_path=static_path)
         built.append(application)
         return application
     yield make

@@ -494,8 +494,9 @@ async def test_a_months_statement_queues_for_busy_connections_instead_of_failing
     from kubemonitor.app import KubeMonitorApp
     from kubemonitor.influx import InfluxError, InfluxGateway
     from kubemonitor.ratecard import period_from
+    from kubemonitor.services import Services
     narrow = InfluxGateway(billing_app.config, workers=2)
-    app = KubeMonitorApp(billing_app.config, influx=narrow)
+    app = KubeMonitorApp(Services(billing_app.config, influx=narrow))
     try:
         await app.rollups.prepare()
         period = period_from({"period": "2026-02"}, "UTC")

@@ -16,6 +16,7 @@ import pytest
 
 from kubemonitor.app import KubeMonitorApp
 from kubemonitor.request import validate
+from kubemonitor.services import Services
 from kubemonitor.usage import aggregate, raw_points, sample_interval_ns
 
 SCHEMAS = ("heapster", "telegraf")
@@ -39,9 +40,9 @@ def apps(dual, config, io_loop, tmp_path):
                     "  memory: {metric: memory/usage, unit: GiB-hours, divide_by: 1073741824, price: 0.004}\n"
                     "  gpu: {metric: gpu/usage, unit: GB-hours, divide_by: 1000, price: 0.05}\n"
                     "groups:\n  a: {name: Team A, namespaces: [team-a]}\n")
-    built = {schema: KubeMonitorApp(config.replace(influxdb_db=db, source=schema, sample_interval=60.0,
-                                                   gpu_sample_interval=60.0, billing_file=str(card),
-                                                   rollup_rp="t_" + secrets.token_hex(4), rollup_settle=1.0))
+    built = {schema: KubeMonitorApp(Services(config.replace(influxdb_db=db, source=schema, sample_interval=60.0,
+                                                            gpu_sample_interval=60.0, billing_file=str(card),
+                                                            rollup_rp="t_" + secrets.token_hex(4), rollup_settle=1.0)))
              for schema, db in dbs.items()}
     yield built, end
     for application in built.values():
@@ -293,8 +294,7 @@ async def test_dcgm_namespaces_overwritten_by_telegraf_are_reported_not_billed_s
     running_influxd.write(scratch_db, [
         f"DCGM_FI_DEV_FB_USED,Hostname=n1,UUID=GPU-0,container=trainer,gpu=0,namespace=team-gpu,pod=train-1,"
         f"pod_name=nvidia-dcgm-exporter-x7k2p,pod_namespace=gpu-operator gauge=15625 {t}"], precision="s")
-    app._problems = None
-    assert await app.source_problems() == []
+    assert await app.source.problems(app.influx) == []  # (the server looks again within a minute)
     server.stop()
     heapster = make_app()
     base, server = await serve_app(heapster)
@@ -428,3 +428,20 @@ def test_a_gpu_point_keeps_its_pod_when_telegraf_adds_the_exporters_pod_name():
     out = LAYOUTS["gpu/usage"].canonical(tags)
     assert out["pod_name"] == "trainer-0" and out["namespace_name"] == "astro-lab" and out["nodename"] == "gpu-1"
     assert out["gpu"] == "0" and out["pod_namespace"] == "gpu-operator"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_rate_card_resource_the_source_does_not_collect_is_a_note_not_a_crash(make_app, dual, tmp_path):
+    """filesystem/usage is in the catalog but not in Telegraf's schema: the statement bills
+    the rest and says why that resource shows 0 (it once asked that metric's interval)."""
+    from kubemonitor.ratecard import period_from
+    dbs, end = dual
+    card = tmp_path / "billing.yaml"
+    card.write_text("currency: CHF\ntimezone: UTC\nresources:\n"
+                    "  cpu: {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.02}\n"
+                    "  disk: {metric: filesystem/usage, unit: GB-hours, divide_by: 1e9, price: 0.001}\n")
+    app = make_app(influxdb_db=dbs["telegraf"], source="telegraf", sample_interval=60.0, billing_file=str(card))
+    day = time.strftime("%Y-%m-%d", time.gmtime(end))
+    body = json.loads(await app.billing.statement(period_from({"from": day, "to": day}, "UTC"), "group"))
+    assert body["totals"]["usage"]["disk"] == 0 and body["totals"]["usage"]["cpu"] > 0
+    assert any("filesystem/usage is not in the database" in note for note in body["notes"])
