@@ -6,7 +6,7 @@ PYTHON     ?= python3
 PORT       ?= 8000
 SOURCE     ?= heapster
 
-.PHONY: all build push install system-deps test test-dates demo run bench lint vendor
+.PHONY: all build push install system-deps test test-fast test-dates demo run bench lint vendor
 
 all: build push
 
@@ -31,6 +31,13 @@ test: system-deps
 	@$(PYTHON) tools/requirements_met.py test || $(PYTHON) -m pip install -q -e '.[test]'
 	@$(PYTHON) -m pytest; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
+	  exit $$status
+
+# The fast tier: pure functions and in-process objects, no server started (seconds).
+test-fast:
+	@$(PYTHON) tools/requirements_met.py test || $(PYTHON) -m pip install -q -e '.[test]'
+	@$(PYTHON) -m pytest -q -p no:cacheprovider tests/fast; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "make test-fast: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
 	  exit $$status
 
 # The suite with the wall clock moved to the edges of a month (libfaketime): 00:20 UTC on
@@ -63,8 +70,13 @@ run:
 bench:
 	$(PYTHON) bench/api_overhead.py
 
+# ruff, and mypy with every function of the package typed (pyproject's [tool.mypy]).
+# .ci/run runs it before the tests; .pre-commit-config.yaml runs the same two.
 lint:
-	ruff check kubemonitor tests bench tools vendor
+	@$(PYTHON) -m ruff --version >/dev/null 2>&1 && $(PYTHON) -m mypy --version >/dev/null 2>&1 || \
+	  $(PYTHON) -m pip install -q -e '.[lint]'
+	$(PYTHON) -m ruff check kubemonitor tests bench tools vendor
+	$(PYTHON) -m mypy
 
 # Refresh static/vendor/ from vendor/package-lock.json (needs npm; the result is committed).
 vendor:

@@ -75,7 +75,7 @@ class Access:
         return f"{spaces}; statements: {'yes' if self.billing else 'no'}"
 
 
-def effective_billing(billing: bool | None, namespaces) -> bool:
+def effective_billing(billing: bool | None, namespaces: tuple[str, ...] | None) -> bool:
     """`billing` when written down; otherwise yes for every namespace, no for a list."""
     return billing if billing is not None else namespaces is None
 

@@ -5,18 +5,22 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 from urllib.parse import quote
 
 import tornado.ioloop
+import tornado.routing
 import tornado.web
+from tornado.httputil import HTTPServerRequest
 from tornado.netutil import is_valid_ip
-from tornado.web import url
+from tornado.web import _HandlerDelegate, url
 
 from . import audit
 from .access import ClientSlots
 from .apiclients import ClientStore
 from .billing import Billing
 from .config import Config
+from .filestore import WatchedFile
 from .handlers import api, auth, billing, billing_pages, live, ops, pages
 from .handlers.base import NotFoundHandler, RevokedSessions, StaticHandler
 from .influx import InfluxError, InfluxGateway
@@ -36,10 +40,11 @@ class PathURL(tornado.web.URLSpec):
     """A route whose argument is a path (`cpu/usage_rate/team-a`): reverse_url keeps its
     slashes instead of escaping them (metric and namespace names need no escaping)."""
 
-    def reverse(self, *args) -> str:
-        assert self._path is not None, "this route cannot be reversed"
-        return self._path % tuple(quote(str(a), safe="/") for a in args)
-def take_forwarded(request) -> None:
+    def reverse(self, *args: Any) -> str:
+        path = cast(tornado.routing.PathMatches, self.matcher)._path
+        assert path is not None, "this route cannot be reversed"
+        return path % tuple(quote(str(a), safe="/") for a in args)
+def take_forwarded(request: HTTPServerRequest) -> None:
     """Behind the proxy `--trust-proxy` trusts: the client is the right-most X-Forwarded-For
     hop (the address that proxy saw; a client can put anything before it, nothing after), the
     scheme the right-most X-Forwarded-Proto. X-Real-Ip is never read: a proxy that appends to
@@ -84,7 +89,7 @@ class KubeMonitorApp(tornado.web.Application):
         # and the users and clients files are read in another, never queued behind a bcrypt.
         self.auth_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         self.files_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="files")
-        settings = dict(
+        settings: dict[str, Any] = dict(
             template_path=resource_dir("templates"),
             static_path=static_path or resource_dir("static"),
             cookie_secret=config.cookie_secret,
@@ -161,12 +166,12 @@ class KubeMonitorApp(tornado.web.Application):
             # -- anything else: NotFoundHandler (default_handler_class), JSON under /api
         ]
 
-    def find_handler(self, request, **kwargs):
+    def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
         if self.config.trust_proxy:
             take_forwarded(request)
         return super().find_handler(request, **kwargs)
 
-    async def fresh(self, store, now: bool = False) -> None:
+    async def fresh(self, store: WatchedFile, now: bool = False) -> None:
         """Re-read the users or clients file when it is due (`now`: when it changed on disk),
         in an executor; concurrent callers share one read."""
         pending = self._reads.get(store)

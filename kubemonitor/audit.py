@@ -17,8 +17,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from .logs import Burst
 
@@ -31,7 +32,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _short(value):
+def _short(value: Any) -> Any:
     if isinstance(value, str):
         return value[:MAX_TEXT]
     if isinstance(value, bool | int | float) or value is None:
@@ -39,14 +40,14 @@ def _short(value):
     return json.dumps(value, default=str)[:MAX_TEXT]
 
 
-def record(event: str, who: str | None, **fields) -> None:
+def record(event: str, who: str | None, **fields: Any) -> None:
     """One audit line: {"time", "event", "who", ...fields} (None fields left out)."""
     entry = {"time": _now(), "event": event, "who": (who or "-")[:MAX_TEXT]}
     entry.update({k: v for k, v in fields.items() if v is not None})
     log.info("%s", json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str))
 
 
-def sampler(burst: int = 20, window: float = 60.0, clock=time.monotonic) -> Burst:
+def sampler(burst: int = 20, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> Burst:
     """Refusals that cost the server nothing (401, 429) are where a flood would come from:
     at most `burst` lines per key (who, address, status) a `window`, then one line with
     the count held back, so a stranger cannot rotate the audit history away. Every
@@ -76,7 +77,7 @@ def os_user() -> str:
     return f"{name} (sudo by {sudo})" if sudo and sudo != name else name
 
 
-def cli_change(action: str, target: str, **details) -> None:
+def cli_change(action: str, target: str, **details: Any) -> None:
     """A CLI change to users, scopes, clients or rollups."""
     record("cli", f"os:{os_user()}", action=action, target=target, **details)
 

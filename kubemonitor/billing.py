@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import Any
 
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric, MetricCatalog
@@ -142,7 +143,7 @@ def uncovered_spans(covered: list[int], begin: int, end: int) -> list[tuple[int,
     return [(a, b) for a, b in spans if a < b]
 
 
-def encode(value) -> str:
+def encode(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -349,7 +350,7 @@ class Billing:
         views = {"group": self.rows(usages, "group", intervals)}
         for level in ("namespace", "pod"):
             views[level] = self.reconciled(views["group"], self.rows(usages, level, intervals))
-        header = {
+        header: dict[str, Any] = {
             "period": {"from": format_ns(period.start_ns), "to": format_ns(period.end_ns), "label": period.label,
                        "timezone": period.timezone, "state": {"open": "provisional"}.get(state, state),
                        "revision": revision, "computed_at": format_ns(now_ns // 10**9 * 10**9)},
@@ -456,13 +457,13 @@ class Billing:
             resource = next(r for r in card.resources if r.key == key)
             for (ns, pod, _pod_id), counted in pods.items():
                 group = card.group_of(ns)
-                line = (group.key,) if by == "group" else (group.key, ns) if by == "namespace" else (group.key, ns, pod)
+                line: tuple[str, ...] = (group.key,) if by == "group" else (group.key, ns) if by == "namespace" else (group.key, ns, pod)
                 totals[line][key] += counted.sum * intervals[key] / 3600e9 / resource.divide_by
         out = []
         for line in sorted(totals):
             group = next((g for g in card.groups if g.key == line[0]), None) or card.group_of(line[0])
-            row = {"group": group.key, "name": group.name, "account": group.account,
-                   "namespaces": sorted(group.namespaces)}
+            row: dict[str, Any] = {"group": group.key, "name": group.name, "account": group.account,
+                                   "namespaces": sorted(group.namespaces)}
             if by in ("namespace", "pod"):
                 row["namespace"] = line[1]
             if by == "pod":
@@ -540,7 +541,7 @@ def _largest(gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
 REQUEST_FIELDS = ("period", "from", "to", "by", "format")
 
 
-def statement_request(data: dict, timezone: str, now_ns: int):
+def statement_request(data: dict, timezone: str, now_ns: int) -> tuple[Period, str, str]:
     """(period, by, format) from a request body; BadRequest names the field and the fix."""
     reject_unknown(data, REQUEST_FIELDS)
     by = data.get("by", "group")
@@ -620,7 +621,7 @@ def response_schema() -> dict:
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's list for CSV injection
 
 
-def safe_cell(value) -> str:
+def safe_cell(value: object) -> str:
     """A text cell a spreadsheet shows as text: one starting with = + - @ TAB CR gets a leading '.
     Only text goes through here: a number (a negative cost, say) must stay a number."""
     text = "" if value is None else str(value)

@@ -11,12 +11,21 @@ import asyncio
 import getpass
 import sys
 import threading
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .apiclients import ClientStore
 from .config import SETTINGS, Config, check_log_dir, parse_duration
 from .errors import UserError
 from .users import UserInputError, UserStore, validate_email, validate_username
+
+if TYPE_CHECKING:  # for the annotations only: the commands import what they run when they run
+    from .apiclients import ApiClient
+    from .ratecard import RateCard
+    from .services import Services
+    from .users import User
 
 
 class UsageError(UserError):
@@ -28,7 +37,7 @@ class Parser(argparse.ArgumentParser):
     """Usage errors are one line and the way to the help: the full usage of a command
     with every setting's flag is 30 lines that hide the one that matters."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`\n")
 
 
@@ -67,7 +76,7 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def count(low: int, high: int):
+def count(low: int, high: int) -> Callable[[str], int]:
     """A whole number from `low` to `high` (an argparse type): `--pods 100000000` is refused, not run."""
     def parse(text: str) -> int:
         try:
@@ -80,7 +89,7 @@ def count(low: int, high: int):
     return parse
 
 
-def bounded_duration(low: float, high: float, or_zero: bool = False):
+def bounded_duration(low: float, high: float, or_zero: bool = False) -> Callable[[str], float]:
     """A duration from `low` to `high` seconds, or 0 when `or_zero` (an argparse type)."""
     def parse(text: str) -> float:
         value = duration(text)
@@ -91,7 +100,7 @@ def bounded_duration(low: float, high: float, or_zero: bool = False):
     return parse
 
 
-def since(text: str):
+def since(text: str) -> datetime:
     """`--since`: a duration back from now (24h, 7d) or a date or time (UTC), as a datetime."""
     from datetime import UTC, datetime, timedelta
 
@@ -137,7 +146,7 @@ def user_store(args: argparse.Namespace) -> UserStore:
     return UserStore(load_config(args).users_file)
 
 
-def audited(args: argparse.Namespace, action: str, target: str, **details) -> None:
+def audited(args: argparse.Namespace, action: str, target: str, **details: Any) -> None:
     """Leave the change's line in audit.log (with the OS user); a log directory this user
     cannot write is a warning, not a refusal: the change itself is already made."""
     from . import audit
@@ -152,7 +161,7 @@ def audited(args: argparse.Namespace, action: str, target: str, **details) -> No
     audit.cli_change(action, target, **details)
 
 
-def scope_args(args: argparse.Namespace):
+def scope_args(args: argparse.Namespace) -> tuple[Any, Any]:
     """(namespaces, billing) from --namespaces/--all-namespaces and --billing/--no-billing; KEEP where not given."""
     from .access import KEEP, parse_namespaces
     namespaces = KEEP
@@ -163,7 +172,7 @@ def scope_args(args: argparse.Namespace):
     return namespaces, KEEP if args.billing is None else args.billing
 
 
-def _scope_text(entry) -> str:
+def _scope_text(entry: User | ApiClient) -> str:
     return entry.access.describe()
 
 
@@ -215,7 +224,7 @@ def cmd_deluser(args: argparse.Namespace) -> int:
     return 0
 
 
-def change_scope(args: argparse.Namespace, store, name: str, action: str) -> int:
+def change_scope(args: argparse.Namespace, store: UserStore | ClientStore, name: str, action: str) -> int:
     from .access import KEEP
     namespaces, billing = scope_args(args)
     if namespaces is KEEP and billing is KEEP:
@@ -343,7 +352,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_services(config: Config, work, card=None) -> int:
+def with_services(config: Config, work: Callable[[Services], Awaitable[int]], card: RateCard | None = None) -> int:
     """Run `await work(services)` against InfluxDB; its failures are one line."""
     import logging
 
@@ -373,6 +382,8 @@ def rollup_range(text_from: str, text_to: str | None, now_ns: int) -> tuple[int,
         raise UsageError(str(exc).replace("'--from'", "--from").replace("'--to'", "--to")) from None
     if begin is None:
         raise UsageError("--from needs a date, e.g. --from 2026-11-01")
+    if end is None:
+        raise UsageError("--to needs a date, e.g. --to 2026-11-30")
     if begin > now_ns:
         raise UsageError(f"--from {text_from} is in the future (it is {format_ns(now_ns // 10**9 * 10**9)} now); "
                          "only hours that have passed can be rolled up")
@@ -391,7 +402,7 @@ def cmd_rollup(args: argparse.Namespace) -> int:
     from .times import HOUR_NS, format_ns
     config = load_config(args)
 
-    async def work(services) -> int:
+    async def work(services: Services) -> int:
         rollups = services.rollups
         first, after = rollup_range(args.from_, args.to, time.time_ns())
         settled = rollups.settled_end()
@@ -453,7 +464,7 @@ def cmd_statement(args: argparse.Namespace) -> int:
         raise UsageError(str(exc).replace("'period'", "--period").replace("'from'", "--from")
                          .replace("'to'", "--to").replace("'by'", "--by")) from None
 
-    async def work(services) -> int:
+    async def work(services: Services) -> int:
         await services.rollups.prepare()
         text = await services.billing.statement(period, by)
         sys.stdout.write(to_csv(json.loads(text), by) if args.csv else text + "\n")

@@ -63,10 +63,10 @@ def _positive_duration(text: str) -> float:
     return value
 
 
-def _within(parse, low: float, high: float, example: str):
+def _within(parse: Callable[[str], float], low: float, high: float, example: str) -> Callable[[str], float]:
     """`parse`, then a bound: a value that would spin a core (a poll every nanosecond) or
     never come (a timeout of a year) is refused at start-up, naming the range."""
-    def check(text: str):
+    def check(text: str) -> float:
         value = parse(text)
         if not low <= value <= high:
             raise ValueError(f"must be from {low:g} to {high:g}, e.g. {example}")

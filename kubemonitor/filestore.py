@@ -21,7 +21,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .access import KEEP, check_namespaces
 from .errors import UserError
@@ -154,13 +154,13 @@ class WatchedFile(Generic[Entry]):
             raise self.input_error(self.missing.format(name=name))
         return entries[name]
 
-    def set_scope(self, name: str, namespaces=KEEP, billing=KEEP) -> Entry:
+    def set_scope(self, name: str, namespaces: Any = KEEP, billing: Any = KEEP) -> Entry:
         """Change an entry's namespaces (None: every namespace) and/or billing; KEEP leaves
         one as it is. A billing never written down keeps following the namespaces."""
         if namespaces is not KEEP and namespaces is not None:
             namespaces = check_namespaces(namespaces, "--namespaces")
         with self.update() as entries:
-            old = self.existing(entries, name)
+            old: Any = self.existing(entries, name)  # a User or a Client: both have namespaces and billing
             entries[name] = dataclasses.replace(old, namespaces=old.namespaces if namespaces is KEEP else namespaces,
                                                 billing=old.billing if billing is KEEP else billing)
         return entries[name]

@@ -90,9 +90,10 @@ def find_influxd() -> str | None:
 class Influxd:
     def __init__(self, root: str | None = None, http_port: int | None = None, binary: str | None = None,
                  auth: bool = False):
-        self.binary = binary or find_influxd()
-        if not self.binary:
+        found = binary or find_influxd()
+        if not found:
             raise InfluxdError("influxd is not installed; install Debian's package: sudo apt-get install -y influxdb")
+        self.binary: str = found
         self._own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix="kubemonitor-influxd-")
         self.http_port = http_port or free_port()
@@ -168,7 +169,7 @@ class Influxd:
     def __enter__(self) -> Influxd:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
     # -- plain HTTP helpers (no client library): set-up and writes ----------------

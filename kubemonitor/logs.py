@@ -1,11 +1,14 @@
 """Logging set-up from conf/logging.yaml (README "Operations")."""
 from __future__ import annotations
 
+import io
 import logging
 import logging.config
 import logging.handlers
 import os
 import time
+from collections.abc import Callable
+from typing import Any, cast
 
 import yaml
 
@@ -17,7 +20,8 @@ class Burst:
     event); `admit` says whether this one goes through, and — at the first event of a new
     window — how many the previous window held back. Bounded: past `max_keys` it forgets."""
 
-    def __init__(self, burst: int = 5, window: float = 60.0, clock=time.monotonic, max_keys: int = 10_000):
+    def __init__(self, burst: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 10_000):
         self.burst, self.window, self.clock, self.max_keys = burst, window, clock, max_keys
         self._seen: dict[tuple, list] = {}  # key -> [window start, events in it]
 
@@ -40,7 +44,8 @@ class RepeatFilter(logging.Filter):
     A flood (a client hammering a failing path, an accept loop out of file descriptors)
     can then never fill the disk or rotate the earlier log lines away."""
 
-    def __init__(self, burst: int = 5, window: float = 60.0, clock=time.monotonic, max_keys: int = 10_000):
+    def __init__(self, burst: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 10_000):
         super().__init__()
         self.window = window
         self._burst = Burst(burst, window, clock, max_keys)
@@ -68,16 +73,16 @@ class PrivateFileHandler(logging.handlers.RotatingFileHandler):
     """A rotating log file readable by the server's user only (0600), like the users and
     clients files: the logs hold user names, addresses and paths."""
 
-    def _open(self):
+    def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.fchmod(fd, 0o600)  # a file an older version created 0644
         except OSError:
             pass  # not ours to change (then it stays as its owner set it)
-        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+        return cast(io.TextIOWrapper, open(fd, self.mode, encoding=self.encoding, errors=self.errors))
 
 
-def _fill(node, log_dir: str):
+def _fill(node: Any, log_dir: str) -> Any:
     if isinstance(node, dict):
         return {k: _fill(v, log_dir) for k, v in node.items()}
     if isinstance(node, list):

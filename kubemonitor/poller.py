@@ -23,11 +23,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from .influx import InfluxError, InfluxGateway
 from .metrics import Metric
 from .tasks import cancel_and_wait
+from .telemetry import Telemetry
 from .times import format_ns
 from .usage import LATEST_ROWS, MINUTE_NS, WINDOWS, Window, bucket_usage, latest_rows, layout_of, view_lines, view_results, view_statements
 
@@ -70,7 +71,7 @@ def build_snapshot(metric: Metric, namespace: str, window: Window, results: list
               for name, points in sorted(lines.items()) if points}
     # "Current" is the newest complete minute, on every range: a minute still filling
     # holds only the pods that already reported in it, and would make the totals flicker.
-    minute_lines = lines if window.bucket_ns == MINUTE_NS else view_lines(shown, bucket_usage(*answers[3:5], layout))
+    minute_lines = lines if window.bucket_ns == MINUTE_NS else view_lines(shown, bucket_usage(answers[3], answers[4], layout))
     current_at = now_ns // MINUTE_NS * MINUTE_NS - MINUTE_NS
     values = {name: round(points[current_at], 6) for name, points in sorted(minute_lines.items()) if current_at in points}
     latest = latest_rows(latest_series, now_ns - stale_ns, limit=None, layout=layout)
@@ -95,7 +96,8 @@ def scoped_snapshot(snapshot: dict, latest: list[dict], namespaces: frozenset[st
 
 
 class Poller:
-    def __init__(self, influx: InfluxGateway, interval: float, excluded: tuple[str, ...] = (), telemetry=None,
+    def __init__(self, influx: InfluxGateway, interval: float, excluded: tuple[str, ...] = (),
+                 telemetry: Telemetry | None = None,
                  grace: float | None = None, concurrency: int = 4, sample_interval: float = 60.0, max_views: int = 200,
                  gpu_sample_interval: float | None = None):
         self.influx = influx
@@ -158,18 +160,18 @@ class Poller:
             view.pending = asyncio.ensure_future(self._query(view))
         return await asyncio.shield(view.pending)
 
-    async def _query(self, view: View) -> dict:
+    async def _query(self, view: View) -> dict | None:
         if self._slots is None:  # made on first use, inside the running loop
             self._slots = asyncio.Semaphore(self.concurrency)
         async with self._slots:
             return await self._query_now(view)
 
-    async def _query_now(self, view: View) -> dict:
+    async def _query_now(self, view: View) -> dict | None:
         now_ns = time.time_ns()
         namespace = None if view.namespace == ALL else view.namespace
         statements, params = view_statements(view.metric, namespace, view.window, self.excluded, now_ns)
 
-        def run(client):
+        def run(client: Any) -> tuple[dict, list[dict], str]:
             # Shaping and encoding happen here, in the executor: the event loop only hands out text.
             results = client.query(statements, bind_params=params, epoch="ns")
             results = results if isinstance(results, list) else [results]
@@ -197,14 +199,14 @@ class Poller:
                 await self.fetch(view)
             except InfluxError:
                 return None
-        if scope is None or view.namespace != ALL:
+        if scope is None or view.namespace != ALL or view.snapshot is None:
             return view.snapshot
         return scoped_snapshot(view.snapshot, view.latest, scope)
 
     def text_for(self, view: View, scope: frozenset[str] | None) -> str | None:
         """The view's snapshot text for a subscriber of this scope: the shared text, or a
         scoped copy of a cluster view, made once per scope and round."""
-        if view.text is None or scope is None or view.namespace != ALL:
+        if view.text is None or view.snapshot is None or scope is None or view.namespace != ALL:
             return view.text
         text = view.scoped.get(scope)
         if text is None:
@@ -255,7 +257,9 @@ class Poller:
             # The scope is asked now, not at subscription: a narrowed scope counts from the next round.
             self._deliver(subscriber, self.text_for(view, getattr(subscriber, "scope", None)), view.key)
 
-    def _deliver(self, subscriber: Subscriber, text: str, key: object) -> None:
+    def _deliver(self, subscriber: Subscriber, text: str | None, key: object) -> None:
+        if text is None:  # nothing fetched yet
+            return
         try:
             subscriber.deliver(text, key)
         except Exception:  # noqa: BLE001 - one broken client must not stop the round

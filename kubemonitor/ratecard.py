@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
@@ -21,6 +23,7 @@ from .metrics import CATALOG, METRIC_NAME
 from .request import NAMESPACE
 from .times import to_ns
 
+Fail = Callable[[yaml.Node | None, str, str], NoReturn]  # names the line, the problem and the fix
 KEY = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
@@ -109,7 +112,7 @@ def load(path: str | None, required: bool = False) -> RateCard:
 
 
 def parse(text: str, path: str) -> RateCard:
-    def fail(node, problem: str, fix: str):
+    def fail(node: yaml.Node | None, problem: str, fix: str) -> NoReturn:
         line = f" line {node.start_mark.line + 1}" if node is not None else ""
         raise RateCardError(f"billing file {path}{line}: {problem}; {fix}")
 
@@ -118,9 +121,9 @@ def parse(text: str, path: str) -> RateCard:
     if root is None:
         return RateCard(**{**DEFAULT.__dict__, "path": path})
     mapping = _mapping(root, fail, "the file must be a mapping of currency, timezone, close_after, resources, groups")
-    for key, node in mapping.items():
+    for key, (key_node, _) in mapping.items():
         if key not in TOP_KEYS:
-            fail(node[0], f"unknown key {key!r}", f"use only {', '.join(TOP_KEYS)}")
+            fail(key_node, f"unknown key {key!r}", f"use only {', '.join(TOP_KEYS)}")
 
     def scalar(name: str, default: str | None) -> tuple[str | None, yaml.Node | None]:
         entry = mapping.get(name)
@@ -133,7 +136,8 @@ def parse(text: str, path: str) -> RateCard:
     currency, node = scalar("currency", None)
     if currency is not None and not re.fullmatch(r"[A-Z]{3}", currency):
         fail(node, f"currency {currency!r} is not a 3-letter code", "use an ISO 4217 code such as CHF or EUR")
-    timezone_name, node = scalar("timezone", "UTC")
+    timezone_text, node = scalar("timezone", "UTC")
+    timezone_name = "UTC" if timezone_text is None else timezone_text
     if timezone_name not in available_timezones() and timezone_name != "UTC":
         fail(node, f"unknown time zone {timezone_name!r}", "use an IANA name such as Europe/Zurich or UTC")
     try:
@@ -142,7 +146,7 @@ def parse(text: str, path: str) -> RateCard:
         fail(node, f"unknown time zone {timezone_name!r}", "use an IANA name such as Europe/Zurich or UTC")
     close_text, node = scalar("close_after", "6h")
     try:
-        close_after = parse_duration(close_text)
+        close_after = parse_duration("6h" if close_text is None else close_text)
     except ValueError as exc:
         fail(node, f"close_after: {exc}", "e.g. close_after: 6h")
 
@@ -159,7 +163,7 @@ def parse(text: str, path: str) -> RateCard:
             unit = _text(fields, "unit", fail, value, f"resource {key} needs a unit, e.g. unit: core-hours")
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,31}", unit):
                 fail(fields["unit"][1], f"unit {unit!r} must be a short name", "e.g. core-hours or GiB-hours")
-            divide_by = _number(fields, "divide_by", fail, 1.0)
+            divide_by = _number(fields, "divide_by", fail, 1.0) or 0.0  # (given: a number; 0 refused below)
             if divide_by <= 0:
                 fail(fields["divide_by"][1], f"divide_by of {key} must be greater than 0", "e.g. divide_by: 1000")
             if not DIVIDE_BY[0] <= divide_by <= DIVIDE_BY[1]:
@@ -198,7 +202,7 @@ def parse(text: str, path: str) -> RateCard:
     return RateCard(currency, timezone_name, close_after, tuple(resources), tuple(groups), path)
 
 
-def _mapping(node, fail, hint: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+def _mapping(node: yaml.Node, fail: Fail, hint: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     if not isinstance(node, yaml.MappingNode):
         fail(node, "expected a mapping here", hint)
     out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
@@ -209,7 +213,8 @@ def _mapping(node, fail, hint: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     return out
 
 
-def _entries(node, fail, kind: str, allowed, example: str):
+def _entries(node: yaml.Node, fail: Fail, kind: str, allowed: tuple[str, ...],
+             example: str) -> Iterator[tuple[str, yaml.Node, dict[str, tuple[yaml.Node, yaml.Node]]]]:
     """(key, value node, fields) of a `resources:` or `groups:` mapping, keys and field names checked."""
     fields_hint = "{" + ", ".join(allowed) + "}"
     for key, (key_node, value) in _mapping(node, fail, f"{kind}s maps a key to {fields_hint}").items():
@@ -222,14 +227,16 @@ def _entries(node, fail, kind: str, allowed, example: str):
         yield key, value, fields
 
 
-def _text(fields, name, fail, parent, hint):
+def _text(fields: dict[str, tuple[yaml.Node, yaml.Node]], name: str, fail: Fail, parent: yaml.Node,
+          hint: str | None) -> str:
     entry = fields.get(name)
     if entry is None or not isinstance(entry[1], yaml.ScalarNode) or entry[1].value == "":
         fail(parent if entry is None else entry[1], f"{name} is missing or empty", hint or f"give a {name}")
     return entry[1].value
 
 
-def _number(fields, name, fail, default):
+def _number(fields: dict[str, tuple[yaml.Node, yaml.Node]], name: str, fail: Fail,
+            default: float | None) -> float | None:
     entry = fields.get(name)
     if entry is None:
         return default
@@ -290,7 +297,7 @@ class Period:
         return out
 
 
-def _date(field: str, text, example: str) -> date:
+def _date(field: str, text: object, example: str) -> date:
     if not isinstance(text, str) or not DAY.fullmatch(text):
         raise PeriodError(f"'{field}' must be a day as YYYY-MM-DD, e.g. \"{example}\"")
     try:
@@ -306,7 +313,7 @@ def _year(field: str, year: int) -> None:
         raise PeriodError(f"'{field}' is in {year}; InfluxDB keeps {YEARS[0]} to {YEARS[1]}")
 
 
-def month_period(text, timezone: str, field: str = "period") -> Period:
+def month_period(text: object, timezone: str, field: str = "period") -> Period:
     m = MONTH.fullmatch(text) if isinstance(text, str) else None
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise PeriodError(f"'{field}' {str(text)[:20]!r} is not a month or a day; use YYYY-MM (e.g. \"2026-11\") or "
@@ -314,7 +321,7 @@ def month_period(text, timezone: str, field: str = "period") -> Period:
     _year(field, int(m.group(1)))
     first = date(int(m.group(1)), int(m.group(2)), 1)
     nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-    return Period(text, first, nxt - timedelta(days=1), timezone)
+    return Period(m.group(0), first, nxt - timedelta(days=1), timezone)
 
 
 def period_from(data: dict, timezone: str) -> Period:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 
 from .times import MAX_TIME_NS, MIN_TIME_NS, NS, format_ns, to_ns
 
@@ -108,7 +108,7 @@ def parse_body(body: bytes) -> dict:
     return data
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise BadRequest(f"the body contains {name}, which is not valid JSON; send numbers as finite values")
 
 

@@ -36,6 +36,7 @@ from .influx import InfluxError, InfluxGateway
 from .metrics import Metric, MetricCatalog
 from .source import Layout
 from .tasks import cancel_and_wait
+from .telemetry import Telemetry
 from .times import HOUR_NS
 from .usage import Counted, PodKey, Scope, counted_series, hour_of, layout_of, merged, per_pod, raw_hours, statement
 
@@ -88,7 +89,7 @@ def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 class Rollups:
     def __init__(self, influx: InfluxGateway, catalog: MetricCatalog, *, rp: str, metrics: tuple[str, ...],
-                 settle: float, interval_ns: Callable[[Metric], int], telemetry=None):
+                 settle: float, interval_ns: Callable[[Metric], int], telemetry: Telemetry | None = None):
         self.influx, self.catalog = influx, catalog
         self.rp, self.metric_names, self.settle_ns = rp, tuple(metrics), int(settle * 1e9)
         self.interval_ns = interval_ns
@@ -237,21 +238,21 @@ class Rollups:
         if cursor <= end:
             raw.append((cursor, end))
         hourly, daily = merge_spans(hourly), merge_spans(daily)
-        parts = await asyncio.gather(*(self._rolled(metric, a, b, scope) for a, b in hourly),
-                                     *(self._rolled(metric, a, b, scope, daily=True, per_namespace=per_namespace)
-                                       for a, b in daily),
-                                     *(raw_hours(self.influx, metric, a, b, scope, interval_ns) for a, b in raw))
-        rolled = hourly + daily
+        rolled_parts, raw_parts = await asyncio.gather(  # all at once
+            asyncio.gather(*(self._rolled(metric, a, b, scope) for a, b in hourly),
+                           *(self._rolled(metric, a, b, scope, daily=True, per_namespace=per_namespace) for a, b in daily)),
+            asyncio.gather(*(raw_hours(self.influx, metric, a, b, scope, interval_ns) for a, b in raw)))
+
         def merge() -> dict[PodKey, Counted]:
             pods: dict[PodKey, Counted] = defaultdict(Counted)
 
             def key(k: PodKey) -> PodKey:
                 return (k[0], "", "") if per_namespace else k
-            for part in parts[:len(rolled)]:
+            for part in rolled_parts:
                 for k, counted in part.items():
                     pods[key(k)].add(counted)
-            for part in parts[len(rolled):]:
-                for k, counted in per_pod(part).items():
+            for raw_part in raw_parts:
+                for k, counted in per_pod(raw_part).items():
                     pods[key(k)].add(counted)
             return pods
         return await self.influx.compute(merge)

@@ -10,8 +10,10 @@ import logging
 import os
 import signal
 import socket
+from typing import Any
 
 from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream
 
 from . import __version__
 from .app import KubeMonitorApp
@@ -33,12 +35,12 @@ class Server(HTTPServer):
     """Tornado's HTTPServer that closes new connections at once past `max_connections`, so
     a flood of half-open connections runs into a limit, not into the file-descriptor limit."""
 
-    def initialize(self, *args, max_connections: int = 4000, **kwargs) -> None:
+    def initialize(self, *args: Any, max_connections: int = 4000, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
         self.max_connections = max_connections
         self.refused = 0
 
-    def handle_stream(self, stream, address) -> None:
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
         if len(self._connections) >= self.max_connections:
             self.refused += 1
             stream.close()

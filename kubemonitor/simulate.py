@@ -24,10 +24,15 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from .config import Config
 
 DAY = 86400
 GROUPS = ["astro-lab", "bio-sim", "climate", "nlp-group", "vision-lab", "quantum", "genomics", "robotics",
@@ -266,7 +271,7 @@ class Cluster:
     def _noise(self, t: float) -> random.Random:
         return random.Random(self.seed * 1_000_003 + int(t))
 
-    def _key(self, metric: str, **tags: str):
+    def _key(self, metric: str, **tags: str) -> Any:  # heapster: a series key (str); telegraf: an entry
         k = (metric, *sorted(tags.items()))
         key = self._keys.get(k)
         if key is None:
@@ -288,7 +293,7 @@ class Cluster:
         gpu_due = ts // DCGM_INTERVAL != self._gpu_slot  # DCGM: the first tick of each 30 s slot
         self._gpu_slot = ts // DCGM_INTERVAL
 
-        def put(key, metric: str, value: float) -> float:
+        def put(key: Any, metric: str, value: float) -> float:
             """Write one point; return the value as written, so that sums add what was written."""
             if metric in INTEGER_METRICS:
                 value = int(value)
@@ -423,7 +428,7 @@ class Writer:
     """Writes batches of lines to InfluxDB from a background thread, so generating the
     next batch overlaps with InfluxDB ingesting the last one."""
 
-    def __init__(self, client, batch_points: int = 50_000):
+    def __init__(self, client: Any, batch_points: int = 50_000):
         self.client = client
         self.batch_points = batch_points
         self._queue: queue.Queue = queue.Queue(maxsize=2)
@@ -457,7 +462,7 @@ class Writer:
             raise self._error
 
 
-def backfill(cluster: Cluster, client, seconds: float, step: float, end: float | None = None,
+def backfill(cluster: Cluster, client: Any, seconds: float, step: float, end: float | None = None,
              progress: bool = True) -> int:
     """Write `seconds` of history ending at `end` (now), one sample every `step` s. Returns points written."""
     end = time.time() if end is None else end
@@ -485,7 +490,7 @@ class SimulateError(UserError):
     """InfluxDB refused or did not take the simulated points."""
 
 
-def write_problem(exc: BaseException, config) -> SimulateError | None:
+def write_problem(exc: BaseException, config: Config) -> SimulateError | None:
     """One line for a failed write, or None when `exc` is not a database problem (a bug)."""
     import requests
     from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
@@ -500,7 +505,8 @@ def write_problem(exc: BaseException, config) -> SimulateError | None:
     return None
 
 
-def live(cluster: Cluster, client, interval: float, stop: threading.Event, on_error=None) -> None:
+def live(cluster: Cluster, client: Any, interval: float, stop: threading.Event,
+         on_error: Callable[[BaseException | None], None] | None = None) -> None:
     """Write one sample every `interval` seconds until `stop` is set.
 
     A failed write skips that sample and tries again at the next one: the live
@@ -519,13 +525,13 @@ def live(cluster: Cluster, client, interval: float, stop: threading.Event, on_er
                 on_error(exc)
             failing = True
         else:
-            if failing:
+            if failing and on_error is not None:
                 failing = False
                 on_error(None)
         stop.wait(max(0.0, interval - (time.time() - began)))
 
 
-def client_for(config, timeout: float | None = None):
+def client_for(config: Config, timeout: float | None = None) -> Any:
     from influxdb import InfluxDBClient
     return InfluxDBClient(host=config.influxdb_host, port=config.influxdb_port, username=config.influxdb_user,
                           password=config.influxdb_pass, database=config.influxdb_db, ssl=config.influxdb_ssl,
@@ -533,7 +539,7 @@ def client_for(config, timeout: float | None = None):
                           retries=1)
 
 
-def run(config, cluster: Cluster, backfill_seconds: float, step: float, interval: float,
+def run(config: Config, cluster: Cluster, backfill_seconds: float, step: float, interval: float,
         stop: threading.Event | None = None) -> None:
     """`kubemonitor simulate`: create the database, backfill, then write live until `stop`.
 

@@ -18,7 +18,10 @@ and NVIDIA's DCGM exporter through inputs.prometheus).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .influx import InfluxGateway
 
 Condition = tuple[str, dict[str, Any]]   # an InfluxQL condition with $parameters, and their values
 CANONICAL_TAGS = ("namespace_name", "pod_name", "container_name", "nodename")
@@ -102,7 +105,7 @@ class Source:
         """Statements listing namespace names (SHOW TAG VALUES), fixed text."""
         raise NotImplementedError
 
-    async def problems(self, influx) -> list[str]:
+    async def problems(self, influx: InfluxGateway) -> list[str]:
         """Problems with how the data is collected that would bill wrongly (for /readyz and
         statements' notes); empty when there are none. Fixed statements, no user input."""
         return []

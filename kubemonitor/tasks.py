@@ -15,11 +15,11 @@ AGAIN_AFTER = 0.1  # seconds between cancellations of a task that goes on
 
 async def cancel_and_wait(*tasks: asyncio.Future | None) -> None:
     """Cancel the tasks and return when all are done (their exceptions are dropped)."""
-    pending = {t for t in tasks if t is not None}
+    pending: set[asyncio.Future] = {t for t in tasks if t is not None}
     while pending:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=AGAIN_AFTER)
-    for task in tasks:
-        if task is not None and not task.cancelled():
-            task.exception()  # retrieved: no "exception was never retrieved" at exit
+    for each in tasks:
+        if each is not None and not each.cancelled():
+            each.exception()  # retrieved: no "exception was never retrieved" at exit

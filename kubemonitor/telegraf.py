@@ -26,22 +26,27 @@ NVIDIA/dcgm-exporter's default counters):
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .source import Layout, Source
+
+if TYPE_CHECKING:
+    from .influx import InfluxGateway
 
 MIB_IN_MB = (1_048_576, 1_000_000)  # MiB x 1.048576 = MB, exactly
 CONTAINER = "kubernetes_pod_container"
 NODE = "kubernetes_node"
 FB_USED, GPU_UTIL = "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_GPU_UTIL"
 
-_KUBELET = dict(namespace="namespace", pod="pod_name", container="container_name", node="node_name", pod_id=None,
+_KUBELET: dict[str, Any] = dict(namespace="namespace", pod="pod_name", container="container_name", node="node_name", pod_id=None,
                 pod_level=None, container_level=None, series_type=None)
-_DCGM = dict(namespace="namespace", pod="pod", container="container", node="Hostname", pod_id=None, pod_level=None,
+_DCGM: dict[str, Any] = dict(namespace="namespace", pod="pod", container="container", node="Hostname", pod_id=None, pod_level=None,
              # only GPUs held by a pod: DCGM labels the others with no namespace
              container_level=('"namespace" != $empty', {"empty": ""}), series_type=None, gpu=True,
              parts=("gpu",))  # a container holding two GPUs has two series: its value is their sum
 
 
-def _kubelet(field: str, node_field: str | None = None, **extra) -> Layout:
+def _kubelet(field: str, node_field: str | None = None, **extra: Any) -> Layout:
     return Layout(CONTAINER, field, collected=(NODE, node_field or field, None), **_KUBELET, **extra)
 
 
@@ -82,7 +87,7 @@ class Telegraf(Source):
     def namespace_queries(self) -> list[str]:
         return [f'SHOW TAG VALUES FROM "{CONTAINER}", "{FB_USED}" WITH KEY = "namespace"']
 
-    async def problems(self, influx) -> list[str]:
+    async def problems(self, influx: InfluxGateway) -> list[str]:
         """Telegraf's inputs.prometheus, finding the exporter with `monitor_kubernetes_pods`, tags
         each metric with the scraped pod's own `namespace` and `pod_name` - overwriting DCGM's
         `namespace` label with the exporter's namespace - unless `pod_namespace_label_name`

@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .heapster import Heapster
 from .metrics import METRIC_NAME, Metric
 from .request import ApiQuery
 from .source import Condition, Layout, quote
 from .times import HOUR_NS, NS, format_ns
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .influx import InfluxGateway
+    from .rollups import Rollups
 
 HEAPSTER = Heapster()
 
@@ -97,7 +102,7 @@ def counted_series(metric: Metric) -> tuple[list[str], dict]:
     return ([f"({' OR '.join(texts)})"] if len(texts) > 1 else texts), params
 
 
-def type_condition(layout: Layout, series_type: str) -> Condition | None | bool:
+def type_condition(layout: Layout, series_type: str) -> Condition | None | Literal[False]:
     """The condition for the API's `type` filter: a condition, None (all series are of that
     type) or False (the source has no series of that type)."""
     if layout.series_type is not None:
@@ -131,7 +136,7 @@ def raw_statement(metric: Metric, q: ApiQuery) -> tuple[str, dict] | None:
     return statement('{v} AS "value", *::tag', layout, conditions, "ORDER BY time DESC LIMIT $limit"), params
 
 
-def raw_points(select, client, metric: Metric, q: ApiQuery) -> list[dict]:
+def raw_points(select: Callable[..., list[dict]], client: Any, metric: Metric, q: ApiQuery) -> list[dict]:
     """Up to `limit` points, newest first (no aggregation). Blocking: for the executor."""
     built = raw_statement(metric, q)
     if built is None:
@@ -333,8 +338,8 @@ class RawPlan:
             for key, times in extent.items():
                 container_hours[key] = set(range(hour_of(min(times)), hour_of(max(times)) + HOUR_NS, HOUR_NS))
         self.needs = {}
-        for key, hours in container_hours.items():
-            missing = hours - pod_hours.get(key, set())
+        for key, held in container_hours.items():
+            missing = held - pod_hours.get(key, set())
             if missing:
                 self.needs[key] = missing
         conditions, params = self._container()
@@ -374,7 +379,7 @@ class RawPlan:
                     else:
                         counted.count += 1
                         counted.sum += value
-                        if value > counted.max:
+                        if counted.max is None or value > counted.max:
                             counted.max = value
             return hours
         for series in first[0]:
@@ -422,7 +427,7 @@ def _pods_condition(layout: Layout, pods: list[PodKey]) -> tuple[str, dict]:
     return "(" + " OR ".join(alternatives) + ")", params
 
 
-def sample_interval_ns(metric: Metric, config) -> int:
+def sample_interval_ns(metric: Metric, config: Config) -> int:
     """How long each sample of `metric` stands for (the collector's interval; DCGM's for GPU metrics)."""
     gpu = metric.layout is not None and metric.layout.gpu
     return int(round((config.gpu_sample_interval if gpu else config.sample_interval) * NS))
@@ -470,7 +475,7 @@ def per_pod(hours: dict[tuple[PodKey, int], Counted]) -> dict[PodKey, Counted]:
     return pods
 
 
-async def raw_hours(influx, metric: Metric, begin_ns: int, end_ns: int, scope: Scope,
+async def raw_hours(influx: InfluxGateway, metric: Metric, begin_ns: int, end_ns: int, scope: Scope,
                     interval_ns: int, lane: str = "api") -> dict[tuple[PodKey, int], Counted]:
     """The usage rule over raw points: {(pod instance, hour): Counted} for [begin, end]."""
     plan = RawPlan(metric, begin_ns, end_ns, scope, interval_ns)
@@ -483,8 +488,8 @@ async def raw_hours(influx, metric: Metric, begin_ns: int, end_ns: int, scope: S
     return await influx.compute(plan.combine, first, second)
 
 
-async def aggregate(influx, metric: Metric, q: ApiQuery, excluded: Iterable[str], interval_ns: int,
-                    rollups=None, only: Iterable[str] | None = None) -> list[dict]:
+async def aggregate(influx: InfluxGateway, metric: Metric, q: ApiQuery, excluded: Iterable[str], interval_ns: int,
+                    rollups: Rollups | None = None, only: Iterable[str] | None = None) -> list[dict]:
     """The rows of an aggregation (README "Aggregations"): from hourly rollups for the
     whole hours they cover, from raw points for the rest. `only`: a scoped client's
     namespaces (cluster-wide aggregations cover those alone)."""
@@ -616,7 +621,7 @@ def latest_rows(latest_series: list[dict], stale_before_ns: int, limit: int | No
     for s in latest_series:
         tags = {k: (v or None) for k, v in L.canonical(s.get("tags")).items()}
         for t, value in s.get("values", []):
-            row = {"time": format_ns(t), "value": None if value is None else float(L.value(value))}
+            row: dict[str, Any] = {"time": format_ns(t), "value": None if value is None else float(L.value(value))}
             row.update({k: tags.get(k) for k in TAG_KEYS})
             row["stale"] = t < stale_before_ns
             same = pods.setdefault((row["namespace_name"] or "", row["pod_name"] or ""), [])

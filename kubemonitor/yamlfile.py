@@ -64,7 +64,8 @@ def named_entries(text: str, what: str, section: str, hint: str,
         return []
     if not isinstance(node, yaml.MappingNode):
         raise error(f"{what}{line_of(node)}: {hint}")
-    out, seen = [], set()
+    out: list[tuple[str, dict[str, yaml.Node], yaml.Node]] = []
+    seen: set[str] = set()
     for key, value in node.value:
         name = str(key.value)
         if name in seen:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Any, cast
 
 import tornado.web
+from tornado.http1connection import HTTP1Connection
 
 from .. import audit, usage
 from .. import request as api_request
 from ..access import Access
+from ..config import Config
 from ..influx import InfluxError
 from .base import ApiError, APIHandler, encode_json, from_influx
 
@@ -36,7 +39,7 @@ class PostAPIHandler(APIHandler):
         self.audit: dict = {}   # what the audit line says about this call (handlers add to it)
         # The server refuses bodies over a few KiB before any handler runs; the API takes more,
         # counted here as it streams in (and refused with a JSON 413 past MAX_BODY).
-        self.request.connection.set_max_body_size(MAX_BODY + 1024 * 1024)
+        cast(HTTP1Connection, self.request.connection).set_max_body_size(MAX_BODY + 1024 * 1024)
         if self.request.method != "POST":
             raise ApiError(405, f"{self.request.method} is not allowed here; the API answers only POST "
                                 f"({EXAMPLE})")
@@ -69,9 +72,9 @@ class PostAPIHandler(APIHandler):
             guesses.fail(user[:64], address)
             raise
 
-    async def _check(self, config, user: str, password: str) -> None:
-        if config.api_configured and _same(user, config.api_username):
-            if not _same(password, config.api_password):
+    async def _check(self, config: Config, user: str, password: str) -> None:
+        if config.api_configured and _same(user, config.api_username or ""):
+            if not _same(password, config.api_password or ""):
                 self.audit["reason"] = "wrong secret"
                 raise ApiError(401, WRONG)
             self.access = Access(user)  # every namespace, statements too
@@ -79,11 +82,11 @@ class PostAPIHandler(APIHandler):
         clients = self.app.clients
         await self.app.fresh(clients, now=True)  # the file is looked at on every call: a revocation counts at once
         client, why = clients.check(user, password)
-        if why == "ok":
+        if why == "ok" and client is not None:
             self.access = client.access
             return
         self.audit["reason"] = why
-        if why == "revoked":
+        if why == "revoked" and client is not None:
             raise ApiError(401, f"API client {user!r} was revoked on {client.revoked}; ask the operator for a new "
                                 "client (kubemonitor apiclient add)")
         if not config.api_configured and not clients.cached_names():
@@ -161,7 +164,7 @@ class PostAPIHandler(APIHandler):
 class MetricHandler(PostAPIHandler):
     route_name = "api"
 
-    async def post(self, name: str) -> None:
+    async def post(self, name: str) -> None:  # type: ignore[override]  # the route has one argument
         self.audit["metric"] = name[:100]
         data = self.body_object()
         self.audit["fields"] = audit.request_fields(data, api_request.FIELDS)
@@ -185,7 +188,7 @@ class MetricHandler(PostAPIHandler):
         try:
             if request.agg is None:
                 # Rows are encoded in the executor too: a 10,000-row answer is megabytes of JSON.
-                def fetch(client) -> tuple[str, int]:
+                def fetch(client: Any) -> tuple[str, int]:
                     rows = usage.raw_points(influx.select, client, metric, request)
                     return encode_json(rows), len(rows)
                 body, count = await influx.call(fetch, kind="api")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from .. import audit
@@ -18,7 +19,8 @@ class Throttle:
     """At most `limit` failures per key within `window` seconds; then refuse until the
     oldest failure leaves the window. Bounded memory: the least recently failed keys go."""
 
-    def __init__(self, limit: int = 5, window: float = 15 * 60, max_keys: int = 50_000, clock=time.monotonic):
+    def __init__(self, limit: int = 5, window: float = 15 * 60, max_keys: int = 50_000,
+                 clock: Callable[[], float] = time.monotonic):
         self.limit, self.window, self.max_keys, self.clock = limit, window, max_keys, clock
         self._failures: OrderedDict[str, deque] = OrderedDict()
 
@@ -77,7 +79,7 @@ class ApiGuesses:
     per-name limit from anywhere: a billing job's address changes with its pod, and client
     secrets are too long to guess, so only one address's guessing needs stopping."""
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.pair = Throttle(limit=10, window=15 * 60, clock=clock)
         self.address = Throttle(limit=50, window=15 * 60, clock=clock)
 
@@ -121,7 +123,7 @@ class LoginThrottle:
     IN_FLIGHT_PER_ADDRESS = 1
     IN_FLIGHT_PER_USER = 2
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.pair = Throttle(limit=5, window=15 * 60, clock=clock)
         self.address = Throttle(limit=20, window=15 * 60, clock=clock)

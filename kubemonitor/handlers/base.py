@@ -13,9 +13,12 @@ import os
 import secrets
 import time
 import uuid
+from asyncio import Future
 from collections import OrderedDict
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
 
 import tornado.web
 import tornado.websocket
@@ -23,6 +26,10 @@ import tornado.websocket
 from ..access import Access
 from ..audit import printable
 from ..filestore import atomic_write
+
+if TYPE_CHECKING:
+    from ..app import KubeMonitorApp
+    from ..influx import InfluxError
 
 log = logging.getLogger("kubemonitor.app")
 NOBODY = Access("-", frozenset(), False)
@@ -39,7 +46,7 @@ class RevokedSessions:
     with several replicas, each keeps its own file (README "Login and sessions" says so);
     password changes and deleted users end sessions everywhere (checked against the users file)."""
 
-    def __init__(self, path: str | None = None, clock=time.time, max_entries: int = 200_000):
+    def __init__(self, path: str | None = None, clock: Callable[[], float] = time.time, max_entries: int = 200_000):
         self.path, self.clock, self.max_entries = path, clock, max_entries
         self._until: OrderedDict[str, float] = OrderedDict()
         if path:
@@ -75,7 +82,7 @@ class RevokedSessions:
         except OSError:
             pass  # read-only: the entries still count in memory
 
-    def revoke(self, sid) -> None:
+    def revoke(self, sid: str | None) -> None:
         """Remember a logged-out session (the file line is appended by `persist`, off the event loop)."""
         if not isinstance(sid, str):
             return
@@ -83,7 +90,7 @@ class RevokedSessions:
         while len(self._until) > self.max_entries or (self._until and next(iter(self._until.values())) < self.clock()):
             self._until.popitem(last=False)
 
-    def persist(self, sid) -> None:
+    def persist(self, sid: str | None) -> None:
         """Append the revocation to the file (blocking: call it in an executor)."""
         if not self.path or not isinstance(sid, str):
             return
@@ -99,7 +106,7 @@ class RevokedSessions:
             logging.getLogger("kubemonitor").warning("cannot write %s (%s): this logout holds until the server "
                                                      "restarts; fix the log directory's owner or mode", self.path, exc)
 
-    def revoked(self, sid) -> bool:
+    def revoked(self, sid: object) -> bool:
         return isinstance(sid, str) and self._until.get(self._key(sid), 0) > self.clock()
 
 
@@ -155,7 +162,8 @@ class StaticHandler(tornado.web.StaticFileHandler):
             raise tornado.web.HTTPError(404)
         return super().get_absolute_path(root, path)
 
-    def log_exception(self, typ, value, tb) -> None:
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
         if not isinstance(value, tornado.web.HTTPError):
             super().log_exception(typ, value, tb)
 
@@ -169,7 +177,7 @@ class ApiError(tornado.web.HTTPError):
         self.headers = headers or {}
 
 
-def from_influx(exc) -> ApiError:
+def from_influx(exc: InfluxError) -> ApiError:
     """An InfluxError as the answer: its status, the message without InfluxDB's host and port
     (the gateway has logged those, for the operator), and Retry-After when busy."""
     return ApiError(exc.status, exc.public, {"Retry-After": str(exc.retry_after)} if exc.retry_after else None)
@@ -205,7 +213,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         set_security_headers(self)
 
-    def flush(self, include_footers: bool = False):
+    def flush(self, include_footers: bool = False) -> Future[None]:
         # An answer before the body was read (a 401 from prepare): Tornado then closes the
         # connection after it, so say so, or a keep-alive client sends its next request into a reset.
         if not self._headers_written and not getattr(self.request.connection, "_read_finished", True):
@@ -218,7 +226,7 @@ class BaseHandler(tornado.web.RequestHandler):
             kwargs.setdefault("secure", self.request.protocol == "https")
         super().set_cookie(name, value, *args, **kwargs)
 
-    async def _execute(self, transforms, *args: Any, **kwargs: Any) -> None:
+    async def _execute(self, transforms: list[Any], *args: bytes, **kwargs: bytes) -> None:
         # One deadline for all of this request's InfluxDB calls. Not for a websocket: its
         # messages are read in a loop that would inherit the deadline of the upgrade request.
         if isinstance(self, tornado.websocket.WebSocketHandler):
@@ -233,8 +241,8 @@ class BaseHandler(tornado.web.RequestHandler):
         await self.app.fresh(self.app.users)
 
     @property
-    def app(self):
-        return self.application
+    def app(self) -> KubeMonitorApp:
+        return cast("KubeMonitorApp", self.application)
 
     _access: Access | None = None
 
@@ -270,6 +278,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def start_session(self, username: str) -> None:
         user = self.app.users.cached(username)
+        assert user is not None, "a session starts after the password was checked"
         value = json.dumps({"u": username, "p": password_stamp(user.password_hash), "s": secrets.token_urlsafe(16)})
         self.set_signed_cookie(SESSION_COOKIE, value, expires_days=SESSION_HOURS / 24, httponly=True,
                                samesite="Lax", secure=self.request.protocol == "https")
@@ -279,7 +288,7 @@ class BaseHandler(tornado.web.RequestHandler):
         worthless from now on, not only the browser's."""
         raw = self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_HOURS / 24)
         try:
-            sid = json.loads(raw)["s"]
+            sid = json.loads(raw or b"")["s"]
         except (ValueError, KeyError, TypeError):
             sid = None
         self.app.sessions.revoke(sid)
@@ -297,11 +306,12 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(encode_json(value))
 
-    def log_exception(self, typ, value, tb) -> None:
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
         if isinstance(value, tornado.web.HTTPError):
             return  # an answer we chose; the access line records it
         log.error("internal error in request %s %s %s", self.request_id, self.request.method, self.request.path,
-                  exc_info=(typ, value, tb))
+                  exc_info=value)
 
     def internal_error_message(self) -> str:
         return f"internal error (request id {self.request_id}); it has been logged, please report it with that id"
@@ -348,7 +358,7 @@ class APIHandler(BaseHandler):
 class NotFoundHandler(BaseHandler):
     """The catch-all: JSON under /api, a page elsewhere."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         path = self.request.path
         if path == "/api" or path.startswith("/api/"):
             raise ApiError(404, "no such API path; use POST /api/<metric>, e.g. /api/cpu/usage_rate "
@@ -357,7 +367,7 @@ class NotFoundHandler(BaseHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         if self.request.path == "/api" or self.request.path.startswith("/api/"):
-            APIHandler.write_error(self, status_code, **kwargs)
+            APIHandler.write_error(cast(APIHandler, self), status_code, **kwargs)
         else:
             super().write_error(status_code, **kwargs)
 

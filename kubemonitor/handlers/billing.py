@@ -6,16 +6,17 @@ import json
 from .. import audit
 from ..billing import REQUEST_FIELDS, statement_request, to_csv
 from ..influx import InfluxError
+from ..ratecard import Period
 from ..request import BadRequest
 from .api import PostAPIHandler
-from .base import ApiError, from_influx
+from .base import ApiError, BaseHandler, from_influx
 
 
 def csv_filename(label: str, by: str) -> str:
     return f"kubemonitor-{label.replace('..', '_')}-by-{by}.csv"
 
 
-async def statement_for(handler, period, by: str) -> str:
+async def statement_for(handler: BaseHandler, period: Period, by: str) -> str:
     """The statement `handler.access` may see: the whole one, or its namespaces' part."""
     billing, access = handler.app.billing, handler.access
     if access.namespaces is None:
@@ -26,7 +27,7 @@ async def statement_for(handler, period, by: str) -> str:
 class StatementHandler(PostAPIHandler):
     route_name = "statement"
 
-    async def post(self) -> None:
+    async def post(self) -> None:  # type: ignore[override]  # the route has no argument
         self.audit["statement"] = "statement"
         billing = self.app.billing
         data = self.body_object()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import tornado.web
@@ -11,13 +11,13 @@ import tornado.web
 from .. import audit
 from ..billing import BY, to_csv
 from ..influx import InfluxError
-from ..ratecard import PeriodError, current_month, month_period, period_from
+from ..ratecard import Period, PeriodError, current_month, month_period, period_from
 from .base import ApiError
 from .billing import csv_filename, statement_for
 from .pages import PageHandler
 
 
-def shown_gaps(statement: dict, period, interval_s: float) -> list[dict]:
+def shown_gaps(statement: dict, period: Period, interval_s: float) -> list[dict]:
     """The gaps a page's banner names: any longer than max(3 sample intervals, 0.1 % of
     the period). A four-hour outage in a month is 99.46 % coverage - above any share
     threshold, yet a bill four hours short - so the banner goes by the gap, not the share."""
@@ -46,7 +46,7 @@ def only(rows: list[dict], group: str | None, namespace: str | None) -> list[dic
 class BillingPageHandler(PageHandler):
     route_name = "billing"
 
-    def period(self, label: str | None):
+    def period(self, label: str | None) -> Period:
         card = self.app.billing.card
         if not label:
             return current_month(card.timezone, datetime.fromtimestamp(self.app.billing.clock() / 1e9, UTC))
@@ -63,6 +63,9 @@ class BillingPageHandler(PageHandler):
 
     @tornado.web.authenticated
     async def get(self, label: str | None = None, csv: str | None = None) -> None:
+        await self.answer(label, csv)
+
+    async def answer(self, label: str | None, csv: str | None) -> None:
         # A web user's pages share the API clients' cap (KUBEMONITOR_CLIENT_CONCURRENCY): one
         # person reloading year-long statements cannot take everyone's share of InfluxDB.
         who = f"web:{self.current_user}"
@@ -115,14 +118,14 @@ class BillingPageHandler(PageHandler):
                     computed_at=local_time(computed_at, ZoneInfo(period.timezone)), **await self.billing_context(period))
 
     @staticmethod
-    def month_label(day, timezone: str) -> str | None:
+    def month_label(day: date, timezone: str) -> str | None:
         """The month of `day` as a period label; None past the years InfluxDB stores (no link there)."""
         try:
             return month_period(f"{day.year:04d}-{day.month:02d}", timezone).label
         except PeriodError:
             return None
 
-    async def billing_context(self, period) -> dict:
+    async def billing_context(self, period: Period) -> dict:
         card = self.app.billing.card
         before = period.first.replace(day=1) - timedelta(days=1)
         after = period.last.replace(day=28) + timedelta(days=4)
@@ -140,7 +143,7 @@ class BillingCSVHandler(BillingPageHandler):
 
     @tornado.web.authenticated
     async def get(self, label: str) -> None:
-        await BillingPageHandler.get.__wrapped__(self, label, csv=".csv")
+        await self.answer(label, ".csv")
 
 
 class BillingPickerHandler(PageHandler):

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from typing import Any
 from urllib.parse import urlparse
 
 import tornado.web
@@ -48,7 +49,7 @@ CONNECT_BURST = 20.0
 class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     route_name = "live"
 
-    def initialize(self, **kwargs) -> None:
+    def initialize(self, **kwargs: Any) -> None:
         super().initialize(**kwargs)
         self.subscriptions: set[tuple[str, str, str]] = set()
         self._outbox: OrderedDict[object, str] = OrderedDict()
@@ -72,7 +73,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             raise tornado.web.HTTPError(429, "reconnecting too fast")
         self.app.live_attempts[self.current_user] = (tokens - 1, now)
 
-    def write_error(self, status_code: int, **kwargs) -> None:
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.error_headers(status_code, kwargs.get("exc_info", (None, None, None))[1])
         self.write_json({"code": status_code, "message": f"log in at {self.reverse_url('login')} first" if status_code == 401
                          else "refused"}, status_code)
@@ -82,7 +83,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         parsed = urlparse(origin)
         return bool(parsed.netloc) and parsed.netloc.lower() == (self.request.host or "").lower()
 
-    def get_compression_options(self):
+    def get_compression_options(self) -> None:
         return None
 
     def open(self) -> None:
@@ -90,7 +91,9 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         self.app.telemetry.ws_clients.inc()
         self._opened = True
         self._user = self.current_user
-        self._password_hash = self.app.users.cached(self._user).password_hash
+        user = self.app.users.cached(self._user)
+        assert user is not None, "get_current_user found this user"
+        self._password_hash = user.password_hash
         self.app.live_connections[self._user] = self.app.live_connections.get(self._user, 0) + 1
         self._wake = asyncio.Event()
         self._writer = asyncio.ensure_future(self._write_loop())
@@ -185,7 +188,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                 if any(getattr(s, "current_user", None) == user for s in view.subscribers)}
 
     # -- the protocol -------------------------------------------------------------------
-    def on_message(self, message) -> None:
+    def on_message(self, message: str | bytes) -> None:
         """Check the message at once; the slow part of a subscription (the first snapshot)
         runs as a task, so this connection keeps reading frames and answering pings."""
         now = time.monotonic()
@@ -199,7 +202,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def handle(self, message) -> None:
+    async def handle(self, message: str | bytes) -> None:
         if isinstance(message, bytes) or len(message) > MAX_MESSAGE:
             self.send_error_message("send JSON text messages under 4 KiB")
             return
