@@ -17,6 +17,7 @@ scoped one only when given `billing: true`.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import yaml
 from .errors import UserError
 from .request import NAMESPACE
 
+# A web user's or API client's name: one rule for both (they share the audit log and the caps)
+ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEEP = object()  # "leave this part of a scope as it is"
 
 
@@ -59,6 +62,12 @@ class Access:
     who: str
     namespaces: frozenset[str] | None = None   # None: every namespace
     billing: bool = True
+
+    @classmethod
+    def of(cls, who: str, namespaces: tuple[str, ...] | None, billing: bool | None) -> Access:
+        """The access of a users-file or clients-file entry: its namespaces, and billing as
+        written down or else following the namespaces (`effective_billing`)."""
+        return cls(who, None if namespaces is None else frozenset(namespaces), effective_billing(billing, namespaces))
 
     @property
     def scoped(self) -> bool:

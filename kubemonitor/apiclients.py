@@ -24,12 +24,12 @@ from dataclasses import dataclass, replace
 import yaml
 
 from . import yamlfile
-from .access import Access, check_namespaces, effective_billing, scope_from_yaml, scope_to_yaml
+from .access import ACCOUNT_NAME, Access, check_namespaces, scope_from_yaml, scope_to_yaml
 from .errors import UserError
 from .filestore import StoreFileError, WatchedFile
 from .yamlfile import line_of
 
-CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CLIENT_NAME = ACCOUNT_NAME
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 SECRET_BYTES = 32
 _DUMMY_DIGEST = "0" * 64  # compared against for an unknown name, so it costs the same time
@@ -54,8 +54,7 @@ class ApiClient:
 
     @property
     def access(self) -> Access:
-        return Access(self.name, None if self.namespaces is None else frozenset(self.namespaces),
-                      effective_billing(self.billing, self.namespaces))
+        return Access.of(self.name, self.namespaces, self.billing)
 
 
 def digest(secret: str) -> str:

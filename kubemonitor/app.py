@@ -77,6 +77,7 @@ class KubeMonitorApp(tornado.web.Application):
         # Looked at (a stat) on every call of a named client, so that a revoked one is refused at once.
         self.clients = clients or ClientStore(config.api_clients_file)
         self.client_slots = ClientSlots(config.client_concurrency)  # API queries running, per client
+        self.statement_slots = ClientSlots(1)  # statements being computed, per client or web user
         self.audit_sampler = audit.sampler()      # a flood of refused calls is counted, not written line by line
         self.rollup_every = rollup_every
         self.live_connections: dict[str, int] = {}  # open websockets per user

@@ -36,8 +36,9 @@ from .ratecard import Period, PeriodError, RateCard, period_from
 from .request import BadRequest, reject_unknown
 from .rollups import USAGE as USAGE_HOURLY
 from .rollups import KeptIndex, Rollups, collected_intervals, merge_spans
-from .times import HOUR_NS, NS, format_ns
-from .usage import Counted, PodKey, Scope, layout_of, raw_hours
+from .times import HOUR_NS, MAX_DAYS, NS, format_ns
+from .usage import Counted, PodKey, Scope, integral, layout_of, raw_hours
+from .wire import encode
 
 STATEMENT = "kubemonitor_statement"
 REVISION = "kubemonitor_statement_revision"
@@ -141,10 +142,6 @@ def uncovered_spans(covered: list[int], begin: int, end: int) -> list[tuple[int,
     if cursor < end:
         spans.append((cursor, end))
     return [(a, b) for a, b in spans if a < b]
-
-
-def encode(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class Billing:
@@ -262,7 +259,7 @@ class Billing:
             if metric is None:
                 continue
             price = resource.price if priced and resource.price is not None else 1.0
-            factor = self.interval_ns(metric) / 3600e9 / resource.divide_by * price
+            factor = integral(1.0, self.interval_ns(metric)) / resource.divide_by * price  # per unit of summed samples
 
             def add(namespace: str, t: int, total: float, factor: float = factor) -> None:
                 series[self.card.group_of(namespace).key][bisect.bisect_right(starts, t) - 1] += total * factor
@@ -458,7 +455,7 @@ class Billing:
             for (ns, pod, _pod_id), counted in pods.items():
                 group = card.group_of(ns)
                 line: tuple[str, ...] = (group.key,) if by == "group" else (group.key, ns) if by == "namespace" else (group.key, ns, pod)
-                totals[line][key] += counted.sum * intervals[key] / 3600e9 / resource.divide_by
+                totals[line][key] += integral(counted.sum, intervals[key]) / resource.divide_by
         out = []
         for line in sorted(totals):
             group = next((g for g in card.groups if g.key == line[0]), None) or card.group_of(line[0])
@@ -569,7 +566,7 @@ def request_schema() -> dict:
         "properties": {
             "period": {"type": "string", "pattern": f"^({_DATE}|({_YEAR}-(0[1-9]|1[0-2])))$", "example": "2026-11",
                        "description": "a month (YYYY-MM) or a day (YYYY-MM-DD) in the rate card's time zone; not in the future"},
-            "from": {**day, "description": "first day (inclusive); with 'to', at most 366 days, not after 'to'"},
+            "from": {**day, "description": f"first day (inclusive); with 'to', at most {MAX_DAYS} days, not after 'to'"},
             "to": {**day, "example": "2026-11-15", "description": "last day (inclusive)"},
             "by": {"type": "string", "enum": list(BY), "default": "group"},
             "format": {"type": "string", "enum": list(FORMATS), "default": "json"},

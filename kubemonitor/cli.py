@@ -374,7 +374,7 @@ def with_services(config: Config, work: Callable[[Services], Awaitable[int]], ca
 def rollup_range(text_from: str, text_to: str | None, now_ns: int) -> tuple[int, int]:
     """The hours [first, end) that `--from`/`--to` name (inclusive days or times, UTC)."""
     from .request import BadRequest, parse_time
-    from .times import HOUR_NS, format_ns
+    from .times import HOUR_NS, MAX_DAYS, format_ns
     try:
         begin = parse_time("--from", text_from, end_of_day=False)
         end = parse_time("--to", text_to, end_of_day=True) if text_to else now_ns
@@ -390,8 +390,8 @@ def rollup_range(text_from: str, text_to: str | None, now_ns: int) -> tuple[int,
     if begin > end:
         raise UsageError("--from is after --to; swap them")
     first, after = begin - begin % HOUR_NS, end - end % HOUR_NS + HOUR_NS
-    if after - first > 366 * 24 * HOUR_NS:
-        raise UsageError("that is more than 366 days; roll up a year at a time (one --from/--to per run)")
+    if after - first > MAX_DAYS * 24 * HOUR_NS:
+        raise UsageError(f"that is more than {MAX_DAYS} days; roll up a year at a time (one --from/--to per run)")
     return first, after
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from .collectors import SOURCES
 from .errors import UserError
-from .metrics import CATALOG
+from .metrics import CATALOG, METRIC_NAME
+from .request import NAMESPACE
 
 
 class ConfigError(UserError):
@@ -104,7 +105,7 @@ def _bool(text: str) -> bool:
 def _namespaces(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     for name in names:
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
+        if not NAMESPACE.matches(name):
             raise ValueError(f"{name!r} is not a Kubernetes namespace name; give a comma-separated list such as kube-system,monitoring")
     return names
 
@@ -144,7 +145,7 @@ def _rollup_rp(text: str) -> str:
 def _metrics(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     for name in names:
-        if not re.fullmatch(r"[a-z0-9_]+(/[a-z0-9_]+)*", name):
+        if not METRIC_NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a metric name; give a comma-separated list such as cpu/usage_rate,memory/usage")
         if name not in CATALOG:
             raise ValueError(f"{name!r} is not a metric kubemonitor knows; choose from {', '.join(sorted(CATALOG))}")
@@ -233,41 +234,49 @@ SETTINGS: tuple[Setting, ...] = (
 _DEFAULTS = {s.field: s.default for s in SETTINGS}
 
 
+def _default(field_name: str) -> Any:
+    """A Config field's default: its setting's default text in SETTINGS, parsed like user
+    input. The table is the one place a default is written (README's table is tested against it)."""
+    setting = next(s for s in SETTINGS if s.field == field_name)
+    return None if setting.default is None else setting.parse(setting.default)
+
+
 @dataclass(frozen=True)
 class Config:
-    influxdb_host: str = "localhost"
-    influxdb_port: int = 8086
-    influxdb_user: str = ""
-    influxdb_pass: str = ""
-    influxdb_db: str = "k8s"
-    influxdb_ssl: bool = False
-    influxdb_verify_ssl: bool = True
-    influxdb_timeout: float = 10.0
-    api_username: str | None = None
-    api_password: str | None = None
-    users_file: str = "conf/users.yaml"
-    api_clients_file: str = "conf/api-clients.yaml"
-    client_concurrency: int = 4
-    cookie_secret: str | None = None
-    log_dir: str = "/logs/kube-monitoring"
-    poll_interval: float = 10.0
-    sample_interval: float = 60.0
-    source: str = "heapster"
-    gpu_sample_interval: float = 30.0
-    rollup_rp: str = "kubemonitor"
-    rollup_metrics: tuple[str, ...] = ("cpu/usage_rate", "memory/usage", "gpu/usage")
-    rollup_settle: float = 600.0
-    billing_file: str = "conf/billing.yaml"
-    max_limit: int = 10000
-    excluded_namespaces: tuple[str, ...] = ("kube-system",)
-    header_timeout: float = 15.0
-    body_timeout: float = 10.0
-    max_connections: int = 4000
-    listen_backlog: int = 1024
-    address: str = ""
-    trust_proxy: bool = False
-    metrics_token: str = ""
-    request_timeout: float = 30.0
+    """The settings, typed; each default is the SETTINGS table's."""
+    influxdb_host: str = _default("influxdb_host")
+    influxdb_port: int = _default("influxdb_port")
+    influxdb_user: str = _default("influxdb_user")
+    influxdb_pass: str = _default("influxdb_pass")
+    influxdb_db: str = _default("influxdb_db")
+    influxdb_ssl: bool = _default("influxdb_ssl")
+    influxdb_verify_ssl: bool = _default("influxdb_verify_ssl")
+    influxdb_timeout: float = _default("influxdb_timeout")
+    api_username: str | None = _default("api_username")
+    api_password: str | None = _default("api_password")
+    users_file: str = _default("users_file")
+    api_clients_file: str = _default("api_clients_file")
+    client_concurrency: int = _default("client_concurrency")
+    cookie_secret: str | None = _default("cookie_secret")
+    log_dir: str = _default("log_dir")
+    poll_interval: float = _default("poll_interval")
+    sample_interval: float = _default("sample_interval")
+    source: str = _default("source")
+    gpu_sample_interval: float = _default("gpu_sample_interval")
+    rollup_rp: str = _default("rollup_rp")
+    rollup_metrics: tuple[str, ...] = _default("rollup_metrics")
+    rollup_settle: float = _default("rollup_settle")
+    billing_file: str = _default("billing_file")
+    max_limit: int = _default("max_limit")
+    excluded_namespaces: tuple[str, ...] = _default("excluded_namespaces")
+    header_timeout: float = _default("header_timeout")
+    body_timeout: float = _default("body_timeout")
+    max_connections: int = _default("max_connections")
+    listen_backlog: int = _default("listen_backlog")
+    address: str = _default("address")
+    trust_proxy: bool = _default("trust_proxy")
+    metrics_token: str = _default("metrics_token")
+    request_timeout: float = _default("request_timeout")
     # Set when the cookie secret was generated because none was configured.
     cookie_secret_generated: bool = False
 

@@ -96,20 +96,39 @@ class Influxd:
         self.binary: str = found
         self._own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix="kubemonitor-influxd-")
+        self._own_port = http_port is None
         self.http_port = http_port or free_port()
         self.rpc_port = free_port()
+        self.auth = auth
         self.process: subprocess.Popen | None = None
         self.config_path = os.path.join(self.root, "influxdb.conf")
         self.log_path = os.path.join(self.root, "influxd.log")
+        self._write_config()
+
+    def _write_config(self) -> None:
         with open(self.config_path, "w", encoding="utf-8") as fh:
             fh.write(CONFIG.format(root=self.root, http_port=self.http_port, rpc_port=self.rpc_port,
-                                   auth="true" if auth else "false"))
+                                   auth="true" if self.auth else "false"))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self, timeout: float = 30.0) -> Influxd:
+        """Start influxd and wait until it answers. A free port found beforehand can be taken
+        by another process before influxd binds it (a second test run beside this one): then,
+        on ports it chose itself, it tries again on new ones, up to three times."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except InfluxdError as exc:
+                if not (self._own_port and "address already in use" in str(exc)) or attempt == 2:
+                    raise
+                self.http_port, self.rpc_port = free_port(), free_port()
+                self._write_config()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> Influxd:
         if self.running:
             return self
         log = open(self.log_path, "ab")
@@ -123,7 +142,12 @@ class Influxd:
                                    f"{self._log_tail() or 'no output'}; check that {self.binary} is InfluxDB 1.x's "
                                    "influxd and that its directories are writable")
             if self.ping():
-                return self
+                # the answer may come from another server on this port, just before ours
+                # finds the port taken and exits: ours must still run a moment later
+                time.sleep(0.2)
+                if self.process.poll() is None and self.ping():
+                    return self
+                continue
             time.sleep(0.05)
         self.stop()
         raise InfluxdError(f"influxd did not answer on port {self.http_port} within {timeout:g} s; see {self.log_path}")

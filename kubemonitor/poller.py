@@ -19,7 +19,6 @@ next successful round sends `ok`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from .tasks import cancel_and_wait
 from .telemetry import Telemetry
 from .times import format_ns
 from .usage import LATEST_ROWS, MINUTE_NS, WINDOWS, Window, bucket_usage, latest_rows, layout_of, view_lines, view_results, view_statements
+from .wire import encode
 
 log = logging.getLogger("kubemonitor.poller")
 ALL = "all"
@@ -151,7 +151,7 @@ class Poller:
         self.telemetry.poller_views.set(sum(1 for v in self.views.values() if v.subscribers))
 
     def status_message(self) -> str:
-        return json.dumps({"type": "status", "state": self.state, "message": self.message})
+        return encode({"type": "status", "state": self.state, "message": self.message})
 
     # -- polling --------------------------------------------------------------------
     async def fetch(self, view: View) -> dict:
@@ -178,7 +178,7 @@ class Poller:
             snapshot, latest = build_snapshot(view.metric, view.namespace, view.window,
                                               [r.raw.get("series", []) for r in results], now_ns,
                                               self.gpu_stale_ns if layout_of(view.metric).gpu else self.stale_ns)
-            return snapshot, latest, json.dumps(snapshot, separators=(",", ":"))
+            return snapshot, latest, encode(snapshot)
 
         self.requests += 1
         try:
@@ -210,8 +210,7 @@ class Poller:
             return view.text
         text = view.scoped.get(scope)
         if text is None:
-            text = view.scoped[scope] = json.dumps(scoped_snapshot(view.snapshot, view.latest, scope),
-                                                   separators=(",", ":"))
+            text = view.scoped[scope] = encode(scoped_snapshot(view.snapshot, view.latest, scope))
         return text
 
     async def poll_once(self) -> None:

@@ -21,7 +21,7 @@ from .config import parse_duration
 from .errors import UserError
 from .metrics import CATALOG, METRIC_NAME
 from .request import NAMESPACE
-from .times import to_ns
+from .times import MAX_DAYS, to_ns
 
 Fail = Callable[[yaml.Node | None, str, str], NoReturn]  # names the line, the problem and the fix
 KEY = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -252,7 +252,6 @@ def _number(fields: dict[str, tuple[yaml.Node, yaml.Node]], name: str, fail: Fai
 # ------------------------------------------------------------------ periods
 MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
-MAX_DAYS = 366
 YEARS = (1678, 2261)  # the years InfluxDB stores entirely (int64 nanoseconds)
 
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 NS = 10**9
 HOUR_NS = 3600 * NS
+MAX_DAYS = 366  # the longest range a statement or one `rollup` run covers: a leap year
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # InfluxDB 1.x stores int64 nanoseconds; these are the ends it accepts.
 MIN_TIME_NS = -9223372036854775806

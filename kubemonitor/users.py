@@ -17,12 +17,12 @@ import bcrypt
 import yaml
 
 from . import yamlfile
-from .access import Access, check_namespaces, effective_billing, scope_from_yaml, scope_to_yaml
+from .access import ACCOUNT_NAME, Access, check_namespaces, scope_from_yaml, scope_to_yaml
 from .errors import UserError
 from .filestore import MAX_FILE_BYTES, StoreFileError, WatchedFile
 from .yamlfile import line_of
 
-USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+USERNAME = ACCOUNT_NAME
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_PASSWORD_BYTES = 72  # bcrypt reads no more; bcrypt 5 raises on longer input
 BCRYPT_ROUNDS = 12
@@ -50,8 +50,7 @@ class User:
 
     @property
     def access(self) -> Access:
-        return Access(self.username, None if self.namespaces is None else frozenset(self.namespaces),
-                      effective_billing(self.billing, self.namespaces))
+        return Access.of(self.username, self.namespaces, self.billing)
 
 def validate_username(username: str) -> str:
     if not USERNAME.fullmatch(username or ""):

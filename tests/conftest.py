@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import pytest
 
@@ -180,3 +181,12 @@ async def serve_app(application):
     server = HTTPServer(application)  # X-Forwarded-For is the application's to read (trust_proxy)
     server.add_sockets([sock])
     return f"http://127.0.0.1:{port}", server
+
+
+def clear_of_boundary(unit_s: float, margin_s: float) -> None:
+    """Sleep past the next boundary of `unit_s` seconds (a minute, an hour) when it is less
+    than `margin_s` away: a test that computes "the current minute (hour)" and then asks
+    the server about it must not see it change in between."""
+    left = unit_s - time.time() % unit_s
+    if left < margin_s:
+        time.sleep(left + 0.5)

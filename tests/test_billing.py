@@ -682,3 +682,16 @@ async def test_a_statement_reads_what_the_rollups_keep_once_per_resource(billing
     from_raw = json.loads(await raw.statement(period, "group"))
     assert body["totals"] == from_raw["totals"] and body["coverage"] == from_raw["coverage"]
     assert body["gaps"] == from_raw["gaps"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_clients_statements_are_computed_one_at_a_time(served, http_client, billing_app):
+    """Four year-long statements of one client at once took the CPU everyone's small queries
+    need: a client's next statement waits up to a second for the running one, then is a 429."""
+    slots = billing_app.statement_slots
+    assert await slots.acquire(API_USER)  # as if one of its statements were being computed
+    code, body = await statement(http_client, served, {"from": "2026-02-01", "to": "2026-02-03"})
+    assert code == 429 and "one at a time" in body["message"]
+    slots.release(API_USER)
+    code, body = await statement(http_client, served, {"from": "2026-02-01", "to": "2026-02-03"})
+    assert code == 200 and body["rows"] and slots.running(API_USER) == 0  # it gave its turn back

@@ -11,7 +11,7 @@ import signal
 import time
 
 import pytest
-from conftest import WEB_PASS, WEB_USER, Browserless, serve_app
+from conftest import WEB_PASS, WEB_USER, Browserless, clear_of_boundary, serve_app
 from test_live import next_message, session, subscribe, ws_request
 from tornado.websocket import websocket_connect
 
@@ -26,6 +26,7 @@ def counted_pods(influxd, db, minutes=5):
     """The last `minutes` whole minutes of namespace team-o, one sample a minute:
     both-1 has pod-level series (500 = 300 + 200); cont-1 has only container series
     (100 + 50) whose two containers report 2 s apart."""
+    clear_of_boundary(60, 20)  # the test reads "the newest complete minute" well within this one
     now = time.time_ns() // MINUTE * MINUTE
     lines = []
     for k in range(1, minutes + 1):

@@ -253,3 +253,26 @@ def test_cli_counts_and_durations_are_bounded(args, words, tmp_path):
                        env={**os.environ, "KUBEMONITOR_LOG_DIR": str(tmp_path)})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert all(w in r.stderr for w in words), r.stderr
+
+
+def test_influxd_tries_new_ports_when_its_free_port_was_taken_meanwhile(monkeypatch):
+    """free_port() finds a port, then influxd binds it: between the two another process may
+    take it (two test runs side by side). The first port handed out here is already bound."""
+    import socket
+
+    from kubemonitor import influxd as influxd_module
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    real = influxd_module.free_port
+    monkeypatch.setattr(influxd_module, "free_port", lambda: next(ports, None) or real())
+    server = influxd_module.Influxd()
+    try:
+        assert server.http_port == taken.getsockname()[1]
+        server.start()
+        assert server.running and server.http_port != taken.getsockname()[1] and server.ping()
+        assert "address already in use" in open(server.log_path).read()
+    finally:
+        server.cleanup()
+        taken.close()

@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import API_PASS, API_USER, DB
+from conftest import API_PASS, API_USER, DB, clear_of_boundary
 from dataset import T0, D
 
 from kubemonitor.influx import InfluxError
@@ -116,10 +116,11 @@ def sample_lines(namespace, t, value=10.0):
             f"cpu/usage_rate,namespace_name={namespace},pod_name=p-1,type=pod value={value} {t}"]
 
 
-@pytest.mark.gen_test(timeout=60)
+@pytest.mark.gen_test(timeout=90)
 async def test_late_points_within_the_settle_delay_count_after_it_wait_for_a_rebuild(make_app, scratch_db, running_influxd, rp):
     app = make_app(influxdb_db=scratch_db, rollup_rp=rp)
     rollups = app.rollups
+    clear_of_boundary(3600, 30)  # "the hour that ended last" must not change while the test runs
     last = (time.time_ns() // HOUR_NS - 1) * HOUR_NS  # the hour that ended last
     running_influxd.write(scratch_db, [line for m in range(0, 60, 10) for line in sample_lines("late", last - 3 * HOUR_NS + m * 60 * NS)])
     running_influxd.write(scratch_db, [line for m in range(0, 60, 10) for line in sample_lines("late", last + m * 60 * NS)])

@@ -26,6 +26,7 @@ import tornado.websocket
 from ..access import Access
 from ..audit import printable
 from ..filestore import atomic_write
+from ..wire import encode as encode_json
 
 if TYPE_CHECKING:
     from ..app import KubeMonitorApp
@@ -113,10 +114,6 @@ class RevokedSessions:
 def password_stamp(password_hash: str) -> str:
     """A short fingerprint of the user's hash: changing the password ends old sessions."""
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
-def encode_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 # On every response: no inline script, no framing, no sniffing, no referrer to other sites.

@@ -16,12 +16,30 @@ def csv_filename(label: str, by: str) -> str:
     return f"kubemonitor-{label.replace('..', '_')}-by-{by}.csv"
 
 
-async def statement_for(handler: BaseHandler, period: Period, by: str) -> str:
-    """The statement `handler.access` may see: the whole one, or its namespaces' part."""
-    billing, access = handler.app.billing, handler.access
-    if access.namespaces is None:
-        return await billing.statement(period, by)
-    return await billing.scoped_statement(period, by, access.namespaces)
+def send_csv(handler: BaseHandler, text: str, label: str, by: str) -> None:
+    """A statement's CSV as a download (the API's and the billing page's are the same file)."""
+    handler.set_header("Content-Type", "text/csv; charset=UTF-8")
+    handler.set_header("Content-Disposition", f'attachment; filename="{csv_filename(label, by)}"')
+    handler.finish(text.encode("utf-8"))
+
+
+async def statement_for(handler: BaseHandler, period: Period, by: str, who: str) -> str:
+    """The statement `handler.access` may see: the whole one, or its namespaces' part.
+
+    One at a time per client or web user (`who`): a statement is some forty InfluxDB
+    queries, so four of one client's at once would take the CPU the others' small queries
+    need. The next waits up to a second for the running one (a script's burst is served
+    in order), then is a 429."""
+    billing, access, slots = handler.app.billing, handler.access, handler.app.statement_slots
+    if not await slots.acquire(who):
+        raise ApiError(429, "a statement of yours is being computed; statements are computed one at a time per "
+                            "client or user: wait for it, then ask again", {"Retry-After": "1"})
+    try:
+        if access.namespaces is None:
+            return await billing.statement(period, by)
+        return await billing.scoped_statement(period, by, access.namespaces)
+    finally:
+        slots.release(who)
 
 
 class StatementHandler(PostAPIHandler):
@@ -40,16 +58,13 @@ class StatementHandler(PostAPIHandler):
         except BadRequest as exc:
             raise ApiError(400, str(exc)) from None
         try:
-            text = await statement_for(self, period, by)
+            text = await statement_for(self, period, by, self.access.who)
         except InfluxError as exc:
             raise from_influx(exc) from None
         statement = await self.app.influx.compute(json.loads, text)
         self.audit.update(period=period.label, rows=len(statement["rows"]), format=fmt)
         if fmt == "csv":
-            body = await self.app.influx.compute(to_csv, statement, by)
-            self.set_header("Content-Type", "text/csv; charset=UTF-8")
-            self.set_header("Content-Disposition", f'attachment; filename="{csv_filename(period.label, by)}"')
-            self.finish(body.encode("utf-8"))
+            send_csv(self, await self.app.influx.compute(to_csv, statement, by), period.label, by)
             return
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(text)

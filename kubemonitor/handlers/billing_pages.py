@@ -13,7 +13,7 @@ from ..billing import BY, to_csv
 from ..influx import InfluxError
 from ..ratecard import Period, PeriodError, current_month, month_period, period_from
 from .base import ApiError
-from .billing import csv_filename, statement_for
+from .billing import send_csv, statement_for
 from .pages import PageHandler
 
 
@@ -88,7 +88,7 @@ class BillingPageHandler(PageHandler):
         audit.record("csv" if csv else "statement_page", self.current_user, period=period.label, by=by,
                      address=self.request.remote_ip)
         try:
-            text = await statement_for(self, period, by)
+            text = await statement_for(self, period, by, f"web:{self.current_user}")
         except InfluxError as exc:
             self.set_status(exc.status)
             self.render("billing.html", statement=None, error=exc.public, period=period, by=by, daily=None,
@@ -98,9 +98,7 @@ class BillingPageHandler(PageHandler):
         only_group, only_namespace = self.get_argument("group", None), self.get_argument("namespace", None)
         rows = only(statement["rows"], only_group, only_namespace)
         if csv:
-            self.set_header("Content-Type", "text/csv; charset=UTF-8")
-            self.set_header("Content-Disposition", f'attachment; filename="{csv_filename(period.label, by)}"')
-            self.finish(to_csv({**statement, "rows": rows}, by).encode("utf-8"))
+            send_csv(self, to_csv({**statement, "rows": rows}, by), period.label, by)
             return
         shown = self.access.namespaces
         if rows is not statement["rows"]:  # a drill-down: the chart follows the table's rows

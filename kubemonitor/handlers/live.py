@@ -28,6 +28,7 @@ from ..influx import InfluxError
 from ..poller import ALL
 from ..request import NAMESPACE
 from ..usage import DEFAULT_WINDOW, WINDOWS
+from ..wire import encode as encode_json
 from .base import BaseHandler
 
 log = logging.getLogger("kubemonitor.live")
@@ -179,7 +180,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             pass
 
     def send_error_message(self, message: str) -> None:
-        self.deliver(json.dumps({"type": "error", "message": message}))
+        self.deliver(encode_json({"type": "error", "message": message}))
 
     def user_views(self) -> set[tuple[str, str, str]]:
         """The views this user watches, over all their connections (one user cannot take the server's)."""

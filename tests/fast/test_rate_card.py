@@ -3,20 +3,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-
-from conftest import API_PASS, API_USER
 
 from kubemonitor import ratecard
 from kubemonitor.times import NS
-
-
-async def statement(http_client, base, body, raw=False):
-    r = await http_client.fetch(base + "/api/billing/statement", method="POST", raise_error=False,
-                                headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS}, body=json.dumps(body))
-    if raw:
-        return r
-    return r.code, (json.loads(r.body) if r.headers.get("Content-Type", "").startswith("application/json") else r.body)
 
 
 def test_a_dst_month_and_day_in_zurich():
