@@ -73,8 +73,7 @@ bench:
 # ruff, and mypy with every function of the package typed (pyproject's [tool.mypy]).
 # .ci/run runs it before the tests; .pre-commit-config.yaml runs the same two.
 lint:
-	@$(PYTHON) -m ruff --version >/dev/null 2>&1 && $(PYTHON) -m mypy --version >/dev/null 2>&1 || \
-	  $(PYTHON) -m pip install -q -e '.[lint]'
+	@$(PYTHON) tools/requirements_met.py lint || $(PYTHON) -m pip install -q -e '.[lint]'
 	$(PYTHON) -m ruff check kubemonitor tests bench tools vendor
 	$(PYTHON) -m mypy
 

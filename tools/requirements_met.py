@@ -23,8 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def missing(extras: list[str]) -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = list(project["dependencies"])
-    for extra in extras:
-        wanted += project["optional-dependencies"][extra]
+    todo = list(extras)
+    while todo:  # an extra may name others of this project's ("kubemonitor[lint]")
+        for text in project["optional-dependencies"][todo.pop()]:
+            req = Requirement(text)
+            if req.name == project["name"]:
+                todo.extend(req.extras)
+            else:
+                wanted.append(text)
     version = re.search(r'__version__ = "([^"]+)"', (ROOT / "kubemonitor" / "__init__.py").read_text()).group(1)
     out = []
     # An editable install made from another checkout (a copied or moved tree) has the
