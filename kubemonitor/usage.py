@@ -226,6 +226,16 @@ def _key(layout: Layout, tags: dict | None) -> PodKey:
     return (tags.get(layout.namespace, ""), tags.get(layout.pod, ""), tags.get(layout.pod_id, "") if layout.pod_id else "")
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """RawPlan's second step: its statements, and what `combine` needs to know of them —
+    the hours each pod instance's containers count in, and whether the last statement
+    checks the edge hours for pod-level samples."""
+    statements: list[tuple[str, dict]]
+    needs: dict[PodKey, frozenset[int]]
+    checked_edges: bool
+
+
 class RawPlan:
     """The usage rule over raw points of one metric, for [begin, end] (inclusive).
 
@@ -259,8 +269,6 @@ class RawPlan:
         # the hours the range covers only partly
         self.edges = {h for h, covered in ((hour_of(begin_ns), begin_ns % HOUR_NS == 0),
                                             (hour_of(end_ns), (end_ns + 1) % HOUR_NS == 0)) if not covered}
-        self.needs: dict[PodKey, set[int]] = {}
-        self.checked_edges = False
         self.compact = end_ns - begin_ns < SHORT_RANGE_NS
 
     def _common(self) -> tuple[list[str], dict]:
@@ -316,12 +324,12 @@ class RawPlan:
             return "pod_container"
         return (tags or {}).get(self.layout.series_type, "pod")
 
-    def second(self, first: list[list[dict]]) -> list[tuple[str, dict]]:
+    def second(self, first: list[list[dict]]) -> Fallback:
         """The container sums (and edge-hour checks) for pod instances whose containers
-        reported in an hour without pod-level samples."""
+        reported in an hour without pod-level samples (nothing is kept on the plan)."""
         L = self.layout
         if self.containers_only:
-            return []
+            return Fallback([], {}, False)
         pod_hours: dict[PodKey, set[int]] = defaultdict(set)
         container_hours: dict[PodKey, set[int]] = defaultdict(set)
         if self.compact:
@@ -337,20 +345,19 @@ class RawPlan:
                     extent.setdefault(_key(L, s.get("tags")), []).append(t)
             for key, times in extent.items():
                 container_hours[key] = set(range(hour_of(min(times)), hour_of(max(times)) + HOUR_NS, HOUR_NS))
-        self.needs = {}
+        needs: dict[PodKey, frozenset[int]] = {}
         for key, held in container_hours.items():
             missing = held - pod_hours.get(key, set())
             if missing:
-                self.needs[key] = missing
+                needs[key] = frozenset(missing)
         conditions, params = self._container()
         out = []
-        pods = sorted(self.needs)
+        pods = sorted(needs)
         for start in range(0, len(pods), FALLBACK_CHUNK):
             which, chunk_params = _pods_condition(L, pods[start:start + FALLBACK_CHUNK])
             out.append((statement('sum({v}) AS "sum"', L, [*conditions, which], self.by_pod(f"time({self.interval})")
                                   + " fill(none)"), {**params, **chunk_params}))
-        at_edges = sorted(key for key, hours in self.needs.items() if hours & self.edges) if L.pod_level else []
-        self.checked_edges = bool(at_edges)
+        at_edges = sorted(key for key, hours in needs.items() if hours & self.edges) if L.pod_level else []
         if at_edges:
             scope_conditions, scope_params = self.scope.conditions(quote(L.namespace))
             pod_texts, pod_params = merged(L.pod_level)
@@ -360,10 +367,14 @@ class RawPlan:
                                   self.by_pod("time(1h)") + " fill(none)"),
                         {**scope_params, **chunk_params, **pod_params, "hours_begin": min(self.edges),
                          "hours_end": max(self.edges) + HOUR_NS}))
-        return out
+        return Fallback(out, needs, bool(at_edges))
 
-    def combine(self, first: list[list[dict]], second: list[list[dict]]) -> dict[tuple[PodKey, int], Counted]:
+    def combine(self, first: list[list[dict]], fallback: Fallback,
+                second: list[list[dict]]) -> dict[tuple[PodKey, int], Counted]:
+        """{(pod instance, hour): Counted} from both steps' answers (`second`: the answers
+        to `fallback.statements`, in order)."""
         L = self.layout
+        needs = {key: set(hours) for key, hours in fallback.needs.items()}
         hours: dict[tuple[PodKey, int], Counted] = {}
         if self.containers_only:
             sources = frozenset({"pod_container"})
@@ -393,17 +404,17 @@ class RawPlan:
                     hour = hour_of(row["time"]) if self.compact else hour_of(self.begin)
                     hours[(key, hour)] = Counted(row["count"], float(L.value(row.get("sum") or 0.0)),
                                                  None if top is None else float(L.value(top)), frozenset({"pod"}))
-        sums = second[:-1] if self.checked_edges else second
-        if self.checked_edges:  # pod-level samples elsewhere in an edge hour: that hour is the pod's, not its containers'
+        sums = second[:-1] if fallback.checked_edges else second
+        if fallback.checked_edges:  # pod-level samples elsewhere in an edge hour: that hour is the pod's, not its containers'
             for series in second[-1]:
                 key = _key(L, series.get("tags"))
                 for t, count in series.get("values", []):
-                    if count and key in self.needs:
-                        self.needs[key].discard(t)
+                    if count and key in needs:
+                        needs[key].discard(t)
         for result in sums:
             for series in result:
                 key = _key(L, series.get("tags"))
-                wanted = self.needs.get(key, set())
+                wanted = needs.get(key, set())
                 for t, total in series.get("values", []):
                     hour = hour_of(t)
                     if total is None or hour not in wanted:
@@ -483,9 +494,10 @@ async def raw_hours(influx: InfluxGateway, metric: Metric, begin_ns: int, end_ns
         return []
     first = list(await asyncio.gather(*(nothing() if built is None else influx.query(*built, kind="usage", lane=lane)
                                         for built in plan.first())))
-    statements = await influx.compute(plan.second, first)
-    second = list(await asyncio.gather(*(influx.query(text, params, kind="usage", lane=lane) for text, params in statements)))
-    return await influx.compute(plan.combine, first, second)
+    fallback = await influx.compute(plan.second, first)
+    second = list(await asyncio.gather(*(influx.query(text, params, kind="usage", lane=lane)
+                                         for text, params in fallback.statements)))
+    return await influx.compute(plan.combine, first, fallback, second)
 
 
 async def aggregate(influx: InfluxGateway, metric: Metric, q: ApiQuery, excluded: Iterable[str], interval_ns: int,
