@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .apiclients import ClientStore
+from .collectors import SOURCES
 from .config import SETTINGS, Config, check_log_dir, parse_duration
 from .errors import UserError
 from .users import UserInputError, UserStore, validate_email, validate_username
@@ -347,7 +348,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    step = args.step or (10.0 if config.source == "telegraf" else 60.0)
+    from .collectors import source_named
+    step = args.step or source_named(config.source).write_interval
     simulate.run(config, cluster, args.backfill, step, args.interval, stop)
     return 0
 
@@ -476,9 +478,10 @@ BY_CHOICES = ("group", "namespace", "pod")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .collectors import source_named
     from .demo import DemoOptions, run_demo
-    # Telegraf's default interval is 10 s (and the usage rule needs the collector's interval)
-    sample_interval = args.sample_interval or (10.0 if args.source == "telegraf" else 60.0)
+    # the collector's own default interval (the usage rule needs the collector's interval)
+    sample_interval = args.sample_interval or source_named(args.source).write_interval
     run_demo(DemoOptions(port=args.port, address=args.address, backfill=args.backfill, interval=args.interval,
                          sample_interval=sample_interval, source=args.source,
                          namespaces=args.namespaces, pods=args.pods, seed=args.seed, password=args.password,
@@ -618,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-interval", type=duration, default=None, metavar="DURATION",
                    help="how often the simulated collector samples, backfill and live (default 60s, Heapster's; "
                         "10s, Telegraf's, with --source telegraf)")
-    p.add_argument("--source", choices=("heapster", "telegraf"), default="heapster",
+    p.add_argument("--source", choices=tuple(SOURCES), default="heapster",
                    help="the schema the simulated collector writes (default heapster; telegraf: Telegraf + DCGM)")
     p.add_argument("--namespaces", type=count(1, 200), default=5)
     p.add_argument("--pods", type=count(1, 5000), default=30)

@@ -14,6 +14,7 @@ COLLECTED = ('("type" = $cluster OR "type" = $node)', {"cluster": "cluster", "no
 
 class Heapster(Source):
     name = "heapster"
+    write_interval = 60.0       # Heapster's --metric_resolution default
     extra_measurements = True
 
     def layout(self, metric_name: str) -> Layout:

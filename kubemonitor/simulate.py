@@ -34,6 +34,7 @@ from .progress import Progress
 if TYPE_CHECKING:
     from .config import Config
 
+SIMULATED = ("heapster", "telegraf")  # the schemas the simulator writes (a new source adds its writer here)
 DAY = 86400
 GROUPS = ["astro-lab", "bio-sim", "climate", "nlp-group", "vision-lab", "quantum", "genomics", "robotics",
           "materials", "neuro", "econ-lab", "hep"]
@@ -201,8 +202,8 @@ class Cluster:
 
     def __init__(self, seed: int = 1, namespaces: int = 5, pods: int = 30, nodes: int = 4, start: float | None = None,
                  source: str = "heapster"):
-        if source not in ("heapster", "telegraf"):
-            raise ValueError("--source must be heapster or telegraf")
+        if source not in SIMULATED:
+            raise ValueError(f"--source must be one of {', '.join(SIMULATED)}")
         self.source = source
         if not 1 <= namespaces <= len(GROUPS):
             raise ValueError(f"--namespaces must be from 1 to {len(GROUPS)}")

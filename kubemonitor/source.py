@@ -95,6 +95,7 @@ class Source:
     """A schema kubemonitor can read. Subclasses fill in `name` and `layout`."""
 
     name = "source"
+    write_interval = 60.0       # seconds between the collector's samples when left at its default
     extra_measurements = False  # whether any other measurement is queryable as a metric (Heapster: yes)
 
     def layout(self, metric_name: str) -> Layout | None:

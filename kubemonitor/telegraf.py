@@ -80,6 +80,7 @@ LAYOUTS: dict[str, Layout] = {
 
 class Telegraf(Source):
     name = "telegraf"
+    write_interval = 10.0       # Telegraf's [agent] interval default
 
     def layout(self, metric_name: str) -> Layout | None:
         return LAYOUTS.get(metric_name)
