@@ -18,12 +18,17 @@ and NVIDIA's DCGM exporter through inputs.prometheus).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .influx import InfluxGateway
+from typing import Any, Protocol
 
 Condition = tuple[str, dict[str, Any]]   # an InfluxQL condition with $parameters, and their values
+
+
+class Querier(Protocol):
+    """What a source's checks need of the InfluxDB gateway (influx.py's InfluxGateway): a
+    source sits below the gateway, so it names the one method it calls, not the class."""
+
+    async def query(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "query",
+                    lane: str = "api") -> list[dict]: ...
 CANONICAL_TAGS = ("namespace_name", "pod_name", "container_name", "nodename")
 
 
@@ -106,7 +111,7 @@ class Source:
         """Statements listing namespace names (SHOW TAG VALUES), fixed text."""
         raise NotImplementedError
 
-    async def problems(self, influx: InfluxGateway) -> list[str]:
+    async def problems(self, influx: Querier) -> list[str]:
         """Problems with how the data is collected that would bill wrongly (for /readyz and
         statements' notes); empty when there are none. Fixed statements, no user input."""
         return []

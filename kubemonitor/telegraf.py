@@ -26,12 +26,9 @@ NVIDIA/dcgm-exporter's default counters):
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .source import Layout, Source
-
-if TYPE_CHECKING:
-    from .influx import InfluxGateway
+from .source import Layout, Querier, Source
 
 MIB_IN_MB = (1_048_576, 1_000_000)  # MiB x 1.048576 = MB, exactly
 CONTAINER = "kubernetes_pod_container"
@@ -88,7 +85,7 @@ class Telegraf(Source):
     def namespace_queries(self) -> list[str]:
         return [f'SHOW TAG VALUES FROM "{CONTAINER}", "{FB_USED}" WITH KEY = "namespace"']
 
-    async def problems(self, influx: InfluxGateway) -> list[str]:
+    async def problems(self, influx: Querier) -> list[str]:
         """Telegraf's inputs.prometheus, finding the exporter with `monitor_kubernetes_pods`, tags
         each metric with the scraped pod's own `namespace` and `pod_name` - overwriting DCGM's
         `namespace` label with the exporter's namespace - unless `pod_namespace_label_name`
