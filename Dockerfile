@@ -1,18 +1,15 @@
 # kubemonitor image: `make build IMAGE_NAME=... VERSION=...`
-# The chart library is vendored in static/vendor/ (no npm, no CDN at run time).
+# The chart library is vendored in kubemonitor/static/vendor/ (no npm, no CDN at run time).
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     KUBEMONITOR_LOG_DIR=/logs/kube-monitoring \
     KUBEMONITOR_USERS_FILE=/etc/kubemonitor/users.yaml
 WORKDIR /src
-COPY pyproject.toml setup.py MANIFEST.in README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY kubemonitor ./kubemonitor
-COPY templates ./templates
-COPY static ./static
-COPY conf ./conf
-# A regular (non-editable) install: templates/, static/ and conf/ become package
-# data inside kubemonitor/. Then a non-root user owns only the log dir.
+# A regular (non-editable) install: kubemonitor/templates, static and conf are its
+# package data. Then a non-root user owns only the log dir.
 RUN pip install --no-cache-dir . \
  && rm -rf /src \
  && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent kubemonitor \

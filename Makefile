@@ -77,6 +77,6 @@ lint:
 	$(PYTHON) -m ruff check kubemonitor tests bench tools vendor
 	$(PYTHON) -m mypy
 
-# Refresh static/vendor/ from vendor/package-lock.json (needs npm; the result is committed).
+# Refresh kubemonitor/static/vendor/ from vendor/package-lock.json (needs npm; the result is committed).
 vendor:
 	$(PYTHON) vendor/refresh.py

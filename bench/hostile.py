@@ -46,6 +46,8 @@ from common import API_PASS, API_USER, WEB_PASS, WEB_USER, Server, percentile, r
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from kubemonitor import ratecard
+
 POLL = 2.0
 ATTACKER = "127.0.0.{}"  # floods in processes of their own come from here, each from an address of its own
 VICTIM = "127.0.0.2"    # the normal user's own address, known to the server from a login before
@@ -255,8 +257,7 @@ async def main(seconds: float, only: str = "") -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     influxd = seeded_influxd(hours=24, pods=30, namespaces=5)
     server = Server(influxd, poll_interval=POLL, env={
-        "KUBEMONITOR_BILLING_FILE": str(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                     "conf", "billing.example.yaml"))})
+        "KUBEMONITOR_BILLING_FILE": ratecard.EXAMPLE})
     try:
         url = server.url
         cookie = await login_cookie(url)

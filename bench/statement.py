@@ -29,18 +29,11 @@ from common import API_PASS, API_USER, Server, median_ms, rss_mb
 
 from kubemonitor.config import Config
 from kubemonitor.influxd import Influxd
-from kubemonitor.ratecard import month_period
+from kubemonitor.ratecard import example_resources, month_period
 from kubemonitor.rollups import DAILY, DAILY_NS, DAYS, HOURS, USAGE
 from kubemonitor.services import Services
 
-CARD = """\
-currency: CHF
-timezone: UTC
-close_after: 6h
-resources:
-  cpu:    {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.02}
-  memory: {metric: memory/usage, unit: GiB-hours, divide_by: 1073741824, price: 0.004}
-"""
+CARD = "currency: CHF\ntimezone: UTC\nclose_after: 6h\n" + example_resources("cpu", "memory")
 GROUPS = 10
 
 

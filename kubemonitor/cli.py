@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -143,8 +144,17 @@ def read_password(from_stdin: bool, again: bool = True) -> str:
     return first
 
 
+def _own_file(path: str, default: str) -> str:
+    """The users and clients files default to conf/ under the working directory (the
+    operator's folder, beside nothing of the package's): made on first use, owner only.
+    A path the operator named must have its folder already (a typo is not created)."""
+    if path == default:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    return path
+
+
 def user_store(args: argparse.Namespace) -> UserStore:
-    return UserStore(load_config(args).users_file)
+    return UserStore(_own_file(load_config(args).users_file, Config().users_file))
 
 
 def audited(args: argparse.Namespace, action: str, target: str, **details: Any) -> None:
@@ -253,7 +263,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def client_store(args: argparse.Namespace) -> ClientStore:
-    return ClientStore(load_config(args).api_clients_file)
+    return ClientStore(_own_file(load_config(args).api_clients_file, Config().api_clients_file))
 
 
 def cmd_apiclient_add(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from .apiclients import ClientStore
 from .config import Config
 from .influxd import Influxd, InfluxdError, find_influxd
 from .logs import setup_logging
+from .ratecard import example_resources
 from .server import check_port, serve
 from .simulate import Cluster, backfill, client_for, live
 from .users import UserStore
@@ -29,19 +30,16 @@ DEMO_USER = "demo"
 API_USER = "billing"
 # A member of one group: sees only its namespaces (and their statements), as a scoped user and an API client.
 GROUP_USER, GROUP_CLIENT, GROUP_NAMESPACES = "physics", "physics-script", ("astro-lab", "climate")
-# The demo's rate card: prices, and two groups of the simulated namespaces.
-RATE_CARD = """\
-currency: CHF
-timezone: Europe/Zurich
-close_after: 6h
-resources:
-  cpu:    {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.020}
-  memory: {metric: memory/usage, unit: GiB-hours, divide_by: 1073741824, price: 0.004}
-  gpu:    {metric: gpu/usage, unit: GB-hours, divide_by: 1000, price: 0.050}
+# The demo's rate card: the packaged example's prices, and two groups of the simulated namespaces.
+DEMO_GROUPS = """\
 groups:
   physics: {name: Physics and Climate, account: CC-4711, namespaces: [astro-lab, climate]}
   life:    {name: Life Sciences, account: CC-2210, namespaces: [bio-sim]}
 """
+
+
+def rate_card() -> str:
+    return "currency: CHF\ntimezone: Europe/Zurich\nclose_after: 6h\n" + example_resources() + DEMO_GROUPS
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ def run_demo(options: DemoOptions) -> None:
             source=options.source,
         )
         with open(config.billing_file, "w", encoding="utf-8") as fh:
-            fh.write(RATE_CARD)
+            fh.write(rate_card())
         client = client_for(config)
         client.create_database("k8s")
         cluster = Cluster(seed=options.seed, namespaces=options.namespaces, pods=options.pods, source=options.source)

@@ -21,10 +21,26 @@ from .config import parse_duration
 from .errors import UserError
 from .metrics import CATALOG, METRIC_NAME
 from .request import NAMESPACE
+from .resources import resource_dir
 from .times import MAX_DAYS, to_ns
 
 Fail = Callable[[yaml.Node | None, str, str], NoReturn]  # names the line, the problem and the fix
 KEY = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+# The commented example card shipped in the package: what error messages point at, and
+# the one place the usual resources (cpu, memory, gpu with their units) are written.
+EXAMPLE = os.path.join(resource_dir("conf"), "billing.example.yaml")
+
+
+def example_resources(*keys: str) -> str:
+    """The example card's `resources:` block (only `keys`, when named), for a card that
+    bills the usual resources with its own groups: the demo's, the tests', the benchmarks'."""
+    with open(EXAMPLE, encoding="utf-8") as fh:
+        text = fh.read()
+    block = text[text.index("\nresources:\n") + 1:].split("\n\n", 1)[0].splitlines()
+    lines = [line for line in block[1:] if not keys or line.split(":", 1)[0].strip() in keys]
+    return "\n".join(["resources:", *lines]) + "\n"
 
 
 class RateCardError(UserError):
@@ -97,7 +113,7 @@ def load(path: str | None, required: bool = False) -> RateCard:
     if not path or not os.path.exists(path):
         if required:
             raise RateCardError(f"KUBEMONITOR_BILLING_FILE={path!r} does not exist; create it "
-                                "(conf/billing.example.yaml shows the layout), fix the path, or unset "
+                                f"({EXAMPLE} shows the layout), fix the path, or unset "
                                 "KUBEMONITOR_BILLING_FILE for usage-only statements")
         return DEFAULT
     try:
@@ -107,7 +123,7 @@ def load(path: str | None, required: bool = False) -> RateCard:
         raise RateCardError(f"billing file {path} cannot be read: {exc}; check KUBEMONITOR_BILLING_FILE and the file's mode") from None
     if len(text) > MAX_CARD_BYTES:
         raise RateCardError(f"billing file {path} is over {MAX_CARD_BYTES // 1024} KiB; a rate card has a few resources "
-                            "and groups (conf/billing.example.yaml shows the layout)")
+                            f"and groups ({EXAMPLE} shows the layout)")
     return parse(text, path)
 
 
@@ -117,7 +133,7 @@ def parse(text: str, path: str) -> RateCard:
         raise RateCardError(f"billing file {path}{line}: {problem}; {fix}")
 
     root = yamlfile.compose(text, f"billing file {path}", "fix the indentation or quoting there "
-                            "(conf/billing.example.yaml shows the layout)", RateCardError)
+                            f"({EXAMPLE} shows the layout)", RateCardError)
     if root is None:
         return RateCard(**{**DEFAULT.__dict__, "path": path})
     mapping = _mapping(root, fail, "the file must be a mapping of currency, timezone, close_after, resources, groups")

@@ -1,22 +1,27 @@
 """The billing tests' month: February 2026, answers known in closed form (see tests/test_billing.py)."""
 from __future__ import annotations
 
+from kubemonitor.ratecard import example_resources
+
 FEB = 1769904000  # 2026-02-01T00:00:00Z
 DAYS = 28
 GIB = 1024**3
 EVIL = '=HYPERLINK("http://x")'
 
-CARD = """\
-currency: CHF
-timezone: UTC
-close_after: 6h
-resources:
-  cpu:    {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.02}
-  memory: {metric: memory/usage, unit: GiB-hours, divide_by: 1073741824, price: 0.004}
-groups:
+
+
+def card(groups: str, *resources: str) -> str:
+    """A UTC card billing the packaged example's resources (cpu 0.02 per core-hour, memory
+    0.004 per GiB-hour: the closed forms below use these prices) with the given groups."""
+    text = "currency: CHF\ntimezone: UTC\nclose_after: 6h\n" + example_resources(*(resources or ("cpu", "memory")))
+    assert "price: 0.020}" in text and ("memory" not in text or "price: 0.004}" in text), "the example's prices changed"
+    return text + "groups:\n" + groups
+
+
+CARD = card("""\
   astro: {name: Astrophysics Lab, account: CC-4711, namespaces: [astro-lab, astro-dev]}
   plus: {name: "+Lab", account: "@acct", namespaces: [plus-lab]}
-"""
+""")
 
 
 def escape(tag: str) -> str:

@@ -24,6 +24,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from billing_data import card
 from conftest import API_PASS, API_USER, Browserless
 from test_live import next_message, ws_request
 from tornado.websocket import websocket_connect
@@ -39,17 +40,10 @@ ASTRO = {"astro-lab", "astro-dev"}
 BIO = {"bio-sim"}
 ASTRO_WORDS = ("astro-lab", "astro-dev", "astro-pod-1", "astrodev-pod-1", "Astro Unit", "CC-1111")
 BIO_WORDS = ("bio-sim", "bio-pod-1", "Genomics Unit", "CC-9999")
-CARD = """\
-currency: CHF
-timezone: UTC
-close_after: 6h
-resources:
-  cpu:    {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.02}
-  memory: {metric: memory/usage, unit: GiB-hours, divide_by: 1073741824, price: 0.004}
-groups:
+CARD = card("""\
   astro: {name: Astro Unit, account: CC-1111, namespaces: [astro-lab, astro-dev]}
   bio:   {name: Genomics Unit, account: CC-9999, namespaces: [bio-sim]}
-"""
+""")
 PASSWORDS = {"astro": "astro-pass-Zq81", "bio": "bio-pass-Kx27", "admin": "admin-pass-Lm55"}
 
 

@@ -22,7 +22,7 @@ import sys
 import time
 
 import pytest
-from billing_data import CARD, DAYS, EVIL, FEB
+from billing_data import CARD, DAYS, EVIL, FEB, card
 from conftest import API_PASS, API_USER, WEB_PASS, WEB_USER, Browserless, serve_app
 
 from kubemonitor import ratecard
@@ -363,15 +363,7 @@ async def test_the_billing_page_says_so_when_influxdb_is_down(billing_app, http_
         server.stop()
 
 
-RR_CARD = """\
-currency: CHF
-timezone: UTC
-close_after: 6h
-resources:
-  cpu:    {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.02}
-groups:
-  rr: {name: Rounding Lab, account: RR-1, namespaces: [rr-a, rr-b, rr-c]}
-"""
+RR_CARD = card("  rr: {name: Rounding Lab, account: RR-1, namespaces: [rr-a, rr-b, rr-c]}\n", "cpu")
 RR_DAY = 1765756800  # 2025-12-15T00:00:00Z: closed, and apart from February's data
 
 
@@ -418,7 +410,7 @@ async def test_one_closed_period_keeps_one_snapshot_for_every_view(served, runni
     period = period_from({"period": "2025-12-16"}, "UTC")
     first = json.loads(await rr_billing(billing_app, tmp_path).statement(period, "group"))
     assert first["period"]["state"] == "closed" and first["totals"]["total"] == 0.12  # 6 core-hours x 0.02
-    repriced = rr_billing(billing_app, tmp_path, RR_CARD.replace("price: 0.02", "price: 0.5"))
+    repriced = rr_billing(billing_app, tmp_path, RR_CARD.replace("price: 0.020", "price: 0.5"))
     for by in ("namespace", "pod"):
         later = json.loads(await repriced.statement(period, by))
         assert later["resources"] == first["resources"] and later["totals"] == first["totals"], by

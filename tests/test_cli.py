@@ -190,3 +190,18 @@ def test_simulates_help_names_every_source():
     top = subprocess.run([*KUBEMONITOR, "--help"], capture_output=True, text=True, timeout=30).stdout
     line = " ".join(top[top.index("simulate"):].split("demo")[0].split())
     assert all(name in line for name in SOURCES), line
+
+
+def test_adduser_makes_the_default_conf_folder_but_not_a_named_one(tmp_path):
+    """The package carries no conf/ of the operator's: the default users file's folder is
+    made on first use (owner only); a folder in a path someone typed is never guessed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEMONITOR_")}
+    env["KUBEMONITOR_LOG_DIR"] = str(tmp_path / "logs")
+    add = [*KUBEMONITOR, "adduser", "--username=erin", "--email=e@example.org", "--password-stdin"]
+    r = subprocess.run(add, input="a-long-password-1\n", cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "conf" / "users.yaml").exists() and (os.stat(tmp_path / "conf").st_mode & 0o777) == 0o700
+    r = subprocess.run([*add, "--users-file", str(tmp_path / "typo" / "users.yaml")], input="a-long-password-1\n",
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and not (tmp_path / "typo").exists()
+    one_line_error(r, "does not exist", "mkdir -p")

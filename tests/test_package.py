@@ -76,6 +76,10 @@ def test_a_wheel_from_a_clean_checkout_serves_charts_without_npm(tmp_path):
     import zipfile
     metadata = zipfile.ZipFile(wheel).read(f"kubemonitor-{__version__}.dist-info/METADATA").decode()
     assert "License-Expression: Apache-2.0" in metadata
+    # the package data is exactly what the package's folders hold (pyproject's package-data), nothing else
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("kubemonitor/") and not n.endswith(".py")}
+    tracked = {rel for rel in filter(None, listed) if rel.startswith("kubemonitor/") and not rel.endswith(".py")}
+    assert shipped == tracked and "kubemonitor/conf/logging.yaml" in shipped, shipped ^ tracked
     venv = tmp_path / "venv"
     # The venv reuses this interpreter's libraries (tornado, influxdb, ...) but gets
     # kubemonitor only from the wheel; PATH has no npm.
@@ -99,7 +103,7 @@ def test_a_wheel_from_a_clean_checkout_serves_charts_without_npm(tmp_path):
             raise AssertionError((tmp_path / "serve.err").read_text()[-2000:]) from None
         import urllib.request
         asset = urllib.request.urlopen(url + "/static/vendor/uplot/uPlot.iife.min.js", timeout=5).read()
-        assert asset == open(os.path.join(ROOT, "static", "vendor", "uplot", "uPlot.iife.min.js"), "rb").read()
+        assert asset == open(os.path.join(ROOT, "kubemonitor", "static", "vendor", "uplot", "uPlot.iife.min.js"), "rb").read()
         login = urllib.request.urlopen(url + "/web/login", timeout=5).read().decode()
         assert "kubemonitor" in login and "/static/css/app.css" in login
     finally:

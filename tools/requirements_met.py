@@ -15,7 +15,11 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-from pip._vendor.packaging.requirements import Requirement  # pip's own copy: present wherever pip is
+try:
+    from packaging.requirements import Requirement
+except ImportError:  # a fresh machine: nothing of the project is installed yet
+    print("installing, because of: packaging (not installed)", file=sys.stderr)
+    sys.exit(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@
 The app serves its chart library itself (no CDN: air-gapped clusters are common),
 and a `pip install .` must carry it without npm. So the published tarball of each
 locked package is kept here, checked against the lock's integrity hash, and the
-files the pages load are copied into static/vendor/<package>/. The test suite
+files the pages load are copied into kubemonitor/static/vendor/<package>/. The test suite
 checks the same two facts offline (tests/test_package.py).
 
 To move to another version: change it in package.json, `npm install
@@ -20,7 +20,7 @@ import sys
 import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STATIC = os.path.join(os.path.dirname(HERE), "static", "vendor")
+STATIC = os.path.join(os.path.dirname(HERE), "kubemonitor", "static", "vendor")
 # package -> the files of its tarball the pages load (plus its licence)
 WANTED = {"uplot": ("package/dist/uPlot.iife.min.js", "package/dist/uPlot.min.css", "package/LICENSE")}
 
