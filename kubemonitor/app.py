@@ -95,7 +95,9 @@ class KubeMonitorApp(tornado.web.Application):
             static_path=static_path or resource_dir("static"),
             cookie_secret=config.cookie_secret,
             xsrf_cookies=True,
-            login_url="/web/login",  # the "login" route (settings are read before the routes exist)
+            login_url=config.url_prefix + "/web/login",  # the "login" route (settings are read before the routes exist)
+            static_url_prefix=config.url_prefix + "/static/",
+            xsrf_cookie_kwargs={"path": self.cookie_path},
             default_handler_class=NotFoundHandler,
             static_handler_class=StaticHandler,
             websocket_ping_interval=20,
@@ -141,29 +143,44 @@ class KubeMonitorApp(tornado.web.Application):
     async def source_problems(self) -> list[str]:
         return await self.services.problems()
 
+    @property
+    def url_prefix(self) -> str:
+        """'' or '/kubemonitor': every route, cookie, static and websocket URL is under it."""
+        return self.config.url_prefix
+
+    @property
+    def cookie_path(self) -> str:
+        return self.url_prefix + "/"
+
+    def under(self, path: str, prefix: str) -> bool:
+        """Whether a request path is `prefix` (e.g. "/api") or below it, under the URL prefix."""
+        full = self.url_prefix + prefix
+        return path == full or path.startswith(full + "/")
+
     def routes(self) -> list:
+        at = self.url_prefix  # every pattern starts with it; reverse_url gives it back
         return [
             # -- operations: probes, scrapers, API description (no login)
-            url(r"/healthz", ops.HealthHandler, name="healthz"),
-            url(r"/readyz", ops.ReadyHandler, name="readyz"),
-            url(r"/metrics", ops.MetricsHandler, name="metrics"),
-            url(r"/openapi.json", ops.OpenAPIHandler, name="openapi"),
+            url(at + r"/healthz", ops.HealthHandler, name="healthz"),
+            url(at + r"/readyz", ops.ReadyHandler, name="readyz"),
+            url(at + r"/metrics", ops.MetricsHandler, name="metrics"),
+            url(at + r"/openapi.json", ops.OpenAPIHandler, name="openapi"),
             # -- the billing API: POST /api/<metric>, credentials in headers
-            url(r"/api/billing/statement", billing.StatementHandler, name="statement"),
-            PathURL(r"/api/(.+)", api.MetricHandler, name="api"),
+            url(at + r"/api/billing/statement", billing.StatementHandler, name="statement"),
+            PathURL(at + r"/api/(.+)", api.MetricHandler, name="api"),
             # -- the dashboard: login, pages, the live websocket
-            url(r"/web/?", pages.WebRootHandler, name="web"),
-            url(r"/web/login", auth.LoginHandler, name="login"),
-            url(r"/web/logout", auth.LogoutHandler, name="logout"),
-            url(r"/web/stats/index", pages.OverviewHandler, name="overview"),
-            PathURL(r"/web/stats/(.+)", pages.StatsHandler, name="stats"),   # <metric>[/<namespace>]
-            url(r"/web/go", pages.PickerHandler, name="picker"),
-            url(r"/web/live", live.LiveHandler, name="live"),
-            url(r"/web/billing", billing_pages.BillingPageHandler, name="billing"),
-            url(r"/web/billing/go", billing_pages.BillingPickerHandler, name="billing_picker"),
-            url(r"/web/billing/([0-9-]+)\.csv", billing_pages.BillingCSVHandler, name="billing_csv"),
-            url(r"/web/billing/([0-9-]+)", billing_pages.BillingPageHandler, name="billing_period"),
-            url(r"/", pages.WebRootHandler, name="root"),
+            url(at + r"/web/?", pages.WebRootHandler, name="web"),
+            url(at + r"/web/login", auth.LoginHandler, name="login"),
+            url(at + r"/web/logout", auth.LogoutHandler, name="logout"),
+            url(at + r"/web/stats/index", pages.OverviewHandler, name="overview"),
+            PathURL(at + r"/web/stats/(.+)", pages.StatsHandler, name="stats"),   # <metric>[/<namespace>]
+            url(at + r"/web/go", pages.PickerHandler, name="picker"),
+            url(at + r"/web/live", live.LiveHandler, name="live"),
+            url(at + r"/web/billing", billing_pages.BillingPageHandler, name="billing"),
+            url(at + r"/web/billing/go", billing_pages.BillingPickerHandler, name="billing_picker"),
+            url(at + r"/web/billing/([0-9-]+)\.csv", billing_pages.BillingCSVHandler, name="billing_csv"),
+            url(at + r"/web/billing/([0-9-]+)", billing_pages.BillingPageHandler, name="billing_period"),
+            url(at + r"/?" if at else r"/", pages.WebRootHandler, name="root"),
             # -- anything else: NotFoundHandler (default_handler_class), JSON under /api
         ]
 

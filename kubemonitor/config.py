@@ -118,6 +118,15 @@ def _source(text: str) -> str:
     return value
 
 
+def _url_prefix(text: str) -> str:
+    """'' (served at /), or a path such as /kubemonitor: leading slash, no trailing one."""
+    value = text.strip().rstrip("/")
+    if value and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+        raise ValueError("must be a path of plain segments (letters, digits, . _ ~ -), e.g. /kubemonitor or "
+                         "/tools/kubemonitor, or empty to serve at /")
+    return value
+
+
 def _cookie_secret(text: str) -> str | None:
     if text == "":
         return None
@@ -226,6 +235,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("request_timeout", "KUBEMONITOR_REQUEST_TIMEOUT", "--request-timeout", _within(_positive_duration, 1, 3600, "30s"),
             "30s", "all of one request's InfluxDB calls end within this (a statement's own calls are bounded each "
             "by INFLUXDB_TIMEOUT instead, so it completes and is kept)"),
+    Setting("url_prefix", "KUBEMONITOR_URL_PREFIX", "--url-prefix", _url_prefix, "",
+            "serve every page, API path, probe, static file and websocket under this path (e.g. /kubemonitor, "
+            "for an ingress that passes the path on unchanged); empty = at /"),
     Setting("metrics_token", "KUBEMONITOR_METRICS_TOKEN", "--metrics-token", _text, "",
             "when set, /metrics answers only `Authorization: Bearer <token>` (the scraper's bearer token); "
             "empty = anyone who reaches the port (it shows login outcomes and request counts)"),
@@ -276,6 +288,7 @@ class Config:
     address: str = _default("address")
     trust_proxy: bool = _default("trust_proxy")
     metrics_token: str = _default("metrics_token")
+    url_prefix: str = _default("url_prefix")
     request_timeout: float = _default("request_timeout")
     # Set when the cookie secret was generated because none was configured.
     cookie_secret_generated: bool = False

@@ -156,7 +156,7 @@ class MetricCatalog:
             return (f"metric {name!r} is in the catalog, but the {self.source.name} source (KUBEMONITOR_SOURCE) does "
                     f"not collect it; it collects {', '.join(sorted(self.known))}")
         return (f"unknown metric {name[:100]!r}: it is neither in the catalog nor a measurement in InfluxDB; "
-                "GET /openapi.json lists the catalog, e.g. /api/cpu/usage_rate")
+                "the API description (GET openapi.json beside api/) lists the catalog, e.g. cpu/usage_rate")
 
     @staticmethod
     def valid_name(name: str) -> bool:

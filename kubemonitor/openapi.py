@@ -39,6 +39,8 @@ def openapi_document(config: Config, metrics: list[str] | None = None) -> dict:
                 "Usage of Kubernetes pods from Heapster metrics in InfluxDB 1.x. Each pod is counted once: its "
                 "pod-level series, else the sum of its container-level series; ns/node/cluster series never count."),
         },
+        # the paths below are relative to it: KUBEMONITOR_URL_PREFIX, or the root
+        "servers": [{"url": config.url_prefix or "/"}],
         "paths": {
             "/api/{metric}": {
                 "post": {

@@ -122,8 +122,8 @@ async def serve(config: Config, port: int, ready: asyncio.Event | None = None,
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    log.info("kubemonitor %s listening on %s:%d (InfluxDB %s:%d, database %s)", __version__,
-             config.address or "0.0.0.0", port, config.influxdb_host, config.influxdb_port, config.influxdb_db)
+    log.info("kubemonitor %s listening on %s:%d%s/ (InfluxDB %s:%d, database %s)", __version__,
+             config.address or "0.0.0.0", port, config.url_prefix, config.influxdb_host, config.influxdb_port, config.influxdb_db)
     if ready is not None:
         ready.set()
     try:

@@ -41,7 +41,7 @@ class Served:
 
     def __init__(self, port, env):
         self.port, self.env = port, env
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{port}" + env.get("KUBEMONITOR_URL_PREFIX", "")
         self.start()
 
     def start(self):
@@ -107,6 +107,46 @@ def test_log_in_see_chart_and_table_and_a_new_point_arrives_without_reload(serve
     assert "4.50" in values and "0.30" in values and not any("millicores" in v or "cores" in v for v in values)
     assert page.locator(".uplot .u-legend").inner_text().count("browser-pod-1") >= 1
     assert page.errors == []
+
+
+def test_the_dashboard_works_under_a_url_prefix(running_influxd, scratch_db, tmp_path, page):
+    """Behind an ingress at /kubemonitor/: log in, go live, follow the sidebar and the picker,
+    log out, and the browser never leaves the prefix (every request it makes is under it)."""
+    users = tmp_path / "users.yaml"
+    UserStore(str(users), rounds=4).add(WEB_USER, "alice@example.org", WEB_PASS)
+    env = {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(running_influxd.http_port),
+           "INFLUXDB_DB": scratch_db, "KUBEMONITOR_USERS_FILE": str(users), "KUBEMONITOR_LOG_DIR": str(tmp_path),
+           "KUBEMONITOR_POLL_INTERVAL": "1", "KUBEMONITOR_COOKIE_SECRET": "browser-test-" + "s" * 40,
+           "KUBEMONITOR_ADDRESS": "127.0.0.1", "KUBEMONITOR_URL_PREFIX": "/kubemonitor"}
+    served = Served(free_port(), env)
+    requested, sockets = [], []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    try:
+        write_pod(running_influxd, scratch_db, "team-p", "prefixed-1", {"app": 42.0}, time.time_ns())
+        page.goto(served.url + "/web/stats/cpu/usage_rate/team-p")
+        assert "/kubemonitor/web/login?next=" in page.url
+        page.fill("input[name=username]", WEB_USER)
+        page.fill("input[name=password]", WEB_PASS)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/kubemonitor/web/stats/cpu/usage_rate/team-p")
+        page.wait_for_selector("#conn-state.state-live", timeout=10_000)
+        page.wait_for_selector(".uplot canvas", timeout=10_000)  # the chart library came from the prefixed /static
+        write_pod(running_influxd, scratch_db, "team-p", "prefixed-2", {"app": 7.0}, time.time_ns())
+        page.wait_for_selector("table.latest td:has-text('prefixed-2')", timeout=10_000)  # live over the prefixed socket
+        page.click("#sidebar a:has-text('Overview')")
+        page.wait_for_url("**/kubemonitor/web/stats/index")
+        page.select_option("#picker-metric", "memory/usage")
+        page.click("#picker button[type=submit]")
+        page.wait_for_url("**/kubemonitor/web/stats/memory/usage")
+        page.click("#sidebar button:has-text('Log out')")
+        page.wait_for_url("**/kubemonitor/web/login")
+        origin = served.url.removesuffix("/kubemonitor")
+        assert requested and all(u.startswith(served.url + "/") for u in requested if u.startswith(origin)), requested
+        assert sockets and set(sockets) == {served.url.replace("http://", "ws://") + "/web/live"}, sockets
+        assert page.errors == []
+    finally:
+        served.stop()
 
 
 def test_the_page_reconnects_by_itself_after_a_server_restart(server, page, running_influxd, scratch_db):

@@ -196,9 +196,10 @@ class LoginThrottle:
         self.end(self.begin(username, client), ok=False)
 
 
-def safe_next(target: str | None, default: str) -> str:
-    """Only same-site paths: '/x' yes; '//evil', 'http://evil', '/\\evil' no (then `default`)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+def safe_next(target: str | None, default: str, prefix: str = "") -> str:
+    """Only this app's paths: '/x' (under `prefix`, the URL prefix) yes; '//evil', 'http://evil',
+    '/\\evil', a path of another app on the host no (then `default`)."""
+    if not target or not target.startswith(prefix + "/") or target.startswith("//") or "\\" in target:
         return default
     parsed = urlparse(target)
     if parsed.scheme or parsed.netloc or any(ord(ch) < 32 for ch in target):
@@ -210,7 +211,7 @@ class LoginHandler(BaseHandler):
     route_name = "login"
 
     def next_page(self) -> str:
-        return safe_next(self.get_argument("next", None), self.reverse_url("overview"))
+        return safe_next(self.get_argument("next", None), self.reverse_url("overview"), self.app.url_prefix)
 
     def get(self) -> None:
         if self.current_user:

@@ -278,7 +278,7 @@ class BaseHandler(tornado.web.RequestHandler):
         assert user is not None, "a session starts after the password was checked"
         value = json.dumps({"u": username, "p": password_stamp(user.password_hash), "s": secrets.token_urlsafe(16)})
         self.set_signed_cookie(SESSION_COOKIE, value, expires_days=SESSION_HOURS / 24, httponly=True,
-                               samesite="Lax", secure=self.request.protocol == "https")
+                               samesite="Lax", secure=self.request.protocol == "https", path=self.app.cookie_path)
 
     def end_session(self) -> str | None:
         """Log out: the session id is revoked on the server, so a copy of the cookie is
@@ -289,7 +289,7 @@ class BaseHandler(tornado.web.RequestHandler):
         except (ValueError, KeyError, TypeError):
             sid = None
         self.app.sessions.revoke(sid)
-        self.clear_cookie(SESSION_COOKIE)
+        self.clear_cookie(SESSION_COOKIE, path=self.app.cookie_path)
         return sid
 
     def user_label(self) -> str:
@@ -356,14 +356,17 @@ class NotFoundHandler(BaseHandler):
     """The catch-all: JSON under /api, a page elsewhere."""
 
     async def prepare(self) -> None:
-        path = self.request.path
-        if path == "/api" or path.startswith("/api/"):
-            raise ApiError(404, "no such API path; use POST /api/<metric>, e.g. /api/cpu/usage_rate "
-                                "(GET /openapi.json describes the API)")
+        path, at = self.request.path, self.app.url_prefix
+        if at and not (path == at or path.startswith(at + "/")):
+            raise ApiError(404, f"kubemonitor is served under {at}/ (KUBEMONITOR_URL_PREFIX); "
+                                f"start at {self.reverse_url('overview')}, or POST {at}/api/<metric> for the API")
+        if self.app.under(path, "/api"):
+            raise ApiError(404, f"no such API path; use POST {at}/api/<metric>, e.g. {at}/api/cpu/usage_rate "
+                                f"(GET {self.reverse_url('openapi')} describes the API)")
         raise ApiError(404, f"there is no page at {path[:200]}; start at {self.reverse_url('overview')}")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        if self.request.path == "/api" or self.request.path.startswith("/api/"):
+        if self.app.under(self.request.path, "/api"):
             APIHandler.write_error(cast(APIHandler, self), status_code, **kwargs)
         else:
             super().write_error(status_code, **kwargs)

@@ -36,6 +36,12 @@ def test_config_from_environment_and_overrides():
                                          "KUBEMONITOR_EXCLUDED_NAMESPACES"}
 
 
+def test_url_prefix_is_a_path_without_its_trailing_slash():
+    assert Config.load({}).url_prefix == ""
+    assert Config.load({"KUBEMONITOR_URL_PREFIX": "/"}).url_prefix == ""
+    assert Config.load({"KUBEMONITOR_URL_PREFIX": "/tools/kubemonitor/"}).url_prefix == "/tools/kubemonitor"
+
+
 @pytest.mark.parametrize("env,words", [
     ({"INFLUXDB_PORT": "eighty"}, ["INFLUXDB_PORT", "port number"]),
     ({"INFLUXDB_PORT": "70000"}, ["INFLUXDB_PORT"]),
@@ -51,6 +57,9 @@ def test_config_from_environment_and_overrides():
     ({"KUBEMONITOR_HEADER_TIMEOUT": "1e-9"}, ["KUBEMONITOR_HEADER_TIMEOUT", "from 1"]),
     ({"KUBEMONITOR_CLIENT_CONCURRENCY": "100000"}, ["KUBEMONITOR_CLIENT_CONCURRENCY", "to 64"]),
     ({"KUBEMONITOR_ROLLUP_RP": "autogen"}, ["KUBEMONITOR_ROLLUP_RP", "not be autogen"]),
+    ({"KUBEMONITOR_URL_PREFIX": "kubemonitor"}, ["KUBEMONITOR_URL_PREFIX", "e.g. /kubemonitor"]),
+    ({"KUBEMONITOR_URL_PREFIX": "/a b"}, ["KUBEMONITOR_URL_PREFIX", "plain segments"]),
+    ({"KUBEMONITOR_URL_PREFIX": "/x//y"}, ["KUBEMONITOR_URL_PREFIX"]),
     ({"KUBEMONITOR_ROLLUP_METRICS": "nope/x"}, ["KUBEMONITOR_ROLLUP_METRICS", "not a metric kubemonitor knows", "cpu/usage_rate"]),
 ])
 def test_bad_config_values_name_the_setting(env, words):

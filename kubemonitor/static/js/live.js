@@ -6,10 +6,11 @@
   "use strict";
 
   var body = document.body;
-  var STATS_URL = body.getAttribute("data-stats-url") || "/web/stats/";
-  var LIVE_URL = body.getAttribute("data-live-url") || "/web/live";
-  var LOGIN_URL = body.getAttribute("data-login-url") || "/web/login";
-  var OVERVIEW_URL = body.getAttribute("data-overview-url") || "/web/stats/index";
+  // Every URL comes from the page (the server's named routes, under its URL prefix).
+  var STATS_URL = body.getAttribute("data-stats-url");
+  var LIVE_URL = body.getAttribute("data-live-url");
+  var LOGIN_URL = body.getAttribute("data-login-url");
+  var OVERVIEW_URL = body.getAttribute("data-overview-url");
   var RANGE = body.getAttribute("data-range") || "1h";
   var stateEl = document.getElementById("conn-state");
   var degradedEl = document.getElementById("degraded");
