@@ -45,9 +45,9 @@ class Throttle:
                 wait = max(wait, q[-self.limit] + self.window - self.clock())
         return wait
 
-    def fail(self, *keys: str) -> float:
-        """Count a failure for each key now; returns its time stamp (for `unfail`)."""
-        now = self.clock()
+    def fail(self, *keys: str, at: float | None = None) -> float:
+        """Count a failure for each key now (or `at`); returns its time stamp (for `unfail`)."""
+        now = self.clock() if at is None else at
         for key in keys:
             q = self._failures.pop(key, None) or deque()
             q.append(now)
@@ -159,10 +159,13 @@ class LoginThrottle:
         """Reserve an attempt (call after `retry_after` and `busy` said yes): counted as failed now."""
         name = self.normal(username)
         known = self.known(name, client)
+        # One stamp for the three counts, so a right password takes back each of them (`end`):
+        # with a stamp of its own per count, the address's was never found, and 20 people
+        # logging in from one address (a lab behind NAT) locked that address out.
         stamp = self.pair.fail(f"{name}|{client}")
-        self.address.fail(client)
+        self.address.fail(client, at=stamp)
         if not known:
-            self.user.fail(name)
+            self.user.fail(name, at=stamp)
             if self.user.retry_after(name) > 0:  # past the per-user limit: back off, doubling
                 count, _ = self._user_failures.pop(name, (0, 0.0))
                 self._user_failures[name] = (count + 1, self.clock())

@@ -59,6 +59,25 @@ def test_lines_that_share_a_template_but_differ_in_text_are_all_logged():
     assert [f.filter(r) for r in same] == [True] * 5 + [False] * 2
 
 
+def test_people_logging_in_from_one_address_never_lock_it():
+    """A lab behind NAT: every right password takes its count back, at each of the three
+    limits, whatever the clock reads between the counts (a real clock moves on each call)."""
+    from kubemonitor.handlers.auth import LoginThrottle
+    now = [0.0]
+
+    def ticking() -> float:
+        now[0] += 0.001
+        return now[0]
+    t = LoginThrottle(clock=ticking)
+    for i in range(100):
+        name = f"member-{i}"
+        assert t.retry_after(name, "192.0.2.7") == 0 and not t.busy(name, "192.0.2.7"), i
+        t.end(t.begin(name, "192.0.2.7"), ok=True)
+    for _ in range(3):
+        t.fail("intruder", "192.0.2.7")
+    assert t.retry_after("member-100", "192.0.2.7") == 0  # 3 failures, far from the address's 20
+
+
 def test_many_addresses_against_one_name_back_off_doubling():
     from kubemonitor.handlers.auth import LoginThrottle
     now = [0.0]
