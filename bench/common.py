@@ -2,6 +2,7 @@
 `kubemonitor serve` as a separate process (as it runs in production)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -40,10 +41,20 @@ def seeded_influxd(hours: float, pods: int, namespaces: int, db: str = "k8s", in
 class Server:
     """`kubemonitor serve` on a free port against `influxd`."""
 
-    def __init__(self, influxd: Influxd, db: str = "k8s", poll_interval: float = 10.0, env: dict | None = None):
+    def __init__(self, influxd: Influxd, db: str = "k8s", poll_interval: float = 10.0, env: dict | None = None,
+                 viewers: dict[str, tuple[str, ...] | None] | None = None):
         self.dir = tempfile.mkdtemp(prefix="kubemonitor-bench-")
         users = os.path.join(self.dir, "users.yaml")
-        UserStore(users, rounds=4).add(WEB_USER, "bench@example.org", WEB_PASS)
+        store = UserStore(users, rounds=4)
+        store.add(WEB_USER, "bench@example.org", WEB_PASS)
+        # more web users (name -> namespaces, None = all; password WEB_PASS): views watched by many
+        # people. Written in one go (one hash for all: `add` per user re-reads the file each time).
+        if viewers:
+            stamp = store.cached(WEB_USER) or store.entries()[WEB_USER]
+            with store.update() as entries:
+                for name, namespaces in viewers.items():
+                    entries[name] = dataclasses.replace(stamp, username=name, email=f"{name}@example.org",
+                                                        namespaces=namespaces, billing=None)
         clients = os.path.join(self.dir, "api-clients.yaml")
         # a named client of three namespaces: what a group's script would use
         _, secret = ClientStore(clients).add(SCOPED_CLIENT, ("astro-lab", "bio-sim", "climate"), billing=True)

@@ -80,8 +80,7 @@ class KubeMonitorApp(tornado.web.Application):
         self.statement_slots = ClientSlots(1)  # statements being computed, per client or web user
         self.audit_sampler = audit.sampler()      # a flood of refused calls is counted, not written line by line
         self.rollup_every = rollup_every
-        self.live_connections: dict[str, int] = {}  # open websockets per user
-        self.live_attempts: dict[str, tuple[float, float]] = {}  # per user: (connect tokens, when)
+        self.live = live.LiveSockets()  # the open websockets by user; they follow the users file
         self.login_throttle = auth.LoginThrottle()
         self.api_guesses = auth.ApiGuesses()
         self.sessions = RevokedSessions(os.path.join(config.log_dir, "revoked-sessions.jsonl"))  # outlives a restart
@@ -194,11 +193,14 @@ class KubeMonitorApp(tornado.web.Application):
         in an executor; concurrent callers share one read."""
         pending = self._reads.get(store)
         if pending is None or pending.done():
-            if not (store.changed() if now else store.due()):
-                return
-            pending = self._reads[store] = asyncio.get_running_loop().run_in_executor(
-                self.files_executor, store.entries, now)
-        await asyncio.shield(pending)
+            pending = None
+            if store.changed() if now else store.due():
+                pending = self._reads[store] = asyncio.get_running_loop().run_in_executor(
+                    self.files_executor, store.entries, now)
+        if pending is not None:
+            await asyncio.shield(pending)
+        if store is self.users:
+            self.live.follow(self.users)  # a changed file: open sockets close or re-scope now
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """One access line per request, and the Prometheus request metrics."""

@@ -129,6 +129,11 @@ class WatchedFile(Generic[Entry]):
             self._signature = signature
         return self._entries
 
+    @property
+    def version(self) -> tuple | None:
+        """Changes whenever the entries were read again (the file's signature when read)."""
+        return self._signature
+
     def cached(self, name: str) -> Entry | None:
         """The entry as last read, without touching the file (for the event loop)."""
         return self._entries.get(name)

@@ -37,7 +37,7 @@ ALL = "all"
 
 
 class Subscriber(Protocol):
-    def deliver(self, text: str, key: object = None) -> None: ...
+    def deliver(self, text: str | bytes, key: object = None) -> None: ...
 
 
 @dataclass(eq=False)
@@ -47,7 +47,7 @@ class View:
     window: Window
     subscribers: set = field(default_factory=set)
     snapshot: dict | None = None
-    text: str | None = None         # the snapshot, JSON-encoded once for all subscribers
+    text: bytes | None = None       # the snapshot, JSON-encoded (UTF-8) once for all subscribers
     idle_since: float | None = None
     pending: asyncio.Future | None = None
     latest: list[dict] = field(default_factory=list)   # every latest row, before the cap (for scoped copies)
@@ -59,9 +59,10 @@ class View:
 
 
 def build_snapshot(metric: Metric, namespace: str, window: Window, results: list[list[dict]], now_ns: int,
-                   stale_ns: int) -> tuple[dict, list[dict]]:
+                   stale_ns: int, answered_ns: int | None = None) -> tuple[dict, list[dict]]:
     """The `snapshot` message (README "The web dashboard") from the three statements'
-    series, and every latest row (the message carries the first LATEST_ROWS)."""
+    series, and every latest row (the message carries the first LATEST_ROWS). The window
+    ends at `now_ns` (when the poll asked); `polled_at` is when InfluxDB's answer was in."""
     answers = view_results(metric, results) + [[]] * 5
     pod_series, container_series, latest_series = answers[:3]
     layout = layout_of(metric)
@@ -76,7 +77,7 @@ def build_snapshot(metric: Metric, namespace: str, window: Window, results: list
     values = {name: round(points[current_at], 6) for name, points in sorted(minute_lines.items()) if current_at in points}
     latest = latest_rows(latest_series, now_ns - stale_ns, limit=None, layout=layout)
     return {"type": "snapshot", "metric": metric.name, "namespace": namespace, "range": window.name,
-            "unit": metric.unit, "polled_at": format_ns(now_ns // 1_000_000 * 1_000_000),
+            "unit": metric.unit, "polled_at": format_ns((answered_ns or now_ns) // 1_000_000 * 1_000_000),
             "bucket_ms": window.bucket_ns // 1_000_000, "series": series,
             "current": {"at": current_at // 1_000_000, "span_ms": MINUTE_NS // 1_000_000, "values": values,
                         "total": round(sum(values.values()), 6)},
@@ -170,20 +171,24 @@ class Poller:
         now_ns = time.time_ns()
         namespace = None if view.namespace == ALL else view.namespace
         statements, params = view_statements(view.metric, namespace, view.window, self.excluded, now_ns)
+        # the scoped copies its watchers will need (a cluster view seen by groups' members)
+        scopes = {s for s in (getattr(sub, "scope", None) for sub in view.subscribers) if s is not None} \
+            if view.namespace == ALL else set()
 
-        def run(client: Any) -> tuple[dict, list[dict], str]:
+        def run(client: Any) -> tuple[dict, list[dict], bytes, dict]:
             # Shaping and encoding happen here, in the executor: the event loop only hands out text.
             results = client.query(statements, bind_params=params, epoch="ns")
             results = results if isinstance(results, list) else [results]
             snapshot, latest = build_snapshot(view.metric, view.namespace, view.window,
                                               [r.raw.get("series", []) for r in results], now_ns,
-                                              self.gpu_stale_ns if layout_of(view.metric).gpu else self.stale_ns)
-            return snapshot, latest, encode(snapshot)
+                                              self.gpu_stale_ns if layout_of(view.metric).gpu else self.stale_ns,
+                                              answered_ns=time.time_ns())
+            scoped = {scope: encode(scoped_snapshot(snapshot, latest, scope)).encode() for scope in scopes}
+            return snapshot, latest, encode(snapshot).encode(), scoped
 
         self.requests += 1
         try:
-            view.snapshot, view.latest, view.text = await self.influx.call(run, kind="poll", lane="live")
-            view.scoped = {}
+            view.snapshot, view.latest, view.text, view.scoped = await self.influx.call(run, kind="poll", lane="live")
         except InfluxError as exc:
             self._set_state("degraded", exc.public, exc.message)  # at once, not when the round ends
             raise
@@ -203,14 +208,14 @@ class Poller:
             return view.snapshot
         return scoped_snapshot(view.snapshot, view.latest, scope)
 
-    def text_for(self, view: View, scope: frozenset[str] | None) -> str | None:
+    def text_for(self, view: View, scope: frozenset[str] | None) -> bytes | None:
         """The view's snapshot text for a subscriber of this scope: the shared text, or a
         scoped copy of a cluster view, made once per scope and round."""
         if view.text is None or view.snapshot is None or scope is None or view.namespace != ALL:
             return view.text
         text = view.scoped.get(scope)
         if text is None:
-            text = view.scoped[scope] = encode(scoped_snapshot(view.snapshot, view.latest, scope))
+            text = view.scoped[scope] = encode(scoped_snapshot(view.snapshot, view.latest, scope)).encode()
         return text
 
     async def poll_once(self) -> None:
@@ -222,7 +227,12 @@ class Poller:
         if not watched:
             return
         started = time.perf_counter()
-        results = await asyncio.gather(*(self.fetch(v) for v in watched), return_exceptions=True)
+
+        async def refresh(view: View) -> None:
+            await self.fetch(view)
+            if view.text is not None:
+                self._broadcast(view)  # as soon as its answer is in, not after the round's slowest view
+        results = await asyncio.gather(*(refresh(v) for v in watched), return_exceptions=True)
         self.telemetry.poll_seconds.observe(time.perf_counter() - started)
         failures = [r for r in results if isinstance(r, BaseException)]
         for r in failures:
@@ -234,9 +244,6 @@ class Poller:
                             first.message if isinstance(first, InfluxError) else None)
         else:
             self._set_state("ok", "")
-        for view, result in zip(watched, results):
-            if not isinstance(result, BaseException) and view.text is not None:
-                self._broadcast(view)
         self.rounds += 1
 
     def _set_state(self, state: str, message: str, detail: str | None = None) -> None:
@@ -256,7 +263,7 @@ class Poller:
             # The scope is asked now, not at subscription: a narrowed scope counts from the next round.
             self._deliver(subscriber, self.text_for(view, getattr(subscriber, "scope", None)), view.key)
 
-    def _deliver(self, subscriber: Subscriber, text: str | None, key: object) -> None:
+    def _deliver(self, subscriber: Subscriber, text: str | bytes | None, key: object) -> None:
         if text is None:  # nothing fetched yet
             return
         try:

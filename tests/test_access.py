@@ -724,3 +724,13 @@ async def test_an_open_live_view_closes_when_its_user_is_deleted_or_their_passwo
             if await asyncio.wait_for(conn.read_message(), timeout=10) is None:
                 break
         assert conn.close_code == 1008 and "session has ended" in conn.close_reason, user
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_socket_watching_nothing_closes_too_when_its_user_is_deleted(http_client, base_url, config):
+    """Sessions are checked when the users file changes, not when a message happens to be
+    sent: a quiet socket (no view, so nothing is ever delivered) closes all the same."""
+    conn = await ws(base_url, await logged_in(http_client, base_url, "bio"))
+    UserStore(config.users_file, rounds=4).delete("bio")
+    assert await asyncio.wait_for(conn.read_message(), timeout=10) is None
+    assert conn.close_code == 1008 and "session has ended" in conn.close_reason

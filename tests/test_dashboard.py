@@ -3,7 +3,6 @@ the API, every view on a page stays live, "degraded" comes as soon as InfluxDB i
 late, ranges, and the small truths (stale pods, a user who can log in at once)."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -150,28 +149,6 @@ async def test_a_user_added_while_the_server_runs_can_log_in_at_once(browser, co
     UserStore(config.users_file, rounds=4).add("latecomer", "l@example.org", "pw-late-1")
     r = await browser.login("latecomer", "pw-late-1")
     assert r.code == 302, r.body[:300]
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_a_status_change_does_not_displace_a_snapshot(app):
-    """Unit-level: the connection's outbox keeps the newest snapshot of each view and the
-    newest status, in order; nothing else is dropped."""
-    from kubemonitor.handlers.live import LiveHandler
-    handler = LiveHandler.__new__(LiveHandler)
-    handler._outbox, handler._errors, handler.dropped = __import__("collections").OrderedDict(), 0, 0
-    handler._wake = asyncio.Event()
-
-    class Conn:
-        def is_closing(self):
-            return False
-    handler.ws_connection = Conn()
-    handler.deliver("cpu-1", ("cpu", "all", "1h"))
-    handler.deliver("status-degraded", "status")
-    handler.deliver("mem-1", ("mem", "all", "1h"))
-    handler.deliver("cpu-2", ("cpu", "all", "1h"))
-    handler.deliver("status-ok", "status")
-    assert list(handler._outbox.values()) == ["mem-1", "cpu-2", "status-ok"]
-    assert handler.dropped == 2
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -10,6 +10,10 @@ unsent older one of the same view, and the newest status replaces an unsent olde
 status, so a slow client skips stale messages but every view on a page and every
 change of state still arrives, and the outbox never grows past one entry per
 view (plus a few error replies).
+
+Who may see what is settled when a socket opens and again when the users file changes
+(`LiveSockets.follow`), never per message: a round's delivery to a thousand sockets
+looks nothing up (a scope is a plain attribute the poller reads).
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import tornado.web
@@ -30,6 +35,10 @@ from ..request import NAMESPACE
 from ..usage import DEFAULT_WINDOW, WINDOWS
 from ..wire import encode as encode_json
 from .base import BaseHandler
+
+if TYPE_CHECKING:
+    from ..filestore import WatchedFile
+    from ..users import User
 
 log = logging.getLogger("kubemonitor.live")
 MAX_SUBSCRIPTIONS = 20
@@ -47,32 +56,134 @@ CONNECT_PER_SECOND = 1.0
 CONNECT_BURST = 20.0
 
 
+class TokenBucket:
+    """`burst` tokens, refilled at `per_second`: `take()` spends one when there is one."""
+
+    __slots__ = ("burst", "per_second", "clock", "tokens", "at")
+
+    def __init__(self, burst: float, per_second: float, clock: Callable[[], float] = time.monotonic):
+        self.burst, self.per_second, self.clock = burst, per_second, clock
+        self.tokens, self.at = burst, clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.per_second)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Outbox:
+    """A socket's unsent messages, keyed by what each is about: a newer message about the
+    same thing (a view's snapshot, the status) replaces the unsent older one and goes to
+    the back; error replies (no key) are kept in order, at most `max_errors` of them."""
+
+    def __init__(self, max_errors: int = MAX_QUEUED_ERRORS):
+        self._messages: OrderedDict[object, str | bytes] = OrderedDict()  # bytes: UTF-8 JSON, sent as text
+        self._errors, self.max_errors = 0, max_errors
+        self.dropped = 0  # messages replaced before they were sent (a slow client)
+
+    def put(self, text: str | bytes, key: object = None) -> bool:
+        """Queue `text`; False when it was an error reply past the cap (not queued)."""
+        if key is None:
+            if self._errors >= self.max_errors:
+                return False
+            self._errors += 1
+            key = ("error", object())
+        elif key in self._messages:
+            del self._messages[key]
+            self.dropped += 1
+        self._messages[key] = text
+        return True
+
+    def take(self) -> str | bytes | None:
+        """The oldest unsent message, or None."""
+        if not self._messages:
+            return None
+        key, text = self._messages.popitem(last=False)
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == "error":
+            self._errors -= 1
+        return text
+
+    def discard(self, key: object) -> None:
+        self._messages.pop(key, None)
+
+    def clear(self) -> None:
+        self._messages.clear()
+        self._errors = 0
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+
+class LiveSockets:
+    """The process's open live sockets by user: the per-user caps, the reconnect rate, and
+    what a change of the users file does to them — a deleted user or a new password closes
+    their sockets, a changed scope re-scopes them at once."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.by_user: dict[str, set[LiveHandler]] = {}
+        self._connects: dict[str, TokenBucket] = {}  # per user (names the users file has)
+        self._followed: object = None  # the users file's version last applied
+
+    def refusal(self, user: str) -> str | None:
+        """Why this user may not open another socket now (429), or None."""
+        if len(self.by_user.get(user, ())) >= MAX_CONNECTIONS_PER_USER:
+            return "too many live connections for this user"
+        bucket = self._connects.get(user)
+        if bucket is None:
+            bucket = self._connects[user] = TokenBucket(CONNECT_BURST, CONNECT_PER_SECOND, self.clock)
+        return None if bucket.take() else "reconnecting too fast"
+
+    def opened(self, handler: LiveHandler) -> None:
+        self.by_user.setdefault(handler.user, set()).add(handler)
+
+    def closed(self, handler: LiveHandler) -> None:
+        mine = self.by_user.get(handler.user)
+        if mine is not None:
+            mine.discard(handler)
+            if not mine:
+                del self.by_user[handler.user]
+
+    def views_of(self, user: str) -> set[tuple[str, str, str]]:
+        """The views a user watches over all their sockets."""
+        return {key for handler in self.by_user.get(user, ()) for key in handler.subscriptions}
+
+    def follow(self, users: WatchedFile[User]) -> None:
+        """After the users file was read: apply what changed to the open sockets (once per version)."""
+        if users.version == self._followed:
+            return
+        self._followed = users.version
+        for name, handlers in list(self.by_user.items()):
+            user = users.cached(name)
+            for handler in list(handlers):
+                handler.follow(user)
+
+
 class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     route_name = "live"
 
     def initialize(self, **kwargs: Any) -> None:
         super().initialize(**kwargs)
         self.subscriptions: set[tuple[str, str, str]] = set()
-        self._outbox: OrderedDict[object, str] = OrderedDict()
-        self._wake: asyncio.Event | None = None
-        self._writer: asyncio.Task | None = None
-        self._errors = 0
-        self.dropped = 0  # snapshots replaced before they were sent (a slow client)
-        self._tokens, self._tokens_at = RATE_BURST, time.monotonic()
+        # The user's namespaces (None: all), set at open and by `follow`; the poller reads it.
+        self.scope: frozenset[str] | None = frozenset()
+        self.outbox = Outbox()
+        self._opened = False
+        self._writing: asyncio.Future | None = None  # the write in flight; the outbox waits behind it
+        self._messages = TokenBucket(RATE_BURST, RATE_PER_SECOND)
         self._tasks: set[asyncio.Task] = set()
 
     async def prepare(self) -> None:
         await super().prepare()
         if not self.current_user:
             raise tornado.web.HTTPError(401, "log in first")
-        if self.app.live_connections.get(self.current_user, 0) >= MAX_CONNECTIONS_PER_USER:
-            raise tornado.web.HTTPError(429, "too many live connections for this user")
-        now = time.monotonic()
-        tokens, at = self.app.live_attempts.get(self.current_user, (CONNECT_BURST, now))
-        tokens = min(CONNECT_BURST, tokens + (now - at) * CONNECT_PER_SECOND)
-        if tokens < 1:
-            raise tornado.web.HTTPError(429, "reconnecting too fast")
-        self.app.live_attempts[self.current_user] = (tokens - 1, now)
+        refusal = self.app.live.refusal(self.current_user)
+        if refusal is not None:
+            raise tornado.web.HTTPError(429, refusal)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.error_headers(status_code, kwargs.get("exc_info", (None, None, None))[1])
@@ -91,114 +202,91 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         self.app.watch_users()
         self.app.telemetry.ws_clients.inc()
         self._opened = True
-        self._user = self.current_user
-        user = self.app.users.cached(self._user)
+        self.user: str = self.current_user
+        user = self.app.users.cached(self.user)
         assert user is not None, "get_current_user found this user"
         self._password_hash = user.password_hash
-        self.app.live_connections[self._user] = self.app.live_connections.get(self._user, 0) + 1
-        self._wake = asyncio.Event()
-        self._writer = asyncio.ensure_future(self._write_loop())
+        self.scope = user.access.namespaces
+        self.app.live.opened(self)
 
     def on_close(self) -> None:
-        if getattr(self, "_opened", False):
+        if self._opened:
             self._opened = False
             self.app.telemetry.ws_clients.dec()
-            left = self.app.live_connections.get(self._user, 1) - 1
-            if left > 0:
-                self.app.live_connections[self._user] = left
-            else:
-                self.app.live_connections.pop(self._user, None)
+            self.app.live.closed(self)
         for task in self._tasks:
             task.cancel()
-        if self._writer is not None:
-            self._writer.cancel()
-        self._outbox.clear()
+        self.outbox.clear()
         self.app.poller.unsubscribe(self)
 
-    # -- scope ----------------------------------------------------------------------------
-    @property
-    def scope(self) -> frozenset[str] | None:
-        """The user's namespaces as the users file says now (None: every namespace); the
-        poller asks before each delivery, so a changed scope counts without a reconnect."""
-        return self.access.namespaces
-
-    def session_ended(self) -> bool:
-        """The user was deleted, or their password changed, since this socket opened: their
-        sessions are over (as for pages), so the socket closes instead of streaming on."""
-        if not hasattr(self, "_password_hash"):
-            return False  # not open (yet)
-        user = self.app.users.cached(self._user)
-        if user is not None and user.password_hash == self._password_hash:
-            return False
-        self.close(1008, "your session has ended; log in again")
-        return True
-
-    def out_of_scope(self, key: object) -> bool:
-        """A namespace view the user may no longer see: stop it and say so, once."""
-        if not (isinstance(key, tuple) and len(key) == 3 and key[1] != ALL) or self.access.sees(key[1]):
-            return False
-        self.subscriptions.discard(key)
-        self.app.poller.unsubscribe(self, key)
-        self._outbox.pop(key, None)
-        self.send_error_message(f"namespace {key[1]!r} is no longer one you may see; its view has stopped")
-        return True
+    # -- who may see what: at open, and when the users file changes -----------------------
+    def follow(self, user: User | None) -> None:
+        """The users file changed. A deleted user or a new password ends their sessions (as
+        for pages): the socket closes. A changed scope counts at once: views of namespaces
+        no longer visible stop (said once each), and each cluster view is sent again as
+        the new scope sees it, replacing an unsent copy of the old."""
+        if user is None or user.password_hash != self._password_hash:
+            self.close(1008, "your session has ended; log in again")
+            return
+        access = user.access
+        if access.namespaces == self.scope:
+            return
+        self.scope = access.namespaces
+        poller = self.app.poller
+        for key in sorted(self.subscriptions):
+            if key[1] != ALL and not access.sees(key[1]):
+                self.subscriptions.discard(key)
+                poller.unsubscribe(self, key)
+                self.outbox.discard(key)
+                self.send_error_message(f"namespace {key[1]!r} is no longer one you may see; its view has stopped")
+            elif key[1] == ALL and key in poller.views:
+                text = poller.text_for(poller.views[key], self.scope)
+                if text is not None:
+                    self.deliver(text, key)
 
     # -- sending ------------------------------------------------------------------------
-    def deliver(self, text: str, key: object = None) -> None:
+    def deliver(self, text: str | bytes, key: object = None) -> None:
         """Queue a message (the poller calls this for every subscriber): never blocks.
         `key` names what it is about; an unsent message with the same key is replaced."""
-        if self.ws_connection is None or self.ws_connection.is_closing() or self._wake is None:
+        if not self._opened or self.ws_connection is None or self.ws_connection.is_closing():
             self.app.poller.unsubscribe(self)
             return
-        if self.session_ended() or self.out_of_scope(key):
-            return
-        if key is None:  # an error reply: kept in order, but only a few
-            if self._errors >= MAX_QUEUED_ERRORS:
-                return
-            self._errors += 1
-            key = ("error", object())
-        elif key in self._outbox:
-            del self._outbox[key]  # the newer one goes to the back, in arrival order
-            self.dropped += 1
-        self._outbox[key] = text
-        self._wake.set()
+        if self.outbox.put(text, key):
+            self._pump()
 
-    async def _write_loop(self) -> None:
-        assert self._wake is not None
+    def _pump(self) -> None:
+        """Write the oldest queued message now, unless a write is still in flight: then the
+        outbox waits (and newer snapshots replace older ones in it) until that one is done.
+        No task per socket: a round's delivery to a thousand sockets is a thousand writes."""
+        if self._writing is not None or not self._opened:
+            return
+        text = self.outbox.take()
+        if text is None:
+            return
         try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._outbox:
-                    key, text = self._outbox.popitem(last=False)
-                    if isinstance(key, tuple) and key and key[0] == "error":
-                        self._errors -= 1
-                    await self.write_message(text)
+            self._writing = self.write_message(text)
         except tornado.websocket.WebSocketClosedError:
             self.app.poller.unsubscribe(self)
-        except asyncio.CancelledError:
-            pass
+            return
+        self._writing.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future) -> None:
+        self._writing = None
+        if future.cancelled() or future.exception() is not None:  # closed meanwhile
+            self.app.poller.unsubscribe(self)
+            return
+        self._pump()
 
     def send_error_message(self, message: str) -> None:
         self.deliver(encode_json({"type": "error", "message": message}))
-
-    def user_views(self) -> set[tuple[str, str, str]]:
-        """The views this user watches, over all their connections (one user cannot take the server's)."""
-        user = self.current_user
-        return {key for key, view in self.app.poller.views.items()
-                if any(getattr(s, "current_user", None) == user for s in view.subscribers)}
 
     # -- the protocol -------------------------------------------------------------------
     def on_message(self, message: str | bytes) -> None:
         """Check the message at once; the slow part of a subscription (the first snapshot)
         runs as a task, so this connection keeps reading frames and answering pings."""
-        now = time.monotonic()
-        self._tokens = min(RATE_BURST, self._tokens + (now - self._tokens_at) * RATE_PER_SECOND)
-        self._tokens_at = now
-        if self._tokens < 1:
+        if not self._messages.take():
             self.close(1008, "too many messages; a page sends one per view")
             return
-        self._tokens -= 1
         task = asyncio.ensure_future(self.handle(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -236,7 +324,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             self.send_error_message(f"unknown metric {body['metric'][:100]!r}")
             return
         if action == "subscribe" and namespace != ALL and not (
-                self.access.sees(namespace) and await self.app.catalog.has_namespace(namespace)):
+                (self.scope is None or namespace in self.scope) and await self.app.catalog.has_namespace(namespace)):
             # A view only for a namespace the data has (strangers cannot make the poller query anything
             # else) and the user may see; the same words either way, so a name outside one's scope
             # cannot be probed for.
@@ -251,7 +339,7 @@ class LiveHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         if key not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             self.send_error_message(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
             return
-        held = self.user_views() if key not in self.subscriptions else set()
+        held = self.app.live.views_of(self.user) if key not in self.subscriptions else set()
         if key not in self.subscriptions and key not in held and len(held) >= MAX_VIEWS_PER_USER:
             self.send_error_message(f"at most {MAX_VIEWS_PER_USER} live views per user, over all your pages; "
                                     "close a page or a chart, then try again")
