@@ -6,6 +6,7 @@ import logging
 import logging.config
 import logging.handlers
 import os
+import queue
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -82,6 +83,34 @@ class PrivateFileHandler(logging.handlers.RotatingFileHandler):
         return cast(io.TextIOWrapper, open(fd, self.mode, encoding=self.encoding, errors=self.errors))
 
 
+class BackgroundHandler(logging.handlers.QueueHandler):
+    """The server's general logs (console, info.log, errors.log) written by a thread of their
+    own: the event loop only queues a record. Writing, rotating and flushing them cost about a
+    fifth of the loop's time per API call. `flush` (and `close`, at exit) waits until every
+    queued record is written. The audit log stays written at once (a call's line is on disk
+    before its answer is sent)."""
+
+    def __init__(self, targets: list[logging.Handler]):
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        super().__init__(records)
+        self.listener = logging.handlers.QueueListener(records, *targets, respect_handler_level=True)
+        self.listener.start()
+        self.running = True
+
+    def flush(self) -> None:
+        if self.running:  # stop (the thread writes what is queued first), then start again
+            self.listener.stop()
+            self.listener.start()
+        for target in self.listener.handlers:
+            target.flush()
+
+    def close(self) -> None:
+        if self.running:
+            self.running = False
+            self.listener.stop()
+        super().close()
+
+
 def _fill(node: Any, log_dir: str) -> Any:
     if isinstance(node, dict):
         return {k: _fill(v, log_dir) for k, v in node.items()}
@@ -118,3 +147,6 @@ def setup_logging(log_dir: str, config_path: str | None = None, console: bool = 
         spec["handlers"].pop("console", None)
         spec["root"]["handlers"] = [h for h in spec["root"]["handlers"] if h != "console"]
     logging.config.dictConfig(spec)
+    root = logging.getLogger()
+    if root.handlers:
+        root.handlers = [BackgroundHandler(list(root.handlers))]

@@ -1,6 +1,7 @@
 """Time as InfluxDB stores it: int64 nanoseconds since the epoch, shown as RFC 3339 UTC."""
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 NS = 10**9
@@ -15,8 +16,13 @@ MAX_TIME_NS = 9223372036854775806
 def format_ns(ns: int) -> str:
     """RFC 3339 UTC with Z, nanoseconds trimmed like InfluxDB does."""
     secs, frac = divmod(ns, NS)
-    text = (EPOCH + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
-    return text + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
+    return _second(secs) + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(secs: int) -> str:
+    # An answer's points share few seconds (every pod reports each interval): strftime once each.
+    return (EPOCH + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def to_ns(dt: datetime) -> int:
