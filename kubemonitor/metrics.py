@@ -150,13 +150,13 @@ class MetricCatalog:
             self._namespaces_at = now
         return name in self._namespaces
 
-    def unknown(self, name: str) -> str:
+    def unknown(self, name: str, url_prefix: str = "") -> str:
         """Why `name` is not a metric here, and what to ask for instead (for a 404)."""
         if name in CATALOG:
             return (f"metric {name!r} is in the catalog, but the {self.source.name} source (KUBEMONITOR_SOURCE) does "
                     f"not collect it; it collects {', '.join(sorted(self.known))}")
         return (f"unknown metric {name[:100]!r}: it is neither in the catalog nor a measurement in InfluxDB; "
-                "the API description (GET openapi.json beside api/) lists the catalog, e.g. cpu/usage_rate")
+                f"GET {url_prefix}/openapi.json lists the catalog, e.g. {url_prefix}/api/cpu/usage_rate")
 
     @staticmethod
     def valid_name(name: str) -> bool:

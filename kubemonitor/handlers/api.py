@@ -179,7 +179,7 @@ class MetricHandler(PostAPIHandler):
         except InfluxError as exc:
             raise from_influx(exc) from None
         if metric is None:
-            raise ApiError(404, self.app.catalog.unknown(name))
+            raise ApiError(404, self.app.catalog.unknown(name, self.app.url_prefix))
         if request.ignored_agg is not None:
             self.set_header("Warning", f'299 kubemonitor "agg is not one of {", ".join(api_request.AGGREGATIONS)}; '
                                        'returning points without aggregation"')
