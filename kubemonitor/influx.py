@@ -305,10 +305,10 @@ class InfluxGateway:
         series = await self.query("SHOW MEASUREMENTS", kind="measurements")
         return [row[0] for s in series for row in s.get("values", [])]
 
-    async def list_namespaces(self, statements: list[str] | None = None) -> list[str]:
-        """Namespace names: the source's SHOW TAG VALUES statements (fixed text), Heapster's by default."""
+    async def list_namespaces(self, statements: list[str]) -> list[str]:
+        """Namespace names: the source's SHOW TAG VALUES statements (fixed text)."""
         names: set[str] = set()
-        for text in statements or ['SHOW TAG VALUES WITH KEY = "namespace_name"']:
+        for text in statements:
             series = await self.query(text, kind="namespaces")
             names.update(row[1] for s in series for row in s.get("values", []) if row[1])
         return sorted(names)

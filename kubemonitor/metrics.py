@@ -100,6 +100,14 @@ CATALOG: dict[str, Metric] = {m.name: m for m in (
 MAIN_METRICS: tuple[str, ...] = tuple(name for name, m in CATALOG.items() if m.main)
 
 
+def of_source(source: Source, name: str) -> Metric:
+    """A catalog metric as `source` stores it (with its layout); KeyError for one it does not collect."""
+    layout = source.layout(name)
+    if layout is None or name not in CATALOG:
+        raise KeyError(f"the {source.name} source does not collect {name!r}")
+    return replace(CATALOG[name], layout=layout)
+
+
 class MetricCatalog:
     """Resolves metric names: the catalog first, then the database's measurements.
 
@@ -114,8 +122,8 @@ class MetricCatalog:
                  miss_interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self.source = source
         # the catalog as this source stores it: each metric with its layout; metrics it does not collect left out
-        self.known: dict[str, Metric] = {name: replace(m, layout=layout) for name, m in CATALOG.items()
-                                         if (layout := self.source.layout(name)) is not None}
+        self.known: dict[str, Metric] = {name: of_source(source, name) for name in CATALOG
+                                         if source.layout(name) is not None}
         self._list = list_measurements
         self._ttl = ttl
         self._miss_interval = miss_interval

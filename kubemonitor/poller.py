@@ -75,7 +75,7 @@ def build_snapshot(metric: Metric, namespace: str, window: Window, results: list
     minute_lines = lines if window.bucket_ns == MINUTE_NS else view_lines(shown, bucket_usage(answers[3], answers[4], layout))
     current_at = now_ns // MINUTE_NS * MINUTE_NS - MINUTE_NS
     values = {name: round(points[current_at], 6) for name, points in sorted(minute_lines.items()) if current_at in points}
-    latest = latest_rows(latest_series, now_ns - stale_ns, limit=None, layout=layout)
+    latest = latest_rows(latest_series, now_ns - stale_ns, layout, limit=None)
     return {"type": "snapshot", "metric": metric.name, "namespace": namespace, "range": window.name,
             "unit": metric.unit, "polled_at": format_ns((answered_ns or now_ns) // 1_000_000 * 1_000_000),
             "bucket_ms": window.bucket_ns // 1_000_000, "series": series,

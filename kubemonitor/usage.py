@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .heapster import Heapster
-from .metrics import METRIC_NAME, Metric
+from .metrics import Metric
 from .request import ApiQuery
 from .source import Condition, Layout, quote
 from .times import HOUR_NS, NS, format_ns
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
     from .config import Config
     from .influx import InfluxGateway
     from .rollups import Rollups
-
-HEAPSTER = Heapster()
 
 TAG_KEYS = ("namespace_name", "pod_name", "container_name", "nodename", "type")
 # How many container-only pods one fallback query names (keeps the URL and the OR short).
@@ -39,13 +36,12 @@ SHORT_RANGE_NS = 2 * HOUR_NS
 
 # ---------------------------------------------------------------- InfluxQL
 def layout_of(metric: Metric) -> Layout:
-    """Where the metric is stored: its source's layout (Heapster's when none was attached).
-    A Heapster measurement name is quoted only after it matched the metric pattern."""
-    if metric.layout is not None:
-        return metric.layout
-    if not METRIC_NAME.fullmatch(metric.name):
-        raise ValueError(f"refusing to quote {metric.name!r}")
-    return HEAPSTER.layout(metric.name)
+    """Where the metric is stored: the layout its source's catalog attached. There is no
+    default source: a metric without one is a bug (take it from MetricCatalog or
+    metrics.of_source), not Heapster's schema assumed."""
+    if metric.layout is None:
+        raise ValueError(f"metric {metric.name!r} has no layout; take it from its source's catalog (metrics.of_source)")
+    return metric.layout
 
 
 def quote_measurement(metric: Metric) -> str:
@@ -588,10 +584,10 @@ def view_results(metric: Metric, results: list[list[dict]]) -> list[list[dict]]:
 
 
 def bucket_usage(pod_series: list[dict], container_series: list[dict],
-                 layout: Layout | None = None) -> dict[tuple[str, str], dict[int, float]]:
+                 layout: Layout) -> dict[tuple[str, str], dict[int, float]]:
     """Each pod's value per bucket under the counting rule: its pod-level mean when it
     has pod-level samples in that bucket, else the sum of its containers' means."""
-    L = layout or HEAPSTER.layout("")
+    L = layout
     pods: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for s in pod_series:
         tags = s.get("tags") or {}
@@ -623,12 +619,12 @@ def view_lines(namespace: str | None, pods: dict[tuple[str, str], dict[int, floa
     return lines
 
 
-def latest_rows(latest_series: list[dict], stale_before_ns: int, limit: int | None = LATEST_ROWS,
-                layout: Layout | None = None) -> list[dict]:
+def latest_rows(latest_series: list[dict], stale_before_ns: int, layout: Layout,
+                limit: int | None = LATEST_ROWS) -> list[dict]:
     """The newest point of each pod's counted series (its containers when it has
     them, else its pod-level series), newest pods first within a namespace; a row
     older than `stale_before_ns` is marked stale (the pod stopped reporting)."""
-    L = layout or HEAPSTER.layout("")
+    L = layout
     pods: dict[tuple[str, str], list[dict]] = {}
     for s in latest_series:
         tags = {k: (v or None) for k, v in L.canonical(s.get("tags")).items()}

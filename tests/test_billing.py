@@ -263,9 +263,10 @@ def test_a_bad_rate_card_is_one_line_naming_file_and_line(tmp_path, text, words)
 @pytest.mark.gen_test(timeout=120)
 async def test_coverage_from_rolled_up_hours_equals_coverage_from_raw_points(billing_app):
     from kubemonitor.billing import Billing
-    from kubemonitor.metrics import CATALOG
+    from kubemonitor.heapster import Heapster
+    from kubemonitor.metrics import of_source
     from kubemonitor.times import HOUR_NS
-    cpu = CATALOG["cpu/usage_rate"]
+    cpu = of_source(Heapster(), "cpu/usage_rate")
     rollups = billing_app.rollups
     await rollups.prepare()
     first = (FEB + 9 * 86400) * NS - 3 * HOUR_NS  # 2026-02-09 21:00 .. 2026-02-10 06:00, around the missing hour
@@ -651,7 +652,8 @@ async def test_a_statement_reads_what_the_rollups_keep_once_per_resource(billing
     """The rolled-up hours and days are read once per resource, for both usage and coverage
     (three reads each before), and the numbers are those of a statement from raw points."""
     from kubemonitor.billing import Billing
-    from kubemonitor.metrics import CATALOG
+    from kubemonitor.heapster import Heapster
+    from kubemonitor.metrics import of_source
     from kubemonitor.ratecard import period_from
     from kubemonitor.times import HOUR_NS
     rollups = billing_app.rollups
@@ -659,7 +661,7 @@ async def test_a_statement_reads_what_the_rollups_keep_once_per_resource(billing
     first = (FEB + 9 * 86400) * NS
     for metric in ("cpu/usage_rate", "memory/usage"):
         for hour in range(first, first + 30 * HOUR_NS, HOUR_NS):  # 2026-02-09 whole, and 6 hours of the 10th
-            await rollups.roll_up(CATALOG[metric], hour)
+            await rollups.roll_up(of_source(Heapster(), metric), hour)
     period = period_from({"from": "2026-02-08", "to": "2026-02-11"}, "UTC")
     registry = billing_app.telemetry.registry
 

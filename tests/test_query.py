@@ -7,10 +7,11 @@ from influxdb import InfluxDBClient
 from test_api_errors import INJECTIONS
 
 from kubemonitor import request, usage
+from kubemonitor.heapster import Heapster
 from kubemonitor.influx import InfluxGateway
-from kubemonitor.metrics import CATALOG
+from kubemonitor.metrics import of_source
 
-CPU = CATALOG["cpu/usage_rate"]
+CPU = of_source(Heapster(), "cpu/usage_rate")
 BEGIN, END = request.parse_time("b", "2017-12-01", end_of_day=False), request.parse_time("e", "2017-12-31", end_of_day=True)
 
 

@@ -16,15 +16,16 @@ import pytest
 from conftest import API_PASS, API_USER, DB, clear_of_boundary
 from dataset import T0, D
 
+from kubemonitor.heapster import Heapster
 from kubemonitor.influx import InfluxError
 from kubemonitor.influxd import Influxd
-from kubemonitor.metrics import CATALOG
+from kubemonitor.metrics import of_source
 from kubemonitor.request import ApiQuery
 from kubemonitor.rollups import HOURS, USAGE
 from kubemonitor.times import HOUR_NS, NS
 from kubemonitor.usage import aggregate
 
-CPU = CATALOG["cpu/usage_rate"]
+CPU = of_source(Heapster(), "cpu/usage_rate")
 INTERVAL = 60 * NS
 
 
@@ -295,11 +296,11 @@ async def test_rollups_equal_raw_points_on_the_simulated_cluster(make_app, scrat
                                progress=False))
     first = int(end // 3600 - 3) * HOUR_NS
     for name in ("cpu/usage_rate", "memory/usage", "gpu/usage"):
-        await roll(app, first, 3, CATALOG[name])
+        await roll(app, first, 3, of_source(Heapster(), name))
         for begin, stop in ((first, first + 3 * HOUR_NS - 1), (first - 20 * 60 * NS, int(end * NS)),
                             (first + 17 * 60 * NS, first + 2 * HOUR_NS + 3 * NS)):
             for agg in ("all-pod", "all-namespace"):
-                from_rollups, from_raw = await both(app, CATALOG[name], agg, begin, stop)
+                from_rollups, from_raw = await both(app, of_source(Heapster(), name), agg, begin, stop)
                 assert from_raw and [r.keys() for r in from_rollups] == [r.keys() for r in from_raw]
                 for a, b in zip(from_rollups, from_raw):
                     assert {k: v for k, v in a.items() if not isinstance(v, float)} == \

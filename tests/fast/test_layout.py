@@ -52,3 +52,17 @@ def test_arrows_point_one_way(path):
     forbidden = RULES.get(layer(module), set())
     wrong = {t for t in imports(path) if t in forbidden or t.split(".")[0] in forbidden}
     assert not wrong, f"{module} imports {sorted(wrong)}: against the arrows of README's Project layout"
+
+
+SOURCES = {"heapster", "telegraf"}
+# Only the registry names a source (adding one = one module, registered there); everything
+# else reads a metric's layout or asks the registry by name (KUBEMONITOR_SOURCE).
+NAMES_SOURCES = {"collectors", "heapster", "telegraf"}
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_only_the_registry_names_a_data_source(path):
+    module = path.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".")
+    if module in NAMES_SOURCES:
+        return
+    assert not imports(path) & SOURCES, f"{module} imports a data source; take the layout from the metric (its source's catalog)"

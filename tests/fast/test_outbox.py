@@ -52,11 +52,12 @@ def test_reconnecting_in_a_loop_is_refused_per_user():
 def test_a_snapshot_says_when_influxdb_answered_and_ends_its_window_when_asked():
     """`polled_at` is when the answer was in (what a viewer's 'updated' means, and where the
     fan-out's delivery time starts); the window and "current" minute follow the asking time."""
-    from kubemonitor.metrics import CATALOG
+    from kubemonitor.heapster import Heapster
+    from kubemonitor.metrics import of_source
     from kubemonitor.poller import build_snapshot
     from kubemonitor.usage import WINDOWS
     asked = 1_790_000_000 * 10**9 + 123_456_789
-    snapshot, _ = build_snapshot(CATALOG["cpu/usage_rate"], "all", WINDOWS["1h"], [], asked, 60 * 10**9,
+    snapshot, _ = build_snapshot(of_source(Heapster(), "cpu/usage_rate"), "all", WINDOWS["1h"], [], asked, 60 * 10**9,
                                  answered_ns=asked + 80_000_000)
     assert snapshot["polled_at"].endswith(":20.203Z")  # 80 ms later, in milliseconds
     assert snapshot["current"]["at"] == (asked // (60 * 10**9) - 1) * 60_000
