@@ -245,13 +245,12 @@ async def test_a_hung_influxdb_cannot_fill_the_executor_with_polls(make_app):
     at once, so the API keeps executor threads of its own."""
     from test_api_errors import BlackHole
 
-    from kubemonitor.metrics import CATALOG
     hole = BlackHole()
     try:
         application = make_app(influxdb_port=hole.port, influxdb_timeout=5.0)
         poller = application.poller
         listener = _Listener()
-        for metric in list(CATALOG.values())[:10]:
+        for metric in list(application.catalog.known.values())[:10]:
             poller.subscribe(metric, ALL, listener)
         inflight = []
         for _ in range(20):
