@@ -20,41 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import csv
-import io
-import json
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from .influx import InfluxError, InfluxGateway
+from .influxql import layout_of
+from .kept import Kept, kept_key
 from .metrics import Metric, MetricCatalog
-from .ratecard import Period, PeriodError, RateCard, period_from
-from .request import BadRequest, reject_unknown
+from .ratecard import Period, RateCard
 from .rollups import USAGE as USAGE_HOURLY
 from .rollups import KeptIndex, Rollups, collected_intervals, merge_spans
-from .times import HOUR_NS, MAX_DAYS, NS, format_ns
-from .usage import Counted, PodKey, Scope, integral, layout_of, raw_hours
-from .wire import encode
+from .statement import BY, MAX_GAPS, Statement
+from .times import HOUR_NS, NS, format_ns
+from .usage import Counted, PodKey, Scope, integral, raw_hours
 
-STATEMENT = "kubemonitor_statement"
-REVISION = "kubemonitor_statement_revision"
-BY = ("group", "namespace", "pod")
-FORMATS = ("json", "csv")
-MAX_GAPS = 20
 CENT = Decimal("0.01")
 
 
 def cost_of(usage: float, price: float) -> Decimal:
     """usage x price, multiplied in decimal (a float product can fall below a half cent), half-up to cents."""
     return (Decimal(repr(usage)) * Decimal(repr(price))).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def kept_key(period: Period, by: str) -> str:
-    return f"{period.label}|{period.timezone}|{by}"
 
 
 def largest_remainder(total: Decimal, exact: list[Decimal]) -> list[Decimal]:
@@ -72,63 +60,6 @@ def largest_remainder(total: Decimal, exact: list[Decimal]) -> list[Decimal]:
     for n in range(abs(left)):
         floors[order[n % len(order)]] += step
     return floors
-
-
-@dataclass
-class Kept:
-    """Where statements of closed periods are kept: points in the rollups' retention policy."""
-    influx: InfluxGateway
-    rp: str
-
-    async def load(self, key: str) -> str | None:
-        """The kept statement's JSON text, or None."""
-        series = await self.influx.query(f'SELECT "part", "json" FROM "{self.rp}"."{STATEMENT}" WHERE "key" = $key',
-                                         {"key": key}, kind="statement")
-        parts = sorted((row[1], row[2]) for s in series for row in s.get("values", []))
-        if not parts or parts[0][0] != 0:
-            return None
-        header = json.loads(parts[0][1])
-        if len(parts) - 1 != header.pop("row_count"):
-            return None  # an interrupted write: compute it again
-        header["rows"] = [json.loads(text) for _, text in parts[1:]]
-        return encode(header)
-
-    async def keep(self, key: str, statement: dict) -> None:
-        header = {k: v for k, v in statement.items() if k != "rows"}
-        header["row_count"] = len(statement["rows"])
-        points = [{"measurement": STATEMENT, "tags": {"key": key, "part": f"{i:06d}"}, "time": i,
-                   "fields": {"part": i, "json": encode(row)}} for i, row in enumerate(statement["rows"], 1)]
-        # The header last: a statement whose header is there is complete.
-        points.append({"measurement": STATEMENT, "tags": {"key": key, "part": "000000"}, "time": 0,
-                       "fields": {"part": 0, "json": encode(header)}})
-        await self.influx.write(points[:-1], self.rp, kind="statement")
-        await self.influx.write(points[-1:], self.rp, kind="statement")
-
-    async def revision(self, label: str) -> int:
-        series = await self.influx.query(f'SELECT last("revision") FROM "{self.rp}"."{REVISION}" WHERE "period" = $label',
-                                         {"label": label}, kind="statement")
-        return int(next((v for s in series for _, v in s.get("values", [])), 0) or 0)
-
-    async def invalidate(self, first_ns: int, end_ns: int) -> list[str]:
-        """Hours in [first_ns, end_ns) were rebuilt: drop every kept statement whose period
-        overlaps them and raise that period's revision. Returns the labels."""
-        series = await self.influx.query(f'SHOW TAG VALUES FROM "{self.rp}"."{STATEMENT}" WITH KEY = "key"',
-                                         kind="statement")
-        touched = []
-        for key in sorted({row[1] for s in series for row in s.get("values", [])}):
-            label, timezone, _by = key.split("|")  # kept_key's layout
-            first, _, last = label.partition("..")
-            body = {"from": first, "to": last} if last else {"period": label}
-            period = period_from(body, timezone)
-            if period.start_ns < end_ns and first_ns < period.end_ns:
-                await self.influx.execute(f'DELETE FROM "{STATEMENT}" WHERE "key" = $key', {"key": key}, kind="statement")
-                if label not in touched:
-                    touched.append(label)
-        for label in touched:
-            revision = await self.revision(label)
-            await self.influx.write([{"measurement": REVISION, "tags": {"period": label}, "time": 0,
-                                      "fields": {"revision": revision + 1}}], self.rp, kind="statement")
-        return touched
 
 
 def uncovered_spans(covered: list[int], begin: int, end: int) -> list[tuple[int, int]]:
@@ -186,8 +117,8 @@ class Billing:
         return (f"this period ended more than {self.card.close_after / 3600:g} h ago, but its statement cannot be kept "
                 f"({why}): it is not closed, and its figures follow points that arrive late")
 
-    async def statement(self, period: Period, by: str, now_ns: int | None = None) -> str:
-        """The statement as JSON text: kept (closed and computed before), or computed now.
+    async def statement(self, period: Period, by: str, now_ns: int | None = None) -> Statement:
+        """The statement: kept (closed and computed before), or computed now.
 
         The three views of a period (by group, namespace, pod) come from one computation,
         and a closed period keeps all three at once: they carry the same prices, revision
@@ -214,7 +145,7 @@ class Billing:
             del self._closing[key]
             done.set_result(None)
 
-    async def _statement(self, period: Period, by: str, now_ns: int) -> str:
+    async def _statement(self, period: Period, by: str, now_ns: int) -> Statement:
         with self.influx.patient():
             state = self.state(period, now_ns)
             store = self.kept if state == "closed" else None  # only a closed period's statement is kept
@@ -235,8 +166,8 @@ class Billing:
                     view = views[by]
                     view["period"]["state"] = "ended"
                     view["notes"] = [*view.get("notes", []), self.ended_note(f"InfluxDB refused to keep it: {exc.public}")]
-                    return encode({**{k: v for k, v in view.items() if k != "rows"}, "rows": view["rows"]})
-        return encode(views[by])
+                    return Statement({**{k: v for k, v in view.items() if k != "rows"}, "rows": view["rows"]})
+        return Statement(views[by])
 
     async def daily(self, period: Period, namespaces: frozenset[str] | None = None) -> dict:
         """Per local day and group, the cost (usage of the first resource without prices), from
@@ -409,15 +340,15 @@ class Billing:
             row["cost"], row["total"] = None, None
         return row
 
-    async def scoped_statement(self, period: Period, by: str, namespaces: frozenset[str]) -> str:
+    async def scoped_statement(self, period: Period, by: str, namespaces: frozenset[str]) -> Statement:
         """The statement for a scoped user or client: the full statement's rows of its
         namespaces (by namespace or pod, the very rows the billing office sees; by group,
         those rows added up per group), with totals of those rows. A closed period's
         figures come from its kept statement, so they never change either."""
-        full = json.loads(await self.statement(period, "pod" if by == "pod" else "namespace"))
-        mine = [row for row in full["rows"] if row["namespace"] in namespaces]
-        for row in mine:
-            row["namespaces"] = [n for n in row["namespaces"] if n in namespaces]
+        full = (await self.statement(period, "pod" if by == "pod" else "namespace")).data
+        # copies: the full statement's rows stay as they are
+        mine = [{**row, "namespaces": [n for n in row["namespaces"] if n in namespaces]}
+                for row in full["rows"] if row["namespace"] in namespaces]
         if by == "group":
             merged: dict[str, dict] = {}
             sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -436,7 +367,7 @@ class Billing:
         if "projection" in full:
             header["projection"] = self.projection(header["totals"], full["projection"]["factor"])
         header["rows"] = mine
-        return encode(header)
+        return Statement(header)
 
     def scoped_group_row(self, row: dict, usage: dict[str, float], cents: dict[str, Decimal]) -> dict:
         """A group line of a scoped statement: its namespaces' usage and their cents as the
@@ -534,124 +465,4 @@ def _largest(gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
     merged = sorted(set(gaps))
     return sorted(merged, key=lambda g: (-(g[1] - g[0]), g[0]))[:MAX_GAPS]
 
-
-REQUEST_FIELDS = ("period", "from", "to", "by", "format")
-
-
-def statement_request(data: dict, timezone: str, now_ns: int) -> tuple[Period, str, str]:
-    """(period, by, format) from a request body; BadRequest names the field and the fix."""
-    reject_unknown(data, REQUEST_FIELDS)
-    by = data.get("by", "group")
-    if by not in BY:
-        raise BadRequest(f"'by' must be one of {', '.join(BY)}, e.g. \"by\": \"namespace\"")
-    fmt = data.get("format", "json")
-    if fmt not in FORMATS:
-        raise BadRequest(f"'format' must be one of {', '.join(FORMATS)}")
-    try:
-        period = period_from(data, timezone)
-    except PeriodError as exc:
-        raise BadRequest(str(exc)) from None
-    if period.start_ns > now_ns:
-        raise BadRequest(f"the period {period.label} has not begun yet (it starts {period.start.isoformat()}); "
-                         "ask for the running month or an earlier one")
-    return period, by, fmt
-
-
-def request_schema() -> dict:
-    """The JSON Schema of POST /api/billing/statement's body (the rules of statement_request)."""
-    from .request import _DATE, _YEAR
-    day = {"type": "string", "pattern": f"^{_DATE}$", "example": "2026-11-01"}
-    return {
-        "type": "object", "additionalProperties": False,
-        "properties": {
-            "period": {"type": "string", "pattern": f"^({_DATE}|({_YEAR}-(0[1-9]|1[0-2])))$", "example": "2026-11",
-                       "description": "a month (YYYY-MM) or a day (YYYY-MM-DD) in the rate card's time zone; not in the future"},
-            "from": {**day, "description": f"first day (inclusive); with 'to', at most {MAX_DAYS} days, not after 'to'"},
-            "to": {**day, "example": "2026-11-15", "description": "last day (inclusive)"},
-            "by": {"type": "string", "enum": list(BY), "default": "group"},
-            "format": {"type": "string", "enum": list(FORMATS), "default": "json"},
-        },
-        # a month or a day, or from/to: one of the two ways
-        "oneOf": [{"required": ["period"], "not": {"anyOf": [{"required": ["from"]}, {"required": ["to"]}]}},
-                  {"required": ["from", "to"], "not": {"required": ["period"]}}],
-    }
-
-
-def response_schema() -> dict:
-    money_map = {"type": "object", "nullable": True, "additionalProperties": {"type": "number"}}
-    return {
-        "type": "object", "required": ["period", "currency", "resources", "coverage", "gaps", "totals", "rows"],
-        "properties": {
-            "period": {"type": "object", "required": ["from", "to", "label", "timezone", "state", "revision", "computed_at"],
-                       "properties": {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
-                                      "label": {"type": "string"}, "timezone": {"type": "string"},
-                                      "state": {"type": "string", "enum": ["closed", "ended", "provisional"]},
-                                      "revision": {"type": "integer"}, "computed_at": {"type": "string", "format": "date-time"}}},
-            "currency": {"type": "string", "nullable": True},
-            "resources": {"type": "array", "items": {"type": "object", "properties": {
-                "key": {"type": "string"}, "metric": {"type": "string"}, "unit": {"type": "string"},
-                "price": {"type": "number", "nullable": True}}}},
-            "coverage": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
-            "gaps": {"type": "array", "maxItems": MAX_GAPS, "items": {"type": "object", "properties": {
-                "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"}}}},
-            "totals": {"type": "object", "properties": {"usage": {"type": "object", "additionalProperties": {"type": "number"}},
-                                                        "cost": money_map, "total": {"type": "number", "nullable": True}}},
-            "projection": {"type": "object", "properties": {
-                "factor": {"type": "number", "description": "the period's length over the time elapsed so far"},
-                "usage": {"type": "object", "additionalProperties": {"type": "number"}},
-                "total": {"type": "number", "nullable": True}}},
-            "scope": {"type": "array", "items": {"type": "string"},
-                      "description": "present when the caller sees only these namespaces: rows and totals cover them alone"},
-            "notes": {"type": "array", "items": {"type": "string"}},
-            "rows": {"type": "array", "items": {"type": "object", "required": ["group", "name", "namespaces", "usage"],
-                                                "properties": {"group": {"type": "string"}, "name": {"type": "string"},
-                                                               "account": {"type": "string", "nullable": True},
-                                                               "namespaces": {"type": "array", "items": {"type": "string"}},
-                                                               "namespace": {"type": "string"}, "pod": {"type": "string"},
-                                                               "usage": {"type": "object", "additionalProperties": {"type": "number"}},
-                                                               "cost": money_map, "total": {"type": "number", "nullable": True}}}},
-        },
-    }
-
-
-# ------------------------------------------------------------------ CSV
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's list for CSV injection
-
-
-def safe_cell(value: object) -> str:
-    """A text cell a spreadsheet shows as text: one starting with = + - @ TAB CR gets a leading '.
-    Only text goes through here: a number (a negative cost, say) must stay a number."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
-def to_csv(statement: dict, by: str) -> str:
-    """RFC 4180 (CRLF), UTF-8, one header line, one line per row, no totals line; each line
-    carries the statement's state, revision, computed_at and coverage (the lowest, then
-    each resource's), so a file kept on its own still says how complete it was."""
-    resources = statement["resources"]
-    columns = ["period", "from", "to", "group", "name", "account"]
-    columns += ["namespace"] if by in ("namespace", "pod") else []
-    columns += ["pod"] if by == "pod" else []
-    for r in resources:
-        columns += [f"{r['key']}_{r['unit']}", f"{r['key']}_cost"]
-    columns += ["total", "currency", "state", "revision", "computed_at", "coverage"]
-    columns += [f"{r['key']}_coverage" for r in resources]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
-    p, coverage = statement["period"], statement["coverage"]
-    for row in statement["rows"]:
-        text = [p["label"], p["from"], p["to"], row["group"], row["name"], row["account"]]
-        text += [row["namespace"]] if by in ("namespace", "pod") else []
-        text += [row["pod"]] if by == "pod" else []
-        line = [safe_cell(v) for v in text]
-        for r in resources:
-            line += [f"{row['usage'][r['key']]:.6f}", "" if row["cost"] is None or r["key"] not in row["cost"]
-                     else f"{row['cost'][r['key']]:.2f}"]
-        line += ["" if row["total"] is None else f"{row['total']:.2f}", safe_cell(statement["currency"]), safe_cell(p["state"]),
-                 str(p["revision"]), safe_cell(p["computed_at"]), f"{min(coverage.values(), default=0.0):.6f}"]
-        line += [f"{coverage.get(r['key'], 0.0):.6f}" for r in resources]
-        writer.writerow(line)
-    return out.getvalue()
 

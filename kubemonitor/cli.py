@@ -461,12 +461,11 @@ def cmd_rollup(args: argparse.Namespace) -> int:
 
 def cmd_statement(args: argparse.Namespace) -> int:
     """Print a period's statement (JSON, or CSV with --csv): for cron jobs that mail it."""
-    import json
     import time
 
     from . import ratecard
-    from .billing import statement_request, to_csv
     from .request import BadRequest
+    from .statement import statement_request
     config = load_config(args)
     card = ratecard.load(config.billing_file, config.billing_file_named)
     body = {"period": args.period} if args.period else {"from": args.from_, "to": args.to}
@@ -478,8 +477,8 @@ def cmd_statement(args: argparse.Namespace) -> int:
 
     async def work(services: Services) -> int:
         await services.rollups.prepare()
-        text = await services.billing.statement(period, by)
-        sys.stdout.write(to_csv(json.loads(text), by) if args.csv else text + "\n")
+        statement = await services.billing.statement(period, by)
+        sys.stdout.write(statement.csv(by) if args.csv else statement.text + "\n")
         return 0
     return with_services(config, work, card)
 

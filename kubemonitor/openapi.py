@@ -4,11 +4,11 @@ The request body's schema comes from kubemonitor/request.py, the rules the handl
 applies, so the two cannot drift apart (a schemathesis run in the tests checks it)."""
 from __future__ import annotations
 
-from . import __version__, billing
+from . import __version__, statement
 from .config import Config
+from .influxql import TAG_KEYS
 from .metrics import CATALOG, METRIC_NAME
 from .request import FIELDS, body_schema
-from .usage import TAG_KEYS
 
 UNAUTHORIZED = "Credentials missing or wrong, the client revoked, or no client configured on the server"
 
@@ -86,10 +86,10 @@ def openapi_document(config: Config, metrics: list[str] | None = None) -> dict:
                     "summary": "A billing statement: usage, prices and costs per group, namespace or pod for a period",
                     "operationId": "billingStatement",
                     "security": [{"username": [], "password": []}],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": billing.request_schema()}}},
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": statement.request_schema()}}},
                     "responses": {
                         "200": {"description": "The statement (JSON), or its CSV with format csv",
-                                "content": {"application/json": {"schema": billing.response_schema()},
+                                "content": {"application/json": {"schema": statement.response_schema()},
                                             "text/csv": {"schema": {"type": "string"}}}},
                         "400": _error("Body not a JSON object, unknown field, a bad or future period, bad by/format"),
                         "401": _error(UNAUTHORIZED),

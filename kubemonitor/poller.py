@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .influx import InfluxError, InfluxGateway
+from .influxql import layout_of
 from .metrics import Metric
 from .tasks import cancel_and_wait
 from .telemetry import Telemetry
 from .times import format_ns
-from .usage import LATEST_ROWS, MINUTE_NS, WINDOWS, Window, bucket_usage, latest_rows, layout_of, view_lines, view_results, view_statements
+from .views import LATEST_ROWS, MINUTE_NS, WINDOWS, Window, bucket_usage, latest_rows, view_lines, view_results, view_statements
 from .wire import encode
 
 log = logging.getLogger("kubemonitor.poller")

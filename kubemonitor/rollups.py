@@ -33,12 +33,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from .influx import InfluxError, InfluxGateway
+from .influxql import counted_series, layout_of, merged, statement
 from .metrics import Metric, MetricCatalog
 from .source import Layout
 from .tasks import cancel_and_wait
 from .telemetry import Telemetry
 from .times import HOUR_NS
-from .usage import Counted, PodKey, Scope, counted_series, hour_of, layout_of, merged, per_pod, raw_hours, statement
+from .usage import Counted, PodKey, Scope, hour_of, per_pod, raw_hours
 
 log = logging.getLogger("kubemonitor.rollups")
 BG = "background"  # the gateway's lane for the rollup task: it never takes the API's threads

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from functools import cached_property
 
 from . import ratecard
-from .billing import Billing, Kept
+from .billing import Billing
 from .collectors import source_named
 from .config import Config
 from .influx import InfluxGateway
+from .kept import Kept
 from .metrics import Metric, MetricCatalog
 from .poller import Poller
 from .ratecard import RateCard

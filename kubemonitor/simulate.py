@@ -28,11 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .collectors import source_named
 from .errors import UserError
 from .progress import Progress
 
 if TYPE_CHECKING:
     from .config import Config
+    from .source import Layout
 
 SIMULATED = ("heapster", "telegraf")  # the schemas the simulator writes (a new source adds its writer here)
 DAY = 86400
@@ -73,8 +75,13 @@ def series_key(metric: str, tags: dict[str, str]) -> str:
 
 
 # --------------------------------------------------------------- the telegraf schema
+# What the simulator writes for Telegraf comes from the reader's own table (telegraf.py's
+# layouts, through the registry): measurement, field, tag names and unit factor are
+# written once. What follows are only facts of how the collectors write that a reader
+# never needs: the extra tags each adds, and when DCGM samples.
 DCGM_INTERVAL = 30  # DCGM's default collection interval: GPU points only every 30 s
 INVENTORY_TAGS = {"phase": "Running", "state": "running", "readiness": "ready"}  # kube_inventory's own tags
+INVENTORY_PREFIX = "resource_"  # kube_inventory's fields (resource_requests_*, resource_limits_*)
 
 
 @dataclass(frozen=True)
@@ -86,40 +93,37 @@ class TelegrafEntry:
     gpu: bool = False
 
 
-# catalog metric of a container series -> (field, factor to the stored unit, integer), as Telegraf writes them
-KUBELET_FIELDS = {"cpu/usage_rate": ("cpu_usage_nanocores", 1e6), "cpu/usage": ("cpu_usage_core_nanoseconds", 1),
-                  "memory/usage": ("memory_usage_bytes", 1), "memory/working_set": ("memory_working_set_bytes", 1),
-                  "memory/rss": ("memory_rss_bytes", 1)}
-INVENTORY_FIELDS = {"cpu/request": "resource_requests_millicpu_units", "cpu/limit": "resource_limits_millicpu_units",
-                    "memory/request": "resource_requests_memory_bytes", "memory/limit": "resource_limits_memory_bytes"}
-NODE_FIELDS = {"cpu/usage_rate": ("cpu_usage_nanocores", 1e6), "cpu/usage": ("cpu_usage_core_nanoseconds", 1),
-               "memory/usage": ("memory_usage_bytes", 1), "memory/working_set": ("memory_working_set_bytes", 1)}
-
-
-def telegraf_entry(metric: str, tags: dict[str, str]) -> TelegrafEntry | None:
+def telegraf_entry(metric: str, tags: dict[str, str], layout_of: Callable[[str], Layout | None]) -> TelegrafEntry | None:
     """Where Telegraf (inputs.kubernetes, kube_inventory) or DCGM (through inputs.prometheus)
-    writes what Heapster wrote as (metric, tags); None when they write nothing like it
-    (pod, namespace and cluster sums; metrics they do not collect)."""
+    writes what Heapster wrote as (metric, tags), by the reader's layout `layout_of(metric)`;
+    None when they write nothing like it (pod, namespace and cluster sums; metrics they do
+    not collect)."""
     kind = tags.get("type")
-    if kind == "pod_container":
-        base = {"namespace": tags["namespace_name"], "pod_name": tags["pod_name"],
-                "container_name": tags["container_name"], "node_name": tags["nodename"]}
-        if metric in KUBELET_FIELDS:
-            field, mul = KUBELET_FIELDS[metric]
-            return TelegrafEntry(series_key("kubernetes_pod_container", base), field, mul)
-        if metric in INVENTORY_FIELDS:
-            return TelegrafEntry(series_key("kubernetes_pod_container", {**base, **INVENTORY_TAGS}), INVENTORY_FIELDS[metric])
-        if metric == "gpu/usage":
-            dcgm = {"namespace": tags["namespace_name"], "pod": tags["pod_name"], "container": tags["container_name"],
-                    "gpu": "0", "UUID": "GPU-" + _uid(tags["nodename"], 0), "Hostname": tags["nodename"]}
-            return TelegrafEntry(series_key("DCGM_FI_DEV_FB_USED", dcgm), "gauge", 1 / 1.048576, integer=False, gpu=True)
-    elif kind == "pod" and metric in ("network/rx", "network/tx"):
-        base = {"namespace": tags["namespace_name"], "pod_name": tags["pod_name"], "node_name": tags["nodename"]}
-        return TelegrafEntry(series_key("kubernetes_pod_network", base), metric.split("/")[1] + "_bytes")
-    elif kind == "node" and metric in NODE_FIELDS:
-        field, mul = NODE_FIELDS[metric]
-        return TelegrafEntry(series_key("kubernetes_node", {"node_name": tags["nodename"]}), field, mul)
-    return None
+    if kind == "node":  # the node's own totals: the measurement a layout's coverage reads, when it is another one
+        layout = layout_of(metric)
+        if layout is None or layout.collected is None or layout.collected[0] == layout.measurement:
+            return None
+        measurement, field, _ = layout.collected
+        return TelegrafEntry(series_key(measurement, {layout.node: tags["nodename"]}), field, layout.div / layout.mul)
+    if kind == "pod":  # only counters of the pod's network namespace, whose rate is the catalog metric
+        layout = layout_of(metric + "_rate")
+        if layout is None or not layout.rate:
+            return None
+        names = {layout.namespace: tags["namespace_name"], layout.pod: tags["pod_name"], layout.node: tags["nodename"]}
+    elif kind == "pod_container":
+        layout = layout_of(metric)
+        if layout is None or layout.rate:
+            return None
+        names = {layout.namespace: tags["namespace_name"], layout.pod: tags["pod_name"],
+                 layout.container: tags["container_name"], layout.node: tags["nodename"]}
+    else:
+        return None
+    if layout.gpu:  # one GPU per container here: the device's index and UUID
+        names.update({part: "0" for part in layout.parts}, UUID="GPU-" + _uid(tags["nodename"], 0))
+    elif layout.field.startswith(INVENTORY_PREFIX):
+        names.update(INVENTORY_TAGS)
+    return TelegrafEntry(series_key(layout.measurement, names), layout.field, layout.div / layout.mul,
+                         integer=not layout.gpu, gpu=layout.gpu)
 
 
 def _uid(*parts: object) -> str:
@@ -205,6 +209,7 @@ class Cluster:
         if source not in SIMULATED:
             raise ValueError(f"--source must be one of {', '.join(SIMULATED)}")
         self.source = source
+        self._layout_of = source_named(source).layout
         if not 1 <= namespaces <= len(GROUPS):
             raise ValueError(f"--namespaces must be from 1 to {len(GROUPS)}")
         if pods < namespaces:
@@ -276,7 +281,8 @@ class Cluster:
         k = (metric, *sorted(tags.items()))
         key = self._keys.get(k)
         if key is None:
-            key = self._keys[k] = series_key(metric, tags) if self.source == "heapster" else telegraf_entry(metric, tags)
+            key = self._keys[k] = (series_key(metric, tags) if self.source == "heapster"
+                                   else telegraf_entry(metric, tags, self._layout_of))
         return key
 
     def tick(self, t: float) -> list[str]:

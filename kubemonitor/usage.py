@@ -1,167 +1,35 @@
-"""Usage under the counting rule (README "Aggregations"): InfluxQL with bind
-parameters, and the rows the API returns. Shared by the API and the poller.
+"""The usage rule (README "Aggregations"): which samples of a pod instance count, hour by
+hour, and the rows the API returns. Shared by the API, rollups and statements.
 
-Nothing from a request is ever placed in InfluxQL text: values go as bind parameters
-(`$name`). The identifiers — measurement, field and tag names — come from the data
-source's layout of the metric (kubemonitor/source.py: a fixed table, or for Heapster a
-measurement name that matched the catalog or the metric-name pattern), quoted.
-
-The statements run through the InfluxDB gateway (its executor); shaping their answers
-is CPU work the callers hand to `influx.compute`.
+Within each clock hour a pod instance counts from its pod-level samples when it has any
+there, else from its containers' samples summed per sample interval; each counted sample
+stands for one sample interval. The InfluxQL comes from kubemonitor/influxql.py (values as
+bind parameters only); the statements run through the InfluxDB gateway (its executor),
+and shaping their answers is CPU work the callers hand to `influx.compute`.
 """
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from .influxql import counted_series, layout_of, merged, statement, tags_of
 from .metrics import Metric
 from .request import ApiQuery
-from .source import Condition, Layout, quote
-from .times import HOUR_NS, NS, format_ns
+from .source import Layout, quote
+from .times import HOUR_NS, NS
 
 if TYPE_CHECKING:
     from .config import Config
     from .influx import InfluxGateway
     from .rollups import Rollups
 
-TAG_KEYS = ("namespace_name", "pod_name", "container_name", "nodename", "type")
 # How many container-only pods one fallback query names (keeps the URL and the OR short).
 FALLBACK_CHUNK = 100
 # A raw range at most this long is read with one statement (see RawPlan).
 SHORT_RANGE_NS = 2 * HOUR_NS
-
-
-# ---------------------------------------------------------------- InfluxQL
-def layout_of(metric: Metric) -> Layout:
-    """Where the metric is stored: the layout its source's catalog attached. There is no
-    default source: a metric without one is a bug (take it from MetricCatalog or
-    metrics.of_source), not Heapster's schema assumed."""
-    if metric.layout is None:
-        raise ValueError(f"metric {metric.name!r} has no layout; take it from its source's catalog (metrics.of_source)")
-    return metric.layout
-
-
-def quote_measurement(metric: Metric) -> str:
-    return layout_of(metric).m
-
-
-def tags_of(layout: Layout, *canonical: str) -> str:
-    """`"namespace", "pod_name"`: the source's names of these tags (the ones it has), quoted."""
-    return ", ".join(quote(t) for t in (layout.tag(c) for c in canonical) if t is not None)
-
-
-def statement(fields: str, metric: Metric | Layout, conditions: Iterable[str | None], tail: str = "") -> str:
-    """Assemble a SELECT from fixed fragments; every value in `conditions` is a `$param`.
-    `{v}` in `fields` stands for the metric's value: its field, or — for a counter whose
-    rate is the metric — the non-negative per-second derivative of each series (a reset
-    drops one interval instead of going negative)."""
-    layout = metric if isinstance(metric, Layout) else layout_of(metric)
-    # Only fixed fragments and the layout's quoted names are joined here; values are $parameters.
-    present = [c for c in conditions if c]
-    if not layout.rate:
-        # Usage is never below 0: a negative sample (a collector fault) would be billed as a
-        # credit, so it is left out as if missing (statements say how many there were).
-        present.append(f"{layout.f} >= 0")
-    where = " AND ".join(present)
-    where = f" WHERE {where}" if where else ""
-    if layout.rate:
-        inner = f'SELECT non_negative_derivative({layout.f}, 1s) AS "value" FROM {layout.m}{where} GROUP BY *'
-        # The outer query's time range too: without one, InfluxDB ends it at its own now(),
-        # and a point stamped ahead of InfluxDB's clock (a collector's clock, kubemonitor's)
-        # is dropped from the outer query although the inner one read it.
-        outer = " AND ".join(c for c in present if c.startswith("time "))
-        parts = ["SELECT", fields.format(v='"value"'), f"FROM ({inner})" + (f" WHERE {outer}" if outer else "")]
-    else:
-        parts = ["SELECT", fields.format(v=layout.f), f"FROM {layout.m}{where}"]
-    if tail:
-        parts.append(tail)
-    return " ".join(parts)
-
-
-def merged(*conditions: Condition | None) -> tuple[list[str], dict]:
-    """Conditions (text, params) of a layout, as a list of texts and one dict of params."""
-    texts, params = [], {}
-    for c in conditions:
-        if c is not None:
-            texts.append(c[0])
-            params.update(c[1])
-    return texts, params
-
-
-def counted_series(metric: Metric) -> tuple[list[str], dict]:
-    """The condition for the series the counting rule reads (pod- and container-level)."""
-    L = layout_of(metric)
-    texts, params = merged(L.pod_level, L.container_level)
-    return ([f"({' OR '.join(texts)})"] if len(texts) > 1 else texts), params
-
-
-def type_condition(layout: Layout, series_type: str) -> Condition | None | Literal[False]:
-    """The condition for the API's `type` filter: a condition, None (all series are of that
-    type) or False (the source has no series of that type)."""
-    if layout.series_type is not None:
-        return (f"{quote(layout.series_type)} = $type", {"type": series_type})
-    return layout.container_level if series_type == "pod_container" else False
-
-
-def raw_statement(metric: Metric, q: ApiQuery) -> tuple[str, dict] | None:
-    layout = layout_of(metric)
-    conditions = [f"{quote(layout.namespace)} = $namespace", "time >= $begin", "time <= $end"]
-    params: dict[str, Any] = {"namespace": q.namespace, "begin": q.begin_ns, "end": q.end_ns, "limit": q.limit}
-    if q.pod is not None:
-        conditions.append(f"{quote(layout.pod)} = $pod")
-        params["pod"] = q.pod
-    if q.type is not None:
-        which = type_condition(layout, q.type)
-        if which is False:
-            return None
-        texts, extra = merged(which)
-        conditions += texts
-        params.update(extra)
-    else:
-        texts, extra = merged(layout.container_level) if layout.pod_level is None else ([], {})
-        conditions += texts
-        params.update(extra)
-    if layout.rate:
-        # InfluxDB 1.x computes a derivative in the query's time order, so a subquery read newest
-        # first is wrong: the rates come oldest first, per series, and raw_points keeps the newest.
-        return (f'SELECT non_negative_derivative({layout.f}, 1s) AS "value" FROM {layout.m} WHERE '
-                + " AND ".join(conditions) + " GROUP BY *"), params
-    return statement('{v} AS "value", *::tag', layout, conditions, "ORDER BY time DESC LIMIT $limit"), params
-
-
-def raw_points(select: Callable[..., list[dict]], client: Any, metric: Metric, q: ApiQuery) -> list[dict]:
-    """Up to `limit` points, newest first (no aggregation). Blocking: for the executor."""
-    built = raw_statement(metric, q)
-    if built is None:
-        return []
-    layout = layout_of(metric)
-    rows = []
-    for series in select(client, *built):
-        columns = series["columns"]
-        for values in series.get("values", []):
-            point = {**(series.get("tags") or {}), **dict(zip(columns, values))}
-            t, value = point.pop("time"), point.pop("value")
-            point = layout.canonical({k: v for k, v in point.items() if _tag(v) is not None})
-            row = {"time": format_ns(t), "value": _number(layout.value(value))}
-            for key in TAG_KEYS:
-                row[key] = _tag(point.pop(key, None))
-            row.update((k, v) for k, v in sorted(point.items()) if _tag(v) is not None)
-            rows.append((t, row))
-    if layout.rate:
-        rows.sort(key=lambda pair: -pair[0])
-        del rows[q.limit:]
-    return [row for _, row in rows]
-
-
-def _tag(value: Any) -> Any:
-    return None if value in (None, "") else value
-
-
-def _number(value: Any) -> Any:
-    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 # ---------------------------------------------------------------- the usage rule
@@ -510,140 +378,3 @@ async def aggregate(influx: InfluxGateway, metric: Metric, q: ApiQuery, excluded
     if q.agg == "all-namespace":
         return await influx.compute(namespace_rows, metric, pods, interval_ns)
     return await influx.compute(pod_rows, metric, pods, interval_ns)
-
-
-# ---------------------------------------------------------------- live views
-@dataclass(frozen=True)
-class Window:
-    """A chart's range and its bucket width: the bucket grows with the range, so a
-    line never carries more than about 500 points."""
-    name: str
-    span_ns: int
-    bucket: str      # InfluxQL duration literal (from this fixed table, never from a request)
-    bucket_ns: int
-
-
-MINUTE_NS = 60 * 10**9
-WINDOWS: dict[str, Window] = {w.name: w for w in (
-    Window("1h", 60 * MINUTE_NS, "1m", MINUTE_NS),
-    Window("6h", 360 * MINUTE_NS, "1m", MINUTE_NS),
-    Window("24h", 1440 * MINUTE_NS, "5m", 5 * MINUTE_NS),
-    Window("7d", 10080 * MINUTE_NS, "30m", 30 * MINUTE_NS),
-)}
-DEFAULT_WINDOW = "1h"
-LATEST_WINDOW_NS = 60 * MINUTE_NS   # a container is listed while it has a point this recent
-LATEST_ROWS = 500
-
-
-def view_statements(metric: Metric, namespace: str | None, window: Window, excluded: Iterable[str],
-                    now_ns: int) -> tuple[str, dict]:
-    """Three statements sent as one request: the bucket means of pod-level series, of
-    container-level series (per container), and the latest point of each series.
-    `namespace` None is the cluster view (excluded namespaces left out). A source without
-    pod-level series sends the last two (`view_results` puts the answers in place)."""
-    L = layout_of(metric)
-    since = (now_ns - window.span_ns) // window.bucket_ns * window.bucket_ns
-    scope, params = Scope(namespace, tuple(excluded)).conditions(quote(L.namespace))
-    # Bounded on both sides by kubemonitor's clock: without an upper bound InfluxDB groups
-    # up to its own now(), and a clock that differs (or a point stamped ahead) would move
-    # the chart's end and "current" with it.
-    params.update({"since": since, "latest_since": now_ns - LATEST_WINDOW_NS, "until": now_ns})
-    pod_texts, _ = merged(L.pod_level)
-    container_texts, _ = merged(L.container_level)
-    either, either_params = counted_series(metric)  # the params of both kinds
-    params.update(either_params)
-    group = f"GROUP BY time({window.bucket}), {tags_of(L, 'namespace_name', 'pod_name')}"
-    statements = []
-    if L.pod_level is not None:
-        statements.append(statement("mean({v})", L, [*pod_texts, "time >= $since", "time <= $until", *scope], f"{group} fill(none)"))
-    parts = "".join(f", {quote(p)}" for p in L.parts)
-    statements.append(statement("mean({v})", L, [*container_texts, "time >= $since", "time <= $until", *scope],
-                                f"{group}, {tags_of(L, 'container_name')}{parts} fill(none)"))
-    statements.append(statement('last({v}) AS "value"', L, [*either, "time >= $latest_since", "time <= $until", *scope],
-                                "GROUP BY " + tags_of(L, "namespace_name", "pod_name", "container_name", "nodename", "type")
-                                + parts))
-    if window.bucket_ns > MINUTE_NS:
-        # "Current" is the newest complete minute on every range, not the newest 30-minute
-        # bucket of the 7-day chart: two more statements over the last two minutes.
-        params["minute_since"] = now_ns // MINUTE_NS * MINUTE_NS - MINUTE_NS
-        minute = f"GROUP BY time(1m), {tags_of(L, 'namespace_name', 'pod_name')}"
-        if L.pod_level is not None:
-            statements.append(statement("mean({v})", L, [*pod_texts, "time >= $minute_since", "time <= $until", *scope], f"{minute} fill(none)"))
-        statements.append(statement("mean({v})", L, [*container_texts, "time >= $minute_since", "time <= $until", *scope],
-                                    f"{minute}, {tags_of(L, 'container_name')}{parts} fill(none)"))
-    return "; ".join(statements), params
-
-
-def view_results(metric: Metric, results: list[list[dict]]) -> list[list[dict]]:
-    """The answers of `view_statements` as [pod-level, container-level, latest] and, for a
-    range whose buckets are wider than a minute, [pod-level, container-level] of the
-    newest minutes."""
-    if layout_of(metric).pod_level is not None:
-        return results
-    return [[], *results[:2], *([[], *results[2:]] if len(results) > 2 else [])]
-
-
-def bucket_usage(pod_series: list[dict], container_series: list[dict],
-                 layout: Layout) -> dict[tuple[str, str], dict[int, float]]:
-    """Each pod's value per bucket under the counting rule: its pod-level mean when it
-    has pod-level samples in that bucket, else the sum of its containers' means."""
-    L = layout
-    pods: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for s in pod_series:
-        tags = s.get("tags") or {}
-        line = pods[(tags.get(L.namespace, ""), tags.get(L.pod, ""))]
-        for t, value in s.get("values", []):
-            if value is not None:
-                line[t] = L.value(value)
-    from_containers: dict[tuple[str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    for s in container_series:
-        tags = s.get("tags") or {}
-        line = from_containers[(tags.get(L.namespace, ""), tags.get(L.pod, ""))]
-        for t, value in s.get("values", []):
-            if value is not None:
-                line[t] += L.value(value)
-    for key, line in from_containers.items():
-        counted = pods[key]
-        for t, value in line.items():
-            counted.setdefault(t, value)
-    return pods
-
-
-def view_lines(namespace: str | None, pods: dict[tuple[str, str], dict[int, float]]) -> dict[str, dict[int, float]]:
-    """One line per namespace (cluster view) or per pod (namespace view): its pods summed."""
-    lines: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    for (ns, pod), points in pods.items():
-        line = lines[ns if namespace is None else pod]
-        for t, value in points.items():
-            line[t] += value
-    return lines
-
-
-def latest_rows(latest_series: list[dict], stale_before_ns: int, layout: Layout,
-                limit: int | None = LATEST_ROWS) -> list[dict]:
-    """The newest point of each pod's counted series (its containers when it has
-    them, else its pod-level series), newest pods first within a namespace; a row
-    older than `stale_before_ns` is marked stale (the pod stopped reporting)."""
-    L = layout
-    pods: dict[tuple[str, str], list[dict]] = {}
-    for s in latest_series:
-        tags = {k: (v or None) for k, v in L.canonical(s.get("tags")).items()}
-        for t, value in s.get("values", []):
-            row: dict[str, Any] = {"time": format_ns(t), "value": None if value is None else float(L.value(value))}
-            row.update({k: tags.get(k) for k in TAG_KEYS})
-            row["stale"] = t < stale_before_ns
-            same = pods.setdefault((row["namespace_name"] or "", row["pod_name"] or ""), [])
-            twin = next((r for r in same if L.parts and r["container_name"] == row["container_name"]
-                         and r["time"] == row["time"]), None)
-            if twin is not None and row["value"] is not None:  # another part of the same container (a GPU): add up
-                twin["value"] = (twin["value"] or 0.0) + row["value"]
-                continue
-            for part in L.parts:
-                row.pop(part, None)
-            same.append(row)
-    rows: list[dict] = []
-    for key in sorted(pods):
-        candidates = pods[key]
-        containers = [r for r in candidates if r["type"] == "pod_container"]
-        rows.extend(sorted(containers, key=lambda r: r["container_name"] or "") or candidates)
-    return rows[:limit]

@@ -300,7 +300,7 @@ async def test_a_kept_statement_outlives_its_raw_points(served, http_client, run
                                                          for r in card.resources))
     later = Billing(billing.influx, billing.catalog, repriced, billing.rollups, billing.excluded, billing.interval_ns)
     period = period_from({"period": "2026-01"}, repriced.timezone)
-    assert await later.statement(period, "group") == first.decode("utf-8")
+    assert (await later.statement(period, "group")).text == first.decode("utf-8")  # byte for byte
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -388,7 +388,7 @@ async def test_every_view_adds_up_to_the_same_cents(served, running_influxd, mon
                           precision="s")
     billing = rr_billing(billing_app, tmp_path)
     period = period_from({"period": "2025-12-15"}, "UTC")
-    views = {by: json.loads(await billing.statement(period, by)) for by in ("group", "namespace", "pod")}
+    views = {by: (await billing.statement(period, by)).data for by in ("group", "namespace", "pod")}
     (group,) = views["group"]["rows"]
     assert group["usage"]["cpu"] == 83.25 and group["cost"]["cpu"] == 1.67 and group["total"] == 1.67
     for by in ("namespace", "pod"):
@@ -409,11 +409,11 @@ async def test_one_closed_period_keeps_one_snapshot_for_every_view(served, runni
     running_influxd.write(month_db, [f"cpu/usage_rate,namespace_name=rr-a,pod_name=rr-a-pod,type=pod value=6000.0 "
                                      f"{day + 60 * k}" for k in range(60)], precision="s")
     period = period_from({"period": "2025-12-16"}, "UTC")
-    first = json.loads(await rr_billing(billing_app, tmp_path).statement(period, "group"))
+    first = (await rr_billing(billing_app, tmp_path).statement(period, "group")).data
     assert first["period"]["state"] == "closed" and first["totals"]["total"] == 0.12  # 6 core-hours x 0.02
     repriced = rr_billing(billing_app, tmp_path, RR_CARD.replace("price: 0.020", "price: 0.5"))
     for by in ("namespace", "pod"):
-        later = json.loads(await repriced.statement(period, by))
+        later = (await repriced.statement(period, by)).data
         assert later["resources"] == first["resources"] and later["totals"] == first["totals"], by
         assert later["period"] == first["period"], by
 
@@ -486,7 +486,7 @@ async def test_a_months_statement_queues_for_busy_connections_instead_of_failing
         with pytest.raises(InfluxError) as refused:
             await narrow.query("SHOW MEASUREMENTS")
         assert refused.value.status == 503
-        s = json.loads(await waited)
+        s = (await waited).data
         assert {r["namespace"]: r["usage"]["cpu"] for r in s["rows"]}["bio-sim"] == 2.0 * DAYS * 24
         await asyncio.gather(*busy)
         # the statement took at most half the lane: an API call meanwhile still found a thread
@@ -521,7 +521,7 @@ async def test_the_running_months_daily_bars_add_up_to_its_table(billing_app, ru
         await billing_app.rollups.roll_up(metric, first)  # the first hour is rolled up, the current one is not
         period = current_month("UTC", pinned)
         daily = await billing_app.billing.daily(period)
-        statement = json.loads(await billing_app.billing.statement(period, "group"))
+        statement = (await billing_app.billing.statement(period, "group")).data
         astro = {r["group"]: r for r in statement["rows"]}["astro"]
         assert astro["usage"]["cpu"] == 1.5  # 90 minutes of one core
         bar = daily["groups"]["astro"][daily["days"].index(pinned.strftime("%Y-%m-%d"))]
@@ -569,10 +569,11 @@ async def test_concurrent_callers_of_an_unkept_closed_period_share_one_computati
         return await compute(period, *args, **kwargs)
     billing.compute = counted
     period = period_from({"period": "2026-02-22"}, billing.card.timezone)
-    bodies = await asyncio.gather(*(billing.statement(period, by) for by in ("group", "namespace", "pod", "group")))
+    bodies = [s.text for s in await asyncio.gather(*(billing.statement(period, by)
+                                                     for by in ("group", "namespace", "pod", "group")))]
     assert calls == ["2026-02-22"]
-    assert bodies[0] == bodies[3] == await billing.statement(period, "group")
-    assert bodies[1] == await billing.statement(period, "namespace")
+    assert bodies[0] == bodies[3] == (await billing.statement(period, "group")).text  # byte for byte
+    assert bodies[1] == (await billing.statement(period, "namespace")).text
     assert {json.loads(b)["period"]["revision"] for b in bodies} == {1}
 
 
@@ -580,18 +581,18 @@ async def test_concurrent_callers_of_an_unkept_closed_period_share_one_computati
 async def test_only_months_and_days_are_kept(billing_app):
     """Any other closed range is computed on request and never kept, so no caller can make
     the server keep one statement per distinct from/to pair; it says so, and is not 'closed'."""
-    from kubemonitor.billing import kept_key
+    from kubemonitor.kept import kept_key
     from kubemonitor.ratecard import period_from
     billing = billing_app.billing
     await billing_app.rollups.prepare()
     for first, last in (("2026-02-03", "2026-02-05"), ("2026-02-03", "2026-02-06")):
         period = period_from({"from": first, "to": last}, billing.card.timezone)
-        body = json.loads(await billing.statement(period, "group"))
+        body = (await billing.statement(period, "group")).data
         assert body["period"]["state"] == "ended" and any("only months and days are kept" in n for n in body["notes"])
         for by in ("group", "namespace", "pod"):
             assert await billing.kept.load(kept_key(period, by)) is None
     day = period_from({"period": "2026-02-04"}, billing.card.timezone)
-    assert json.loads(await billing.statement(day, "group"))["period"]["state"] == "closed"
+    assert (await billing.statement(day, "group")).data["period"]["state"] == "closed"
     assert await billing.kept.load(kept_key(day, "group")) is not None
 
 
@@ -619,7 +620,7 @@ async def test_a_statement_says_how_many_negative_samples_it_left_out(billing_ap
                           precision="s")
     try:
         day = period_from({"period": "2026-02-25"}, billing.card.timezone)
-        body = json.loads(await billing.statement(day, "pod"))
+        body = (await billing.statement(day, "pod")).data
         assert any("1 sample(s) of cpu/usage_rate below 0" in n for n in body["notes"]), body["notes"]
         assert all(row["usage"]["cpu"] >= 0 for row in body["rows"]) and "faulty-1" not in {r["pod"] for r in body["rows"]}
     finally:
@@ -641,7 +642,7 @@ async def test_statements_never_queue_behind_the_rollup_task(make_app, month_db,
     await asyncio.sleep(0.2)  # both background threads are taken
     try:
         day = period_from({"period": "2026-02-03"}, app.billing.card.timezone)
-        body = json.loads(await app.billing.statement(day, "group"))
+        body = (await app.billing.statement(day, "group")).data
         assert body["coverage"]["cpu"] == 1.0
     finally:
         await asyncio.gather(*busy, return_exceptions=True)
@@ -668,12 +669,12 @@ async def test_a_statement_reads_what_the_rollups_keep_once_per_resource(billing
     def calls(kind: str) -> float:
         return registry.get_sample_value("kubemonitor_influxdb_query_duration_seconds_count", {"kind": kind}) or 0.0
     before = {kind: calls(kind) for kind in ("rollup", "coverage")}
-    body = json.loads(await billing_app.billing.statement(period, "group"))
+    body = (await billing_app.billing.statement(period, "group")).data
     assert calls("rollup") - before["rollup"] == 2  # one per resource: hours and days in one query
     assert calls("coverage") - before["coverage"] == 2 * 2  # before the kept hours, and after them
     raw = Billing(billing_app.influx, billing_app.catalog, billing_app.billing.card, None, billing_app.billing.excluded,
                   billing_app.billing.interval_ns)
-    from_raw = json.loads(await raw.statement(period, "group"))
+    from_raw = (await raw.statement(period, "group")).data
     assert body["totals"] == from_raw["totals"] and body["coverage"] == from_raw["coverage"]
     assert body["gaps"] == from_raw["gaps"]
 

@@ -16,7 +16,7 @@ from tornado.websocket import websocket_connect
 
 from kubemonitor.poller import ALL
 from kubemonitor.times import format_ns
-from kubemonitor.usage import WINDOWS
+from kubemonitor.views import WINDOWS
 
 MINUTE = 60 * 10**9
 

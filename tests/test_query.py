@@ -6,7 +6,7 @@ from conftest import DB
 from influxdb import InfluxDBClient
 from test_api_errors import INJECTIONS
 
-from kubemonitor import request, usage
+from kubemonitor import influxql, request, usage
 from kubemonitor.heapster import Heapster
 from kubemonitor.influx import InfluxGateway
 from kubemonitor.metrics import of_source
@@ -30,11 +30,11 @@ def test_hostile_values_never_enter_the_statement_and_match_nothing(client, runn
     for q in (request.ApiQuery(namespace=payload, begin_ns=BEGIN, end_ns=END),
               request.ApiQuery(namespace="team-a", pod=payload, begin_ns=BEGIN, end_ns=END),
               request.ApiQuery(namespace="team-a", type=payload, begin_ns=BEGIN, end_ns=END)):
-        influxql, params = usage.raw_statement(CPU, q)
+        text, params = influxql.raw_statement(CPU, q)
         benign = request.ApiQuery(namespace="x", pod=q.pod and "x", type=q.type and "x", begin_ns=BEGIN, end_ns=END)
-        assert influxql == usage.raw_statement(CPU, benign)[0]  # the text never depends on a value
+        assert text == influxql.raw_statement(CPU, benign)[0]  # the text never depends on a value
         assert payload in params.values()
-        assert usage.raw_points(InfluxGateway.select, client, CPU, q) == []
+        assert influxql.raw_points(InfluxGateway.select, client, CPU, q) == []
     for scope in (usage.Scope(namespace=payload), usage.Scope(excluded=(payload,))):
         plan = usage.RawPlan(CPU, BEGIN, END, scope, 60 * 10**9)
         benign = usage.RawPlan(CPU, BEGIN, END, usage.Scope(namespace="x") if scope.namespace else usage.Scope(excluded=("x",)),

@@ -15,9 +15,10 @@ import dual_data as D
 import pytest
 
 from kubemonitor.app import KubeMonitorApp
+from kubemonitor.influxql import raw_points
 from kubemonitor.request import validate
 from kubemonitor.services import Services
-from kubemonitor.usage import aggregate, raw_points, sample_interval_ns
+from kubemonitor.usage import aggregate, sample_interval_ns
 
 SCHEMAS = ("heapster", "telegraf")
 HOUR = 3600
@@ -191,7 +192,7 @@ def test_rollups_and_statements_are_the_same_in_both_schemas(io_loop, apps):
 
     async def statements(app):
         period = period_from({"from": day, "to": last}, "UTC")
-        return {by: json.loads(await app.billing.statement(period, by)) for by in ("group", "namespace", "pod")}
+        return {by: (await app.billing.statement(period, by)).data for by in ("group", "namespace", "pod")}
     answers = both(io_loop, apps, statements)
     for by in ("group", "namespace", "pod"):
         h, t = answers["heapster"][by], answers["telegraf"][by]
@@ -288,7 +289,7 @@ async def test_dcgm_namespaces_overwritten_by_telegraf_are_reported_not_billed_s
     assert "pod_namespace_label_name" in problem and "exporter" in problem
     from kubemonitor.ratecard import period_from
     day = time.strftime("%Y-%m-%d", time.gmtime(t))
-    statement = json.loads(await app.billing.statement(period_from({"from": day, "to": day}, "UTC"), "namespace"))
+    statement = (await app.billing.statement(period_from({"from": day, "to": day}, "UTC"), "namespace")).data
     assert problem in statement["notes"]
     # set up right (the exporter's namespace under pod_namespace), nothing to report
     running_influxd.write(scratch_db, [
@@ -442,6 +443,6 @@ async def test_a_rate_card_resource_the_source_does_not_collect_is_a_note_not_a_
                     "  disk: {metric: filesystem/usage, unit: GB-hours, divide_by: 1e9, price: 0.001}\n")
     app = make_app(influxdb_db=dbs["telegraf"], source="telegraf", sample_interval=60.0, billing_file=str(card))
     day = time.strftime("%Y-%m-%d", time.gmtime(end))
-    body = json.loads(await app.billing.statement(period_from({"from": day, "to": day}, "UTC"), "group"))
+    body = (await app.billing.statement(period_from({"from": day, "to": day}, "UTC"), "group")).data
     assert body["totals"]["usage"]["disk"] == 0 and body["totals"]["usage"]["cpu"] > 0
     assert any("filesystem/usage is not in the database" in note for note in body["notes"])

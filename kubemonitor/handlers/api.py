@@ -8,7 +8,7 @@ from typing import Any, cast
 import tornado.web
 from tornado.http1connection import HTTP1Connection
 
-from .. import audit, usage
+from .. import audit, influxql, usage
 from .. import request as api_request
 from ..access import Access
 from ..config import Config
@@ -189,7 +189,7 @@ class MetricHandler(PostAPIHandler):
             if request.agg is None:
                 # Rows are encoded in the executor too: a 10,000-row answer is megabytes of JSON.
                 def fetch(client: Any) -> tuple[str, int]:
-                    rows = usage.raw_points(influx.select, client, metric, request)
+                    rows = influxql.raw_points(influx.select, client, metric, request)
                     return encode_json(rows), len(rows)
                 body, count = await influx.call(fetch, kind="api")
             else:

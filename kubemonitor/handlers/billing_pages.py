@@ -2,16 +2,15 @@
 /web/billing/<period>, with drill-down and the same CSV as the API."""
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import tornado.web
 
 from .. import audit
-from ..billing import BY, to_csv
 from ..influx import InfluxError
 from ..ratecard import Period, PeriodError, current_month, month_period, period_from
+from ..statement import BY
 from .base import ApiError
 from .billing import send_csv, statement_for
 from .pages import PageHandler
@@ -88,17 +87,17 @@ class BillingPageHandler(PageHandler):
         audit.record("csv" if csv else "statement_page", self.current_user, period=period.label, by=by,
                      address=self.request.remote_ip)
         try:
-            text = await statement_for(self, period, by, f"web:{self.current_user}")
+            kept = await statement_for(self, period, by, f"web:{self.current_user}")
         except InfluxError as exc:
             self.set_status(exc.status)
             self.render("billing.html", statement=None, error=exc.public, period=period, by=by, daily=None,
                         **await self.billing_context(period))
             return
-        statement = json.loads(text)
+        statement = kept.data
         only_group, only_namespace = self.get_argument("group", None), self.get_argument("namespace", None)
         rows = only(statement["rows"], only_group, only_namespace)
         if csv:
-            send_csv(self, to_csv({**statement, "rows": rows}, by), period.label, by)
+            send_csv(self, kept.csv(by, rows), period.label, by)
             return
         shown = self.access.namespaces
         if rows is not statement["rows"]:  # a drill-down: the chart follows the table's rows

@@ -32,7 +32,7 @@ import tornado.websocket
 from ..influx import InfluxError
 from ..poller import ALL
 from ..request import NAMESPACE
-from ..usage import DEFAULT_WINDOW, WINDOWS
+from ..views import DEFAULT_WINDOW, WINDOWS
 from ..wire import encode as encode_json
 from .base import BaseHandler
 

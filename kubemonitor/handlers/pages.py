@@ -15,7 +15,7 @@ from ..influx import InfluxError
 from ..metrics import MAIN_METRICS, Metric
 from ..poller import ALL
 from ..request import NAMESPACE
-from ..usage import DEFAULT_WINDOW, WINDOWS
+from ..views import DEFAULT_WINDOW, WINDOWS
 from .base import ApiError, BaseHandler
 
 UPLOT_JS = "vendor/uplot/uPlot.iife.min.js"

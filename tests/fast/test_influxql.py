@@ -3,17 +3,23 @@ from __future__ import annotations
 
 import pytest
 
-from kubemonitor import request, usage
-from kubemonitor.metrics import Metric
+from kubemonitor import influxql, request, usage
+from kubemonitor.heapster import Heapster
+from kubemonitor.metrics import Metric, of_source
+from kubemonitor.source import quote
 from kubemonitor.times import HOUR_NS, format_ns
 
 END = request.parse_time("e", "2017-12-31", end_of_day=True)
 
 
-def test_quote_refuses_names_outside_the_pattern():
-    for bad in ['cpu"; DROP', "cpu/usage_rate'", "a b", "", "cpu//x", "CPU"]:
-        with pytest.raises(ValueError):
-            usage.quote_measurement(Metric(bad, "", None))
+def test_a_name_is_quoted_whatever_it_holds_and_a_metric_brings_its_layout():
+    """Identifiers are joined into InfluxQL only quoted (a measurement InfluxDB listed may
+    hold anything); a metric without its source's layout is refused, never taken as Heapster's."""
+    assert quote('cpu"; DROP DATABASE k8s; --') == '"cpu\\"; DROP DATABASE k8s; --"'
+    assert quote('a\\"b') == '"a\\\\\\"b"'
+    assert influxql.quote_measurement(of_source(Heapster(), "cpu/usage_rate")) == '"cpu/usage_rate"'
+    with pytest.raises(ValueError, match="of_source"):
+        influxql.quote_measurement(Metric("cpu/usage_rate", "millicores", None))
 
 
 def test_format_ns_round_trips_rfc3339():

@@ -55,7 +55,7 @@ def test_a_snapshot_says_when_influxdb_answered_and_ends_its_window_when_asked()
     from kubemonitor.heapster import Heapster
     from kubemonitor.metrics import of_source
     from kubemonitor.poller import build_snapshot
-    from kubemonitor.usage import WINDOWS
+    from kubemonitor.views import WINDOWS
     asked = 1_790_000_000 * 10**9 + 123_456_789
     snapshot, _ = build_snapshot(of_source(Heapster(), "cpu/usage_rate"), "all", WINDOWS["1h"], [], asked, 60 * 10**9,
                                  answered_ns=asked + 80_000_000)
