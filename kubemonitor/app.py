@@ -27,6 +27,7 @@ from .influx import InfluxError, InfluxGateway
 from .metrics import MetricCatalog
 from .poller import Poller
 from .resources import resource_dir
+from .rollup_writer import RollupWriter
 from .rollups import Rollups
 from .services import Services
 from .source import Source
@@ -132,6 +133,10 @@ class KubeMonitorApp(tornado.web.Application):
         return self.services.rollups
 
     @property
+    def rollup_writer(self) -> RollupWriter:
+        return self.services.rollup_writer
+
+    @property
     def billing(self) -> Billing:
         return self.services.billing
 
@@ -228,7 +233,7 @@ class KubeMonitorApp(tornado.web.Application):
         """Warm caches, start the poller and the rollup task; InfluxDB being down is not fatal here."""
         self.watch_users()
         self.poller.start()
-        self.rollups.start(self.rollup_every)  # it prepares the retention policy itself, and retries
+        self.rollup_writer.start(self.rollup_every)  # it prepares the retention policy itself, and retries
         try:
             await self.catalog.measurements(refresh=True)
         except InfluxError as exc:
@@ -238,7 +243,7 @@ class KubeMonitorApp(tornado.web.Application):
         if getattr(self, "_users_watch", None) is not None:
             self._users_watch.stop()
         await self.poller.stop()
-        await self.rollups.stop()
+        await self.rollup_writer.stop()
         self.services.close()
         self.auth_executor.shutdown(wait=False)
         self.files_executor.shutdown(wait=False)

@@ -415,9 +415,9 @@ def cmd_rollup(args: argparse.Namespace) -> int:
     config = load_config(args)
 
     async def work(services: Services) -> int:
-        rollups = services.rollups
+        rollups, writer = services.rollups, services.rollup_writer
         first, after = rollup_range(args.from_, args.to, time.time_ns())
-        settled = rollups.settled_end()
+        settled = writer.settled_end()
         if after > settled:
             print(f"kubemonitor: hours from {format_ns(max(first, settled))} on have not settled yet "
                   f"(KUBEMONITOR_ROLLUP_SETTLE); they are left to the server's task", file=sys.stderr)
@@ -425,7 +425,7 @@ def cmd_rollup(args: argparse.Namespace) -> int:
         await rollups.prepare()
         if rollups.state != "on":
             raise UserError(f"cannot keep rollups: {rollups.reason}")
-        metrics = await rollups.metrics()
+        metrics = await writer.metrics()
         hours = (after - first) // HOUR_NS
         report = Progress("rollup", hours * len(metrics), "hours")
         action, target = ("rollup --rebuild" if args.rebuild else "rollup"), f"{format_ns(first)}..{format_ns(after)}"
@@ -433,7 +433,7 @@ def cmd_rollup(args: argparse.Namespace) -> int:
             audited(args, action, target, result="started", hours=hours, metrics=[m.name for m in metrics])
         done, expired = 0, []
         try:
-            async for metric, hour, kept_as_it_was in rollups.roll_up_range(metrics, first, after, args.rebuild):
+            async for metric, hour, kept_as_it_was in writer.roll_up_range(metrics, first, after, args.rebuild):
                 if kept_as_it_was:
                     expired.append(f"{metric.name} {format_ns(hour)}")
                 done += 1

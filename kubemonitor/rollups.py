@@ -10,10 +10,10 @@ infinite), so replicas share them and nothing lives on a pod's disk:
   metric; fields pods, raw_points (samples seen, to notice late points); written
   after the hour's usage points, so a half-written hour is never taken as done.
 
-An hour is rolled up once it ended more than `KUBEMONITOR_ROLLUP_SETTLE` ago. Doing
-it again writes the same points (idempotent; two replicas may do it at once); a
-SIGKILL in the middle leaves no marker, so the next run does the hour again.
-`rebuild` deletes the hour first (late points, corrections).
+An hour is rolled up once it ended more than `KUBEMONITOR_ROLLUP_SETTLE` ago, by
+kubemonitor/rollup_writer.py (the background task, `kubemonitor rollup`); `rebuild`
+deletes the hour first (late points, corrections). This module is the kept side:
+setting up the retention policy and reading the rollups back.
 
 An aggregation takes the whole hours that have a marker from the rollups and the
 rest (the partial hours at a range's ends, hours not rolled up yet) from raw
@@ -27,17 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from .influx import InfluxError, InfluxGateway
-from .influxql import counted_series, layout_of, merged, statement
+from .influxql import layout_of, merged, statement
 from .metrics import Metric, MetricCatalog
 from .source import Layout
-from .tasks import cancel_and_wait
-from .telemetry import Telemetry
 from .times import HOUR_NS
 from .usage import Counted, PodKey, Scope, hour_of, per_pod, raw_hours
 
@@ -49,8 +45,6 @@ DAILY = "kubemonitor_usage_daily"     # the sums of a UTC day's 24 rolled-up hou
 DAILY_NS = "kubemonitor_usage_daily_namespace"  # the same per namespace: what statements by group or namespace read
 DAYS = "kubemonitor_rollup_days"
 DAY_NS = 24 * HOUR_NS
-BATCH_HOURS = 24          # hours one background pass rolls up per metric, at most
-LATE_WINDOW_HOURS = 6     # how far back the task looks for points that arrived after their hour was rolled up
 
 
 @dataclass(frozen=True)
@@ -89,16 +83,15 @@ def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 class Rollups:
-    def __init__(self, influx: InfluxGateway, catalog: MetricCatalog, *, rp: str, metrics: tuple[str, ...],
-                 settle: float, interval_ns: Callable[[Metric], int], telemetry: Telemetry | None = None):
+    """The kept rollups: their retention policy (set up, or off), and reading them back.
+    Computing and keeping hours, and the background task, are RollupWriter's
+    (kubemonitor/rollup_writer.py)."""
+
+    def __init__(self, influx: InfluxGateway, catalog: MetricCatalog, *, rp: str, metrics: tuple[str, ...]):
         self.influx, self.catalog = influx, catalog
-        self.rp, self.metric_names, self.settle_ns = rp, tuple(metrics), int(settle * 1e9)
-        self.interval_ns = interval_ns
-        self.telemetry = telemetry or influx.telemetry
+        self.rp, self.metric_names = rp, tuple(metrics)
         self.state = "starting"        # starting | on | off
         self.reason = ""
-        self._late_seen: dict[tuple[str, int], int] = {}
-        self._task: asyncio.Task | None = None
 
     # -- InfluxQL pieces: the identifiers come from the configuration, checked by config.py
     @property
@@ -185,7 +178,7 @@ class Rollups:
                                          kind="rollup", lane=lane)
         return sorted({t for s in series for t, _ in s.get("values", [])})
 
-    async def _rolled(self, metric: Metric, first: int, end: int, scope: Scope, daily: bool = False,
+    async def rolled(self, metric: Metric, first: int, end: int, scope: Scope, daily: bool = False,
                       per_namespace: bool = False, lane: str = "api") -> dict[PodKey, Counted]:
         conditions, params = scope.conditions()
         scope_text = "".join(f" AND {c}" for c in conditions)  # fixed fragments with $parameters
@@ -240,8 +233,8 @@ class Rollups:
             raw.append((cursor, end))
         hourly, daily = merge_spans(hourly), merge_spans(daily)
         rolled_parts, raw_parts = await asyncio.gather(  # all at once
-            asyncio.gather(*(self._rolled(metric, a, b, scope) for a, b in hourly),
-                           *(self._rolled(metric, a, b, scope, daily=True, per_namespace=per_namespace) for a, b in daily)),
+            asyncio.gather(*(self.rolled(metric, a, b, scope) for a, b in hourly),
+                           *(self.rolled(metric, a, b, scope, daily=True, per_namespace=per_namespace) for a, b in daily)),
             asyncio.gather(*(raw_hours(self.influx, metric, a, b, scope, interval_ns) for a, b in raw)))
 
         def merge() -> dict[PodKey, Counted]:
@@ -257,168 +250,3 @@ class Rollups:
                     pods[key(k)].add(counted)
             return pods
         return await self.influx.compute(merge)
-
-    # -- writing ------------------------------------------------------------------------
-    async def metrics(self) -> list[Metric]:
-        """The configured metrics this data source has (KUBEMONITOR_ROLLUP_METRICS)."""
-        return [m for m in [await self.catalog.resolve(name) for name in self.metric_names] if m is not None]
-
-    async def roll_up_range(self, metrics: list[Metric], first: int, end: int,
-                            rebuild: bool = False) -> AsyncIterator[tuple[Metric, int, bool]]:
-        """Roll up (or rebuild) every hour in [first, end) of each metric, in order, yielding
-        (metric, hour, expired) as each is done; `expired`: kept as it was, its raw points gone."""
-        for metric in metrics:
-            for hour in range(first, end, HOUR_NS):
-                yield metric, hour, await self.roll_up(metric, hour, rebuild=rebuild) is None
-
-    async def roll_up(self, metric: Metric, hour: int, rebuild: bool = False) -> int | None:
-        """Compute and keep one hour of one metric; returns the pod instances written, or None
-        when a rebuild left the hour as it was kept because its raw points have expired."""
-        raw_points = await self._raw_points(metric, hour, hour + HOUR_NS)
-        if rebuild and raw_points == 0 and await self._kept_raw_points(metric, hour) > 0:
-            # InfluxDB's retention removed the raw points: rebuilding would replace the kept
-            # hour with nothing (and re-issue closed statements with less usage). Keep it.
-            return None
-        hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric), lane=BG)
-        covered = len(await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric), lane=BG))
-        points = [{"measurement": USAGE, "time": hour,
-                   "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
-                            "source": next(iter(c.sources))},
-                   "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
-                  for ((ns, pod, pod_id), _h), c in sorted(hours.items()) if c.count]
-        marker = [{"measurement": HOURS, "time": hour, "tags": {"metric": metric.name},
-                   "fields": {"pods": len(points), "raw_points": int(raw_points), "covered": covered,
-                              "intervals": HOUR_NS // self.interval_ns(metric)}}]
-        if rebuild:
-            params = {"metric": metric.name, "first": hour, "end": hour + HOUR_NS}
-            for measurement in (HOURS, USAGE):  # the marker first: a reader never sees a half-deleted hour as done
-                await self.influx.execute(f'DELETE FROM "{measurement}" WHERE "metric" = $metric AND time >= $first '
-                                          "AND time < $end", params, kind="rollup", lane=BG)
-        try:
-            await self.influx.write(points, self.rp, lane=BG)
-            await self.influx.write(marker, self.rp, lane=BG)  # after the usage points: only a complete hour is marked
-        except InfluxError as exc:
-            if exc.status == 502:
-                self.turn_off("InfluxDB refused the rollup write (a read-only account?)", exc.message)
-            raise
-        self.telemetry.rollup_hours.labels(metric.name).inc()
-        await self._roll_up_day(metric, hour - hour % DAY_NS, rebuild)
-        return len(points)
-
-    async def _kept_raw_points(self, metric: Metric, hour: int) -> int:
-        """How many raw points the kept hour was computed from (0: not kept)."""
-        series = await self.influx.query(f'SELECT sum("raw_points") FROM "{self.rp}"."{HOURS}" WHERE "metric" = $metric '
-                                         "AND time = $hour", {"metric": metric.name, "hour": hour}, kind="rollup", lane=BG)
-        return int(next((v for s in series for _, v in s.get("values", [])), 0) or 0)
-
-    async def _roll_up_day(self, metric: Metric, day: int, rebuild: bool) -> None:
-        """Once all 24 hours of a UTC day are kept, keep their sums once more, per day: a month
-        then reads 31 points per pod instead of 744. Rebuilding an hour rebuilds its day."""
-        if len(await self.covered_hours(metric, day, day + DAY_NS, lane=BG)) < 24:
-            return
-        params = {"metric": metric.name, "first": day, "end": day + DAY_NS}
-        if rebuild:
-            for measurement in (DAYS, DAILY, DAILY_NS):
-                await self.influx.execute(f'DELETE FROM "{measurement}" WHERE "metric" = $metric AND time >= $first '
-                                          "AND time < $end", params, kind="rollup", lane=BG)
-        pods = await self._rolled(metric, day, day + DAY_NS, Scope(), lane=BG)
-        points = [{"measurement": DAILY, "time": day,
-                   "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
-                            "source": next(iter(c.sources)) if len(c.sources) == 1 else "mixed"},
-                   "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
-                  for (ns, pod, pod_id), c in sorted(pods.items()) if c.count]
-        namespaces: dict[str, Counted] = defaultdict(Counted)
-        for (ns, _pod, _pod_id), counted in pods.items():
-            namespaces[ns].add(counted)
-        points += [{"measurement": DAILY_NS, "time": day,
-                    "tags": {"metric": metric.name, "namespace_name": ns,
-                             "source": next(iter(c.sources)) if len(c.sources) == 1 else "mixed"},
-                    "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
-                   for ns, c in sorted(namespaces.items()) if c.count]
-        await self.influx.write(points, self.rp, lane=BG)
-        await self.influx.write([{"measurement": DAYS, "time": day, "tags": {"metric": metric.name},
-                                  "fields": {"pods": len(points)}}], self.rp, lane=BG)
-
-    async def _raw_points(self, metric: Metric, first: int, end: int) -> int:
-        texts, params = counted_series(metric)
-        series = await self.influx.query(statement("count({v})", metric, [*texts, "time >= $first", "time < $end"]),
-                                         {**params, "first": first, "end": end}, kind="rollup", lane=BG)
-        return sum(v or 0 for s in series for _, v in s.get("values", []))
-
-    async def last_hour(self, metric: Metric) -> int | None:
-        series = await self.influx.query(f'SELECT last("pods") FROM {self._hours} WHERE "metric" = $metric',
-                                         {"metric": metric.name}, kind="rollup", lane=BG)
-        return next((t for s in series for t, _ in s.get("values", [])), None)
-
-    async def first_data_hour(self, metric: Metric) -> int | None:
-        texts, params = counted_series(metric)
-        series = await self.influx.query(statement("first({v})", metric, texts), params,
-                                         kind="rollup", lane=BG)
-        first = next((t for s in series for t, _ in s.get("values", [])), None)
-        return None if first is None else hour_of(first)
-
-    def settled_end(self, now_ns: int | None = None) -> int:
-        """Hours before this one have settled (ended more than the settle delay ago)."""
-        now_ns = time.time_ns() if now_ns is None else now_ns
-        return hour_of(now_ns - self.settle_ns)
-
-    # -- the background task --------------------------------------------------------------
-    async def catch_up(self, metric: Metric, limit: int = BATCH_HOURS) -> int:
-        """Roll up the next settled hours after the last rolled-up one; returns how many."""
-        last = await self.last_hour(metric)
-        start = last + HOUR_NS if last is not None else await self.first_data_hour(metric)
-        if start is None:
-            return 0
-        done = 0
-        for hour in range(start, self.settled_end(), HOUR_NS):
-            if done >= limit:
-                break
-            await self.roll_up(metric, hour)
-            done += 1
-        return done
-
-    async def count_late_points(self, metric: Metric) -> int:
-        """Points that arrived after their hour was rolled up (left alone until a rebuild)."""
-        end = self.settled_end()
-        first = end - LATE_WINDOW_HOURS * HOUR_NS
-        series = await self.influx.query(f'SELECT "raw_points" FROM {self._hours} WHERE "metric" = $metric AND '
-                                         "time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup", lane=BG)
-        marked = {t: v for s in series for t, v in s.get("values", [])}
-        new = 0
-        for hour, kept in marked.items():
-            now = await self._raw_points(metric, hour, hour + HOUR_NS)
-            late = max(0, now - int(kept or 0))
-            seen = self._late_seen.get((metric.name, hour), 0)
-            if late > seen:
-                self.telemetry.late_points.labels(metric.name).inc(late - seen)
-                new += late - seen
-                self._late_seen[(metric.name, hour)] = late
-        return new
-
-    async def run(self, every: float = 60.0) -> None:
-        """Keep the rollups up to date until cancelled; InfluxDB failing only delays it."""
-        while True:
-            try:
-                if self.state == "starting":
-                    await self.prepare()
-                if self.state == "on":
-                    for name in self.metric_names:
-                        metric = await self.catalog.resolve(name)
-                        if metric is not None:
-                            await self.catch_up(metric)
-                            await self.count_late_points(metric)
-            except InfluxError as exc:
-                log.warning("rollup pass failed, trying again in %g s: %s", every, exc.message)
-            except Exception:  # noqa: BLE001 - the task must survive anything
-                log.exception("rollup pass failed")
-            await asyncio.sleep(every)
-
-    def start(self, every: float = 60.0) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self.run(every))
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None

@@ -17,6 +17,7 @@ from .kept import Kept
 from .metrics import Metric, MetricCatalog
 from .poller import Poller
 from .ratecard import RateCard
+from .rollup_writer import RollupWriter
 from .rollups import Rollups
 from .source import Source
 from .telemetry import Telemetry
@@ -52,8 +53,9 @@ class Services:
         self.source = source_named(config.source)
         self.catalog = MetricCatalog.of(self.influx, self.source)
         self.problems = SourceProblems(self.source, self.influx)
-        self.rollups = Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics,
-                               settle=config.rollup_settle, interval_ns=self.interval_ns)
+        self.rollups = Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics)
+        self.rollup_writer = RollupWriter(self.rollups, self.catalog, settle=config.rollup_settle,
+                                          interval_ns=self.interval_ns)
         self._card = card
 
     @cached_property

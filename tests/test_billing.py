@@ -271,7 +271,7 @@ async def test_coverage_from_rolled_up_hours_equals_coverage_from_raw_points(bil
     await rollups.prepare()
     first = (FEB + 9 * 86400) * NS - 3 * HOUR_NS  # 2026-02-09 21:00 .. 2026-02-10 06:00, around the missing hour
     for hour in range(first, first + 9 * HOUR_NS, HOUR_NS):
-        await rollups.roll_up(cpu, hour)
+        await billing_app.rollup_writer.roll_up(cpu, hour)
     raw = Billing(billing_app.influx, billing_app.catalog, billing_app.billing.card, None, (), lambda m: 60 * NS)
     for begin, end in ((first, first + 9 * HOUR_NS), (first - 17 * 60 * NS, first + 9 * HOUR_NS + 5 * 60 * NS)):
         from_rollups = await billing_app.billing.coverage(cpu, begin, end)
@@ -518,7 +518,7 @@ async def test_the_running_months_daily_bars_add_up_to_its_table(billing_app, ru
                                      f"{first + 60 * NS * k}" for k in range(90)], precision="n")  # 11:00 to 12:29
     try:
         metric = billing_app.catalog.resolve_cached("cpu/usage_rate")
-        await billing_app.rollups.roll_up(metric, first)  # the first hour is rolled up, the current one is not
+        await billing_app.rollup_writer.roll_up(metric, first)  # the first hour is rolled up, the current one is not
         period = current_month("UTC", pinned)
         daily = await billing_app.billing.daily(period)
         statement = (await billing_app.billing.statement(period, "group")).data
@@ -662,7 +662,7 @@ async def test_a_statement_reads_what_the_rollups_keep_once_per_resource(billing
     first = (FEB + 9 * 86400) * NS
     for metric in ("cpu/usage_rate", "memory/usage"):
         for hour in range(first, first + 30 * HOUR_NS, HOUR_NS):  # 2026-02-09 whole, and 6 hours of the 10th
-            await rollups.roll_up(of_source(Heapster(), metric), hour)
+            await billing_app.rollup_writer.roll_up(of_source(Heapster(), metric), hour)
     period = period_from({"from": "2026-02-08", "to": "2026-02-11"}, "UTC")
     registry = billing_app.telemetry.registry
 

@@ -43,7 +43,7 @@ async def roll(app, first, hours, metric=CPU):
     await app.rollups.prepare()
     assert app.rollups.state == "on", app.rollups.reason
     for hour in range(first, first + hours * HOUR_NS, HOUR_NS):
-        await app.rollups.roll_up(metric, hour)
+        await app.rollup_writer.roll_up(metric, hour)
 
 
 async def both(app, metric, agg, begin, end, namespace="default"):
@@ -120,27 +120,27 @@ def sample_lines(namespace, t, value=10.0):
 @pytest.mark.gen_test(timeout=90)
 async def test_late_points_within_the_settle_delay_count_after_it_wait_for_a_rebuild(make_app, scratch_db, running_influxd, rp):
     app = make_app(influxdb_db=scratch_db, rollup_rp=rp)
-    rollups = app.rollups
+    rollups, writer = app.rollups, app.rollup_writer
     clear_of_boundary(3600, 30)  # "the hour that ended last" must not change while the test runs
     last = (time.time_ns() // HOUR_NS - 1) * HOUR_NS  # the hour that ended last
     running_influxd.write(scratch_db, [line for m in range(0, 60, 10) for line in sample_lines("late", last - 3 * HOUR_NS + m * 60 * NS)])
     running_influxd.write(scratch_db, [line for m in range(0, 60, 10) for line in sample_lines("late", last + m * 60 * NS)])
     await rollups.prepare()
-    rollups.settle_ns = time.time_ns() - (last + HOUR_NS) + 60 * NS  # the last hour has not settled yet
-    assert await rollups.catch_up(CPU) == 3 and await rollups.last_hour(CPU) == last - HOUR_NS
+    writer.settle_ns = time.time_ns() - (last + HOUR_NS) + 60 * NS  # the last hour has not settled yet
+    assert await writer.catch_up(CPU) == 3 and await writer.last_hour(CPU) == last - HOUR_NS
     running_influxd.write(scratch_db, sample_lines("late", last + 59 * 60 * NS, 1000.0))  # late, but within the delay
-    rollups.settle_ns = 0
-    assert await rollups.catch_up(CPU) == 1
+    writer.settle_ns = 0
+    assert await writer.catch_up(CPU) == 1
     q = ApiQuery(agg="all-namespace", begin_ns=last, end_ns=last + HOUR_NS - 1)
     (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
     assert row["sum"] == 6 * 10 + 1000 and row["count"] == 7
     running_influxd.write(scratch_db, sample_lines("late", last + 58 * 60 * NS, 500.0))  # after the hour was kept
-    assert await rollups.count_late_points(CPU) == 2  # its pod and container samples
-    assert await rollups.count_late_points(CPU) == 0  # counted once
+    assert await writer.count_late_points(CPU) == 2  # its pod and container samples
+    assert await writer.count_late_points(CPU) == 0  # counted once
     assert app.telemetry.registry.get_sample_value("kubemonitor_rollup_late_points_total", {"metric": CPU.name}) == 2
     (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
     assert row["sum"] == 1060  # left alone ...
-    await rollups.roll_up(CPU, last, rebuild=True)
+    await writer.roll_up(CPU, last, rebuild=True)
     (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
     assert row["sum"] == 1560 and row["count"] == 8  # ... until a rebuild
 
@@ -150,15 +150,15 @@ async def test_a_rebuild_keeps_hours_whose_raw_points_have_expired(make_app, scr
     """Retention removed an hour's raw points: a rebuild leaves the kept hour as it was
     instead of replacing it with nothing (which re-issued closed statements with less usage)."""
     app = make_app(influxdb_db=scratch_db, rollup_rp=rp)
-    rollups = app.rollups
+    rollups, writer = app.rollups, app.rollup_writer
     hour = (time.time_ns() // HOUR_NS - 3) * HOUR_NS
     running_influxd.write(scratch_db, [line for m in range(0, 60, 10) for line in sample_lines("old", hour + m * 60 * NS)])
     await rollups.prepare()
-    assert await rollups.roll_up(CPU, hour) == 1
+    assert await writer.roll_up(CPU, hour) == 1
     q = ApiQuery(agg="all-namespace", begin_ns=hour, end_ns=hour + HOUR_NS - 1)
     (before,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
     running_influxd.query(f'DELETE FROM "cpu/usage_rate" WHERE time >= {hour} AND time < {hour + HOUR_NS}', db=scratch_db)
-    assert await rollups.roll_up(CPU, hour, rebuild=True) is None
+    assert await writer.roll_up(CPU, hour, rebuild=True) is None
     (after,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
     assert after == before and before["sum"] == 60
 
@@ -170,12 +170,12 @@ async def test_influxdb_frozen_while_rolling_up_marks_nothing_and_the_next_pass_
     os.kill(running_influxd.process.pid, signal.SIGSTOP)
     try:
         with pytest.raises(InfluxError) as info:
-            await app.rollups.roll_up(CPU, D)
+            await app.rollup_writer.roll_up(CPU, D)
         assert info.value.status == 504
     finally:
         os.kill(running_influxd.process.pid, signal.SIGCONT)
     assert await app.rollups.covered_hours(CPU, D, D + HOUR_NS) == []  # not marked as done
-    await app.rollups.roll_up(CPU, D)
+    await app.rollup_writer.roll_up(CPU, D)
     assert await app.rollups.covered_hours(CPU, D, D + HOUR_NS) == [D]
 
 
@@ -237,7 +237,7 @@ async def test_the_serve_task_rolls_up_settled_hours_and_resumes_after_a_restart
     # a new process resumes where the rollups end: nothing is done twice
     again = make_app(influxdb_db=scratch_db, rollup_rp=rp, rollup_settle=1.0)
     await again.rollups.prepare()
-    assert await again.rollups.catch_up(CPU) == 0
+    assert await again.rollup_writer.catch_up(CPU) == 0
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -333,7 +333,7 @@ async def test_negative_gauge_samples_are_left_out_and_counted(make_app, scratch
     (raw,) = await aggregate(app.influx, CPU, q, (), INTERVAL, None)
     assert raw["sum"] == 60 and raw["count"] == 6
     await app.rollups.prepare()
-    await app.rollups.roll_up(CPU, hour)
+    await app.rollup_writer.roll_up(CPU, hour)
     (rolled,) = await aggregate(app.influx, CPU, q, (), INTERVAL, app.rollups)
     assert rolled["sum"] == 60 and rolled["count"] == 6
     assert await app.billing.negative_samples(CPU, hour, hour + HOUR_NS) == 4  # pod and container series, twice

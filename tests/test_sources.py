@@ -172,7 +172,7 @@ def test_rollups_and_statements_are_the_same_in_both_schemas(io_loop, apps):
         for metric in ("cpu/usage_rate", "memory/usage", "gpu/usage"):
             m = await app.catalog.resolve(metric)
             for hour in hours:
-                await app.rollups.roll_up(m, hour * 10**9)
+                await app.rollup_writer.roll_up(m, hour * 10**9)
             series = await app.influx.query(f'SELECT "count", "sum", "max", "namespace_name", "pod_name" FROM '
                                             f'"{app.rollups.rp}"."kubemonitor_usage_hourly" WHERE "metric" = $metric',
                                             {"metric": metric}, kind="test")

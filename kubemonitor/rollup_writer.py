@@ -1,0 +1,204 @@
+"""Computing and keeping rollups (README "Rollups"): one hour of one metric at a time,
+then its UTC day once all 24 hours are kept; the background task that keeps them up to
+date and counts points that arrived after their hour was rolled up; and the ranges
+`kubemonitor rollup` computes or rebuilds. What is kept, and reading it, is Rollups'
+(kubemonitor/rollups.py).
+
+Doing an hour again writes the same points (idempotent; two replicas may do it at
+once); a SIGKILL in the middle leaves no marker, so the next pass does the hour again.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+
+from .influx import InfluxError
+from .influxql import counted_series, statement
+from .metrics import Metric, MetricCatalog
+from .rollups import BG, DAILY, DAILY_NS, DAY_NS, DAYS, HOURS, USAGE, Rollups, collected_intervals
+from .tasks import cancel_and_wait
+from .telemetry import Telemetry
+from .times import HOUR_NS
+from .usage import Counted, Scope, hour_of, raw_hours
+
+log = logging.getLogger("kubemonitor.rollups")
+BATCH_HOURS = 24          # hours one background pass rolls up per metric, at most
+LATE_WINDOW_HOURS = 6     # how far back the task looks for points that arrived after their hour was rolled up
+
+
+class RollupWriter:
+    def __init__(self, rollups: Rollups, catalog: MetricCatalog, *, settle: float,
+                 interval_ns: Callable[[Metric], int], telemetry: Telemetry | None = None):
+        self.rollups, self.catalog, self.influx = rollups, catalog, rollups.influx
+        self.settle_ns = int(settle * 1e9)  # an hour is rolled up once it ended this long ago
+        self.interval_ns = interval_ns
+        self.telemetry = telemetry or rollups.influx.telemetry
+        self._late_seen: dict[tuple[str, int], int] = {}
+        self._task: asyncio.Task | None = None
+
+    async def metrics(self) -> list[Metric]:
+        """The configured metrics this data source has (KUBEMONITOR_ROLLUP_METRICS)."""
+        return [m for m in [await self.catalog.resolve(name) for name in self.rollups.metric_names] if m is not None]
+
+    async def roll_up_range(self, metrics: list[Metric], first: int, end: int,
+                            rebuild: bool = False) -> AsyncIterator[tuple[Metric, int, bool]]:
+        """Roll up (or rebuild) every hour in [first, end) of each metric, in order, yielding
+        (metric, hour, expired) as each is done; `expired`: kept as it was, its raw points gone."""
+        for metric in metrics:
+            for hour in range(first, end, HOUR_NS):
+                yield metric, hour, await self.roll_up(metric, hour, rebuild=rebuild) is None
+
+    async def roll_up(self, metric: Metric, hour: int, rebuild: bool = False) -> int | None:
+        """Compute and keep one hour of one metric; returns the pod instances written, or None
+        when a rebuild left the hour as it was kept because its raw points have expired."""
+        raw_points = await self._raw_points(metric, hour, hour + HOUR_NS)
+        if rebuild and raw_points == 0 and await self._kept_raw_points(metric, hour) > 0:
+            # InfluxDB's retention removed the raw points: rebuilding would replace the kept
+            # hour with nothing (and re-issue closed statements with less usage). Keep it.
+            return None
+        hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric), lane=BG)
+        covered = len(await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric), lane=BG))
+        points = [{"measurement": USAGE, "time": hour,
+                   "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
+                            "source": next(iter(c.sources))},
+                   "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
+                  for ((ns, pod, pod_id), _h), c in sorted(hours.items()) if c.count]
+        marker = [{"measurement": HOURS, "time": hour, "tags": {"metric": metric.name},
+                   "fields": {"pods": len(points), "raw_points": int(raw_points), "covered": covered,
+                              "intervals": HOUR_NS // self.interval_ns(metric)}}]
+        if rebuild:
+            params = {"metric": metric.name, "first": hour, "end": hour + HOUR_NS}
+            for measurement in (HOURS, USAGE):  # the marker first: a reader never sees a half-deleted hour as done
+                await self.influx.execute(f'DELETE FROM "{measurement}" WHERE "metric" = $metric AND time >= $first '
+                                          "AND time < $end", params, kind="rollup", lane=BG)
+        try:
+            await self.influx.write(points, self.rollups.rp, lane=BG)
+            await self.influx.write(marker, self.rollups.rp, lane=BG)  # after the usage points: only a complete hour is marked
+        except InfluxError as exc:
+            if exc.status == 502:
+                self.rollups.turn_off("InfluxDB refused the rollup write (a read-only account?)", exc.message)
+            raise
+        self.telemetry.rollup_hours.labels(metric.name).inc()
+        await self._roll_up_day(metric, hour - hour % DAY_NS, rebuild)
+        return len(points)
+
+    async def _kept_raw_points(self, metric: Metric, hour: int) -> int:
+        """How many raw points the kept hour was computed from (0: not kept)."""
+        series = await self.influx.query(f'SELECT sum("raw_points") FROM {self.rollups._hours} WHERE "metric" = $metric '
+                                         "AND time = $hour", {"metric": metric.name, "hour": hour}, kind="rollup", lane=BG)
+        return int(next((v for s in series for _, v in s.get("values", [])), 0) or 0)
+
+    async def _roll_up_day(self, metric: Metric, day: int, rebuild: bool) -> None:
+        """Once all 24 hours of a UTC day are kept, keep their sums once more, per day: a month
+        then reads 31 points per pod instead of 744. Rebuilding an hour rebuilds its day."""
+        if len(await self.rollups.covered_hours(metric, day, day + DAY_NS, lane=BG)) < 24:
+            return
+        params = {"metric": metric.name, "first": day, "end": day + DAY_NS}
+        if rebuild:
+            for measurement in (DAYS, DAILY, DAILY_NS):
+                await self.influx.execute(f'DELETE FROM "{measurement}" WHERE "metric" = $metric AND time >= $first '
+                                          "AND time < $end", params, kind="rollup", lane=BG)
+        pods = await self.rollups.rolled(metric, day, day + DAY_NS, Scope(), lane=BG)
+        points = [{"measurement": DAILY, "time": day,
+                   "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
+                            "source": next(iter(c.sources)) if len(c.sources) == 1 else "mixed"},
+                   "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
+                  for (ns, pod, pod_id), c in sorted(pods.items()) if c.count]
+        namespaces: dict[str, Counted] = defaultdict(Counted)
+        for (ns, _pod, _pod_id), counted in pods.items():
+            namespaces[ns].add(counted)
+        points += [{"measurement": DAILY_NS, "time": day,
+                    "tags": {"metric": metric.name, "namespace_name": ns,
+                             "source": next(iter(c.sources)) if len(c.sources) == 1 else "mixed"},
+                    "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
+                   for ns, c in sorted(namespaces.items()) if c.count]
+        await self.influx.write(points, self.rollups.rp, lane=BG)
+        await self.influx.write([{"measurement": DAYS, "time": day, "tags": {"metric": metric.name},
+                                  "fields": {"pods": len(points)}}], self.rollups.rp, lane=BG)
+
+    async def _raw_points(self, metric: Metric, first: int, end: int) -> int:
+        texts, params = counted_series(metric)
+        series = await self.influx.query(statement("count({v})", metric, [*texts, "time >= $first", "time < $end"]),
+                                         {**params, "first": first, "end": end}, kind="rollup", lane=BG)
+        return sum(v or 0 for s in series for _, v in s.get("values", []))
+
+    async def last_hour(self, metric: Metric) -> int | None:
+        series = await self.influx.query(f'SELECT last("pods") FROM {self.rollups._hours} WHERE "metric" = $metric',
+                                         {"metric": metric.name}, kind="rollup", lane=BG)
+        return next((t for s in series for t, _ in s.get("values", [])), None)
+
+    async def first_data_hour(self, metric: Metric) -> int | None:
+        texts, params = counted_series(metric)
+        series = await self.influx.query(statement("first({v})", metric, texts), params,
+                                         kind="rollup", lane=BG)
+        first = next((t for s in series for t, _ in s.get("values", [])), None)
+        return None if first is None else hour_of(first)
+
+    def settled_end(self, now_ns: int | None = None) -> int:
+        """Hours before this one have settled (ended more than the settle delay ago)."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        return hour_of(now_ns - self.settle_ns)
+
+    # -- the background task --------------------------------------------------------------
+    async def catch_up(self, metric: Metric, limit: int = BATCH_HOURS) -> int:
+        """Roll up the next settled hours after the last rolled-up one; returns how many."""
+        last = await self.last_hour(metric)
+        start = last + HOUR_NS if last is not None else await self.first_data_hour(metric)
+        if start is None:
+            return 0
+        done = 0
+        for hour in range(start, self.settled_end(), HOUR_NS):
+            if done >= limit:
+                break
+            await self.roll_up(metric, hour)
+            done += 1
+        return done
+
+    async def count_late_points(self, metric: Metric) -> int:
+        """Points that arrived after their hour was rolled up (left alone until a rebuild)."""
+        end = self.settled_end()
+        first = end - LATE_WINDOW_HOURS * HOUR_NS
+        series = await self.influx.query(f'SELECT "raw_points" FROM {self.rollups._hours} WHERE "metric" = $metric AND '
+                                         "time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
+                                         kind="rollup", lane=BG)
+        marked = {t: v for s in series for t, v in s.get("values", [])}
+        new = 0
+        for hour, kept in marked.items():
+            now = await self._raw_points(metric, hour, hour + HOUR_NS)
+            late = max(0, now - int(kept or 0))
+            seen = self._late_seen.get((metric.name, hour), 0)
+            if late > seen:
+                self.telemetry.late_points.labels(metric.name).inc(late - seen)
+                new += late - seen
+                self._late_seen[(metric.name, hour)] = late
+        return new
+
+    async def run(self, every: float = 60.0) -> None:
+        """Keep the rollups up to date until cancelled; InfluxDB failing only delays it."""
+        while True:
+            try:
+                if self.rollups.state == "starting":
+                    await self.rollups.prepare()
+                if self.rollups.state == "on":
+                    for name in self.rollups.metric_names:
+                        metric = await self.catalog.resolve(name)
+                        if metric is not None:
+                            await self.catch_up(metric)
+                            await self.count_late_points(metric)
+            except InfluxError as exc:
+                log.warning("rollup pass failed, trying again in %g s: %s", every, exc.message)
+            except Exception:  # noqa: BLE001 - the task must survive anything
+                log.exception("rollup pass failed")
+            await asyncio.sleep(every)
+
+    def start(self, every: float = 60.0) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self.run(every))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
