@@ -99,7 +99,7 @@ async def test_bad_messages_get_an_error_and_the_connection_lives_on(base_url, b
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_new_point_reaches_the_subscriber_within_one_poll_interval(scratch_app, scratch_db, http_client,
+async def test_a_new_point_reaches_the_subscriber_by_the_next_poll_round(scratch_app, scratch_db, http_client,
                                                                           web_user, running_influxd):
     base, server = await serve_app(scratch_app)
     try:
@@ -116,11 +116,14 @@ async def test_a_new_point_reaches_the_subscriber_within_one_poll_interval(scrat
             f"cpu/usage_rate,namespace_name=team-live,pod_name=fresh-1,container_name=app,nodename=node-9,type=pod_container value=42.0 {now}",
             f"cpu/usage_rate,namespace_name=team-live,pod_name=fresh-1,nodename=node-9,type=pod value=42.0 {now}",
         ])
-        written = time.monotonic()
+        # Counted in poll rounds, not seconds (a loaded machine stretches seconds): at most
+        # the snapshot already on its way and the round in flight at the write go without it.
+        without: list[dict] = []
         interval = scratch_app.config.poll_interval
-        msg = await next_message(conn, "snapshot", timeout=interval * 2 + 2,
-                                 where=lambda m: any(r["pod_name"] == "fresh-1" for r in m["latest"]))
-        assert time.monotonic() - written <= interval + 1.5
+        msg = await next_message(conn, "snapshot", timeout=interval * 4 + 5,
+                                 where=lambda m: any(r["pod_name"] == "fresh-1" for r in m["latest"])
+                                 or without.append(m) is not None)
+        assert len(without) <= 2, f"the fresh point came {len(without)} snapshots late"
         assert msg["latest"][0]["value"] == 42.0 and msg["series"]["fresh-1"][-1][1] == 42.0
         conn.close()
     finally:

@@ -101,10 +101,15 @@ def test_throttle_window_passes():
     assert t.retry_after("user:a") == pytest.approx(1)
     now[0] += 2
     assert t.retry_after("user:a") == 0
-    small = Throttle(max_keys=3, clock=lambda: now[0])
-    for key in "abcde":
+    # bounded memory: past max_keys the least recently failed key is forgotten (not the newest)
+    small = Throttle(limit=2, max_keys=3, clock=lambda: now[0])
+    small.fail("a"), small.fail("a")
+    assert small.retry_after("a") > 0
+    for key in "bcd":
         small.fail(key)
-    assert len(small._failures) == 3
+    assert small.retry_after("a") == 0
+    small.fail("d")
+    assert small.retry_after("d") > 0
 
 
 @pytest.mark.gen_test
