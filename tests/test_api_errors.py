@@ -262,11 +262,11 @@ async def test_influxdb_error_is_502(wrong_db_app, http_client):
 
 @pytest.mark.gen_test
 async def test_internal_error_is_500_with_request_id_and_logged(api, monkeypatch, caplog):
-    from kubemonitor import usage
+    from kubemonitor import influxql
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("simulated bug")
-    monkeypatch.setattr(usage, "raw_points", broken)
+    monkeypatch.setattr(influxql, "raw_points", broken)
     status, body, resp = await api("cpu/usage_rate", {})
     rid = resp.headers["X-Request-ID"]
     assert_error(status, body, 500, "internal error", rid)

@@ -86,8 +86,10 @@ def test_a_wheel_from_a_clean_checkout_serves_charts_without_npm(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
+    # the installed wheel alone: a PYTHONPATH (a checkout run from another directory) must not shadow it
+    alone = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run([python, "-c", "import kubemonitor.resources as r; print(r.resource_dir('static'))"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+                           cwd=tmp_path, capture_output=True, text=True, check=True, env=alone).stdout.strip()
     assert where.startswith(str(venv)) and where.endswith(os.path.join("kubemonitor", "static"))
 
     port = free_port()
