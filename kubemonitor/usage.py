@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .influxql import counted_series, layout_of, merged, statement, tags_of
 from .metrics import Metric
 from .request import ApiQuery
-from .source import Layout, quote
+from .source import Condition, Layout, quote
 from .times import HOUR_NS, NS
 
 if TYPE_CHECKING:
@@ -90,14 +90,23 @@ def _key(layout: Layout, tags: dict | None) -> PodKey:
     return (tags.get(layout.namespace, ""), tags.get(layout.pod, ""), tags.get(layout.pod_id, "") if layout.pod_id else "")
 
 
+STATS = 'count({v}) AS "count", sum({v}) AS "sum", max({v}) AS "max"'
+# per series (every tag) and sample interval: how many samples, and their sum (their mean, once)
+PER_INTERVAL = 'count({v}) AS "count", sum({v}) AS "sum"'
+
+
 @dataclass(frozen=True)
 class Fallback:
     """RawPlan's second step: its statements, and what `combine` needs to know of them —
-    the hours each pod instance's containers count in, and whether the last statement
-    checks the edge hours for pod-level samples."""
+    the hours each pod instance's containers count in, whether a statement checks the edge
+    hours for pod-level samples, and the (pod instance, hour)s whose pod-level samples are
+    recounted one value per series and interval (a series there may have been written twice)."""
     statements: list[tuple[str, dict]]
     needs: dict[PodKey, frozenset[int]]
     checked_edges: bool
+    suspect: dict[PodKey, frozenset[int]] = field(default_factory=dict)
+    sums: int = 0       # how many of `statements` are the container values per interval
+    hourly: int = 0     # then (after the edge check) how many are a suspect pod's pod-level stats per hour
 
 
 class RawPlan:
@@ -106,27 +115,36 @@ class RawPlan:
     Within each clock hour a pod instance is counted from its pod-level samples when
     it has any in that hour — in the whole hour, even where the range covers only part
     of it, so that any split of a range adds up — else from its container-level
-    samples, bucketed per sample interval. Steps:
+    samples, bucketed per sample interval. A series counts at most one value per
+    sample interval, the mean of its samples there: a second collector, a retried flush
+    or a collector writing more often than the interval never counts twice. Steps:
 
-    1. `first()`: four independent statements, run concurrently — per pod instance,
-       the count, sum and max of its pod-level samples; the hours that have pod-level
-       samples (count() is InfluxDB's cheap path); the first and the last container
-       sample (cheap too: they read block headers). A range of two hours or less
-       (the ends of a range answered from rollups) costs InfluxDB little per point but
-       a lot per statement, so it uses one: per hour and series type, count, sum, max;
-    2. `second()`: only for the pod instances whose containers reported in an hour
-       without pod-level samples (none when every pod has pod-level series all along,
-       as Heapster writes them): the sums of their containers per sample interval,
-       and — for an hour the range covers only partly — whether the rest of that hour
-       has pod-level samples;
+    1. `first()`: independent statements, run concurrently — per pod instance, the
+       count, sum and max of its pod-level samples; per pod-level series (all its tags)
+       and hour, the number of samples (count() is InfluxDB's cheap path); per series,
+       its first and its last sample (cheap too: they read block headers). A range of
+       two hours or less (the ends of a range answered from rollups) costs InfluxDB
+       little per point but a lot per statement, so its counts, sums and maxima come per
+       series and hour in one statement;
+    2. `second()`: for the pod instances whose containers reported in an hour without
+       pod-level samples (none when every pod has pod-level series all along, as
+       Heapster writes them): their containers' samples per series and interval (count
+       and sum: each series' mean), and — for an hour the range covers only partly —
+       whether the rest of that hour has pod-level samples. For the (pod instance,
+       hour)s where a pod-level series may hold two samples in one interval (two series
+       of one pod, or more samples than the intervals the series spans): the same per
+       interval. Finding them costs counts; averaging each interval in InfluxDB costs
+       several times the plain sums, so it is done only where needed;
     3. `combine()`: {(pod instance, hour): Counted}. Pod-level samples are keyed by the
-       range's first hour (exact for a range within one hour, as rollups use it);
-       container-counted samples by their own hour.
+       range's first hour (exact for a range within one hour, as rollups use it) — per
+       hour for a recounted pod instance; container-counted samples by their own hour.
 
     ns, node, cluster and sys_container series are never read.
     """
 
     def __init__(self, metric: Metric, begin_ns: int, end_ns: int, scope: Scope, interval_ns: int):
+        # A sample belongs to the range that holds its timestamp (to the nanosecond), so
+        # ranges that partition the samples add up.
         self.metric, self.begin, self.end, self.scope, self.interval_ns = metric, begin_ns, end_ns, scope, interval_ns
         self.layout = layout_of(metric)
         self.interval = f"{interval_ns // NS}s"
@@ -139,17 +157,9 @@ class RawPlan:
         conditions, params = self.scope.conditions(quote(self.layout.namespace))
         return ["time >= $begin", "time <= $end", *conditions], {**params, "begin": self.begin, "end": self.end}
 
-    def _pod(self) -> tuple[list[str], dict] | None:
-        """The pod-level condition with the common ones (None: the source has no pod-level series)."""
-        if self.layout.pod_level is None:
-            return None
+    def _level(self, level: Condition | None) -> tuple[list[str], dict]:
         conditions, params = self._common()
-        texts, extra = merged(self.layout.pod_level)
-        return [*texts, *conditions], {**params, **extra}
-
-    def _container(self) -> tuple[list[str], dict]:
-        conditions, params = self._common()
-        texts, extra = merged(self.layout.container_level)
+        texts, extra = merged(level)
         return [*texts, *conditions], {**params, **extra}
 
     def by_pod(self, *extra: str) -> str:
@@ -158,53 +168,97 @@ class RawPlan:
     @property
     def containers_only(self) -> bool:
         """A source without pod-level series (Telegraf): every pod is its containers' sum in
-        every sample interval, so one statement (the sums per interval, for every pod at once)
-        does it, and no second step is needed. (The same sums aggregated per hour in a
-        subquery are twice as slow in InfluxDB 1.x.)"""
+        every sample interval, so one statement (the samples per series and interval, for
+        every pod at once) does it, and no second step is needed."""
         return self.layout.pod_level is None
 
-    def first(self) -> list[tuple[str, dict] | None]:
-        """The statements of step 1; None where the source has no such series (an empty answer)."""
+    def _per_interval(self, conditions: list[str], params: dict) -> tuple[str, dict]:
+        return (statement(PER_INTERVAL, self.layout, conditions, f"GROUP BY time({self.interval}), * fill(none)"), params)
+
+    def first(self) -> list[tuple[str, dict]]:
+        """The statements of step 1."""
         L = self.layout
         if self.containers_only:
-            where, params = self._container()
-            return [(statement('sum({v}) AS "sum"', L, where, self.by_pod(f"time({self.interval})") + " fill(none)"),
-                     params)]
-        pod, container = self._pod(), self._container()
-        stats = 'count({v}) AS "count", sum({v}) AS "sum", max({v}) AS "max"'
+            return [self._per_interval(*self._level(L.container_level))]
+        pod = self._level(L.pod_level)
+        spans = [(statement(f"{which}({{v}})", L, pod[0], "GROUP BY *"), pod[1]) for which in ("first", "last")]
         if self.compact:  # either kind of series, told apart by the series type
             texts, params = counted_series(self.metric)
             common, common_params = self._common()
-            kind = f", {quote(L.series_type)}" if L.series_type else ""
-            return [(statement(stats, L, [*texts, *common], self.by_pod("time(1h)") + kind + " fill(none)"),
-                     {**common_params, **params})]
-        return [None if pod is None else (statement(stats, L, pod[0], self.by_pod()), pod[1]),
-                None if pod is None else (statement('count({v}) AS "count"', L, pod[0], self.by_pod("time(1h)") + " fill(none)"), pod[1]),
+            return [(statement(STATS, L, [*texts, *common], "GROUP BY time(1h), * fill(none)"),
+                     {**common_params, **params}), *spans]
+        container = self._level(L.container_level)
+        return [(statement(STATS, L, pod[0], self.by_pod()), pod[1]),
+                (statement('count({v}) AS "count"', L, pod[0], "GROUP BY time(1h), * fill(none)"), pod[1]),
                 (statement("first({v})", L, container[0], self.by_pod()), container[1]),
-                (statement("last({v})", L, container[0], self.by_pod()), container[1])]
+                (statement("last({v})", L, container[0], self.by_pod()), container[1]),
+                *spans]
 
     def _kind(self, tags: dict | None) -> str:
         if self.layout.series_type is None:
             return "pod_container"
         return (tags or {}).get(self.layout.series_type, "pod")
 
+    def _series(self, tags: dict | None) -> tuple[str, ...]:
+        """What makes two series the same series of a pod: tags a collector adds of its own
+        (Telegraf's `host`) or a changed `labels` do not."""
+        tags = tags or {}
+        L = self.layout
+        return tuple(tags.get(n, "") if n else "" for n in (L.namespace, L.pod, L.pod_id, L.container, L.series_type, *L.parts))
+
+    def _buckets(self, a: int, b: int) -> int:
+        """How many sample intervals (InfluxDB's time grid) [a, b] touches."""
+        return b // self.interval_ns - a // self.interval_ns + 1 if b >= a else 0
+
+    def suspects(self, counts: list[dict], firsts: list[dict], lasts: list[dict]) -> dict[PodKey, set[int]]:
+        """The (pod instance, hour)s where a pod-level series may hold two samples in one
+        sample interval: two series of the same pod in the hour (a second collector that
+        tags its own name; a changed label looks alike and is merely recounted), or a series
+        with more samples in the hour than the intervals it spans there. `counts`: per
+        series and hour; `firsts`, `lasts`: per series. Not found: a series that, within one
+        hour, both misses samples and holds no more duplicates than it misses."""
+        span: dict[tuple, list[int]] = {}
+        for which, answer in ((0, firsts), (1, lasts)):
+            for s in answer:
+                for t, _value in s.get("values", []):
+                    span.setdefault(tuple(sorted((s.get("tags") or {}).items())), [t, t])[which] = t
+        seen: dict[tuple[tuple[str, ...], int], int] = defaultdict(int)
+        out: dict[PodKey, set[int]] = defaultdict(set)
+        for s in counts:
+            tags = s.get("tags") or {}
+            if self._kind(tags) != "pod":
+                continue
+            first_t, last_t = span.get(tuple(sorted(tags.items())), (self.begin, self.end))
+            series = self._series(tags)
+            for hour, count, *_ in s.get("values", []):
+                if not count:
+                    continue
+                seen[(series, hour)] += 1
+                spanned = self._buckets(max(first_t, hour, self.begin), min(last_t, hour + HOUR_NS - 1, self.end))
+                if count > spanned or seen[(series, hour)] > 1:
+                    out[_key(self.layout, tags)].add(hour)
+        return out
+
     def second(self, first: list[list[dict]]) -> Fallback:
-        """The container sums (and edge-hour checks) for pod instances whose containers
-        reported in an hour without pod-level samples (nothing is kept on the plan)."""
+        """The containers' values per interval (and edge-hour checks) for pod instances whose
+        containers reported in an hour without pod-level samples, and the recount of the
+        suspect (pod instance, hour)s (nothing is kept on the plan)."""
         L = self.layout
         if self.containers_only:
             return Fallback([], {}, False)
         pod_hours: dict[PodKey, set[int]] = defaultdict(set)
         container_hours: dict[PodKey, set[int]] = defaultdict(set)
         if self.compact:
-            for s in first[0]:
+            counts, firsts, lasts = first
+            for s in counts:
                 hours = pod_hours if self._kind(s.get("tags")) == "pod" else container_hours
                 hours[_key(L, s.get("tags"))].update(t for t, count, *_ in s.get("values", []) if count)
         else:
-            for s in first[1]:
+            _stats, counts, container_first, container_last, firsts, lasts = first
+            for s in counts:
                 pod_hours[_key(L, s.get("tags"))].update(t for t, count in s.get("values", []) if count)
             extent: dict[PodKey, list[int]] = {}
-            for s in first[2] + first[3]:
+            for s in container_first + container_last:
                 for t, _value in s.get("values", []):
                     extent.setdefault(_key(L, s.get("tags")), []).append(t)
             for key, times in extent.items():
@@ -214,14 +268,11 @@ class RawPlan:
             missing = held - pod_hours.get(key, set())
             if missing:
                 needs[key] = frozenset(missing)
-        conditions, params = self._container()
-        out = []
-        pods = sorted(needs)
-        for start in range(0, len(pods), FALLBACK_CHUNK):
-            which, chunk_params = _pods_condition(L, pods[start:start + FALLBACK_CHUNK])
-            out.append((statement('sum({v}) AS "sum"', L, [*conditions, which], self.by_pod(f"time({self.interval})")
-                                  + " fill(none)"), {**params, **chunk_params}))
-        at_edges = sorted(key for key, hours in needs.items() if hours & self.edges) if L.pod_level else []
+        container, container_params = self._level(L.container_level)
+        out = [self._per_interval([*container, which], {**container_params, **chunk_params})
+               for which, chunk_params in _pod_chunks(L, sorted(needs))]
+        sums = len(out)
+        at_edges = sorted(key for key, hours in needs.items() if hours & self.edges)
         if at_edges:
             scope_conditions, scope_params = self.scope.conditions(quote(L.namespace))
             pod_texts, pod_params = merged(L.pod_level)
@@ -231,64 +282,119 @@ class RawPlan:
                                   self.by_pod("time(1h)") + " fill(none)"),
                         {**scope_params, **chunk_params, **pod_params, "hours_begin": min(self.edges),
                          "hours_end": max(self.edges) + HOUR_NS}))
-        return Fallback(out, needs, bool(at_edges))
+        suspect = {key: frozenset(hours) for key, hours in self.suspects(counts, firsts, lasts).items()}
+        pod, pod_params = self._level(L.pod_level)
+        hourly = []
+        if not self.compact:  # a recounted pod instance's pod-level samples per hour (step 1 has them per range)
+            hourly = [(statement(STATS, L, [*pod, which], "GROUP BY time(1h), * fill(none)"), {**pod_params, **chunk_params})
+                      for which, chunk_params in _pod_chunks(L, sorted(suspect))]
+        recount = []
+        if suspect:
+            begin = max(self.begin, min(min(h) for h in suspect.values()))
+            end = min(self.end, max(max(h) for h in suspect.values()) + HOUR_NS - 1)
+            if L.rate:  # a rate needs the sample before: read what the range's statements read
+                begin, end = self.begin, self.end
+            texts, params = merged(L.pod_level)
+            scope_conditions, scope_params = self.scope.conditions(quote(L.namespace))
+            recount = [self._per_interval([*texts, "time >= $recount_begin", "time <= $recount_end", *scope_conditions, which],
+                                          {**params, **scope_params, **chunk_params, "recount_begin": begin, "recount_end": end})
+                       for which, chunk_params in _pod_chunks(L, sorted(suspect))]
+        return Fallback(out + hourly + recount, needs, bool(at_edges), suspect, sums, len(hourly))
+
+    def _interval_values(self, results: Iterable[list[dict]]) -> dict[PodKey, dict[int, float]]:
+        """{pod instance: {interval: value}} from samples per series and interval: each
+        series' mean (a series written twice, under one tag set or two, is one mean), the
+        pod's series summed, in the catalog's unit."""
+        totals: dict[tuple[PodKey, tuple[str, ...], int], list[float]] = {}
+        for result in results:
+            for series in result:
+                tags = series.get("tags")
+                key, identity = _key(self.layout, tags), self._series(tags)
+                for t, count, total in series.get("values", []):
+                    if count:
+                        sums = totals.setdefault((key, identity, t), [0, 0])
+                        sums[0] += count
+                        sums[1] += total
+        values: dict[PodKey, dict[int, Any]] = defaultdict(dict)
+        for (key, _identity, t), (count, total) in totals.items():
+            mean = total if count == 1 else total / count
+            values[key][t] = values[key].get(t, 0) + mean
+        return {key: {t: float(self.layout.value(v)) for t, v in by_t.items()} for key, by_t in values.items()}
+
+    def _stats_rows(self, results: Iterable[list[dict]], hours: dict[tuple[PodKey, int], Counted],
+                    hour: int | None = None) -> None:
+        """Pod-level counts, sums and maxima per series (and hour, unless `hour` is given)
+        added up per pod instance and hour."""
+        L = self.layout
+        for result in results:
+            for series in result:
+                if self._kind(series.get("tags")) != "pod":
+                    continue
+                key = _key(L, series.get("tags"))
+                for values in series.get("values", []):
+                    row = dict(zip(series["columns"], values))
+                    if row.get("count"):
+                        top = row.get("max")
+                        at = hour_of(row["time"]) if hour is None else hour
+                        counted = hours.setdefault((key, at), Counted(sources=frozenset({"pod"})))
+                        counted.add(Counted(row["count"], float(L.value(row.get("sum") or 0.0)),
+                                            None if top is None else float(L.value(top)), frozenset({"pod"})))
 
     def combine(self, first: list[list[dict]], fallback: Fallback,
                 second: list[list[dict]]) -> dict[tuple[PodKey, int], Counted]:
         """{(pod instance, hour): Counted} from both steps' answers (`second`: the answers
         to `fallback.statements`, in order)."""
-        L = self.layout
-        needs = {key: set(hours) for key, hours in fallback.needs.items()}
         hours: dict[tuple[PodKey, int], Counted] = {}
         if self.containers_only:
-            sources = frozenset({"pod_container"})
-            for series in first[0]:
-                key = _key(L, series.get("tags"))
-                for t, total in series.get("values", []):
-                    if total is None:
-                        continue
-                    value = float(L.value(total))
-                    counted = hours.get((key, hour_of(t)))
-                    if counted is None:
-                        hours[(key, hour_of(t))] = Counted(1, value, value, sources)
-                    else:
-                        counted.count += 1
-                        counted.sum += value
-                        if counted.max is None or value > counted.max:
-                            counted.max = value
+            _add_intervals(hours, self._interval_values(first), None, "pod_container")
             return hours
-        for series in first[0]:
-            if self._kind(series.get("tags")) != "pod":
-                continue  # compact: the container rows only told which hours need them
-            key = _key(L, series.get("tags"))
-            for values in series.get("values", []):
-                row = dict(zip(series["columns"], values))
-                if row.get("count"):
-                    top = row.get("max")
-                    hour = hour_of(row["time"]) if self.compact else hour_of(self.begin)
-                    hours[(key, hour)] = Counted(row["count"], float(L.value(row.get("sum") or 0.0)),
-                                                 None if top is None else float(L.value(top)), frozenset({"pod"}))
-        sums = second[:-1] if fallback.checked_edges else second
+        needs = {key: set(hours) for key, hours in fallback.needs.items()}
+        sums, second = second[:fallback.sums], second[fallback.sums:]
         if fallback.checked_edges:  # pod-level samples elsewhere in an edge hour: that hour is the pod's, not its containers'
-            for series in second[-1]:
-                key = _key(L, series.get("tags"))
+            edge_counts, second = second[0], second[1:]
+            for series in edge_counts:
+                key = _key(self.layout, series.get("tags"))
                 for t, count in series.get("values", []):
                     if count and key in needs:
                         needs[key].discard(t)
-        for result in sums:
-            for series in result:
-                key = _key(L, series.get("tags"))
-                wanted = needs.get(key, set())
-                for t, total in series.get("values", []):
-                    hour = hour_of(t)
-                    if total is None or hour not in wanted:
-                        continue
-                    counted = hours.get((key, hour))
-                    if counted is None:
-                        counted = hours[(key, hour)] = Counted()
-                    value = float(L.value(total))
-                    counted.add(Counted(1, value, value, frozenset({"pod_container"})))
+        hourly, recount = second[:fallback.hourly], second[fallback.hourly:]
+        if self.compact:
+            self._stats_rows([first[0]], hours)
+        else:
+            pod_stats = [[s for s in first[0] if _key(self.layout, s.get("tags")) not in fallback.suspect]]
+            self._stats_rows(pod_stats, hours, hour_of(self.begin))
+            self._stats_rows(hourly, hours)  # per hour for the recounted pod instances
+        for key, suspect_hours in fallback.suspect.items():
+            for hour in suspect_hours:
+                hours.pop((key, hour), None)
+        _add_intervals(hours, self._interval_values(recount), fallback.suspect, "pod")
+        _add_intervals(hours, self._interval_values(sums), needs, "pod_container")
         return hours
+
+
+def _add_intervals(hours: dict[tuple[PodKey, int], Counted], values: dict[PodKey, dict[int, float]],
+                   wanted: Mapping[PodKey, Collection[int]] | None, source: str) -> None:
+    """Count one value per interval into its pod instance's hour (only the `wanted` hours)."""
+    sources = frozenset({source})
+    for key, by_t in values.items():
+        allowed = None if wanted is None else wanted.get(key, ())
+        for t, value in by_t.items():
+            hour = hour_of(t)
+            if allowed is not None and hour not in allowed:
+                continue
+            counted = hours.get((key, hour))
+            if counted is None:
+                hours[(key, hour)] = Counted(1, value, value, sources)
+            else:
+                counted.count += 1
+                counted.sum += value
+                if counted.max is None or value > counted.max:
+                    counted.max = value
+                counted.sources = counted.sources | sources
+
+
+def _pod_chunks(layout: Layout, pods: list[PodKey]) -> list[tuple[str, dict]]:
+    return [_pods_condition(layout, pods[start:start + FALLBACK_CHUNK]) for start in range(0, len(pods), FALLBACK_CHUNK)]
 
 
 def _pods_condition(layout: Layout, pods: list[PodKey]) -> tuple[str, dict]:

@@ -1,0 +1,155 @@
+"""Collectors as they really write (README "Collecting data today"): a second collector,
+a retried flush, a series written more often than the interval. Each case is data
+written the way the collector writes it into a database of its own, and an answer
+known in closed form: at most one value per series per sample interval counts (the
+mean of its samples there), from raw points and from rollups alike."""
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from kubemonitor.request import ApiQuery
+from kubemonitor.times import NS
+from kubemonitor.usage import aggregate, sample_interval_ns
+
+H = 3600
+T = 1_704_067_200  # 2024-01-01T00:00:00Z: three whole hours from here
+STEP = 10          # Telegraf's [agent] interval
+
+
+def telegraf_cpu(pod: str, millicores: float, start: int, stop: int, host: str, offset: int = 0,
+                 namespace: str = "team-a", container: str = "main") -> list[str]:
+    """inputs.kubernetes' container series, every STEP s in [start, stop), `offset` s late;
+    Telegraf's global `host` tag is the agent's own (its pod's name in a DaemonSet)."""
+    return [f"kubernetes_pod_container,container_name={container},host={host},namespace={namespace},node_name=node-a,"
+            f"pod_name={pod} cpu_usage_nanocores={int(millicores * 1_000_000)}i {t + offset}"
+            for t in range(start, stop, STEP)]
+
+
+async def rows(app, metric_name: str, begin_s: int, end_s: int, rollups: bool = False) -> dict[str, dict]:
+    metric = await app.catalog.resolve(metric_name)
+    q = ApiQuery(namespace="default", agg="all-pod", begin_ns=begin_s * NS, end_ns=end_s * NS - 1)
+    answer = await aggregate(app.influx, metric, q, (), sample_interval_ns(metric, app.config),
+                             app.rollups if rollups else None)
+    return {r["pod_name"]: r for r in answer}
+
+
+def usage(row: dict) -> tuple:
+    return row["count"], row["sum"], row["max"]
+
+
+@pytest.fixture
+def telegraf_app(make_app, scratch_db):
+    return make_app(influxdb_db=scratch_db, source="telegraf", sample_interval=float(STEP), gpu_sample_interval=float(STEP),
+                    rollup_rp="t_" + secrets.token_hex(4))
+
+
+@pytest.fixture
+def rollout(running_influxd, scratch_db):
+    """A second Telegraf DaemonSet for the middle hour (a rollout): the same container series
+    again, 5 s after the first, reading 620 where the first reads 600. web-2 is untouched."""
+    lines = (telegraf_cpu("web-1", 600, T, T + 3 * H, "telegraf-a1b2c")
+             + telegraf_cpu("web-1", 620, T + H, T + 2 * H, "telegraf-x9y8z", offset=5)
+             + telegraf_cpu("web-2", 300, T, T + 3 * H, "telegraf-a1b2c"))
+    running_influxd.write(scratch_db, lines, precision="s")
+    per_hour = H // STEP
+    # hours 1 and 3: 360 intervals of 600; hour 2: 360 intervals of mean(600, 620)
+    return {"web-1": (3 * per_hour, 2 * per_hour * 600 + per_hour * 610, 610.0), "web-2": (3 * per_hour, 3 * per_hour * 300, 300.0)}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_second_telegraf_daemonset_counts_each_interval_once(telegraf_app, rollout):
+    whole = await rows(telegraf_app, "cpu/usage_rate", T, T + 3 * H)
+    assert {pod: usage(r) for pod, r in whole.items()} == rollout
+    assert whole["web-1"]["integral"] == rollout["web-1"][1] * STEP / H  # millicore-hours: 1,803.33..., not 2,420
+    # the duplicated hour alone (a short range: another statement) and the hours around it add up
+    parts = [await rows(telegraf_app, "cpu/usage_rate", T + h * H, T + (h + 1) * H) for h in range(3)]
+    assert usage(parts[1]["web-1"]) == (H // STEP, H // STEP * 610, 610.0)
+    assert sum(p["web-1"]["sum"] for p in parts) == whole["web-1"]["sum"]
+    assert sum(p["web-1"]["count"] for p in parts) == whole["web-1"]["count"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_rollups_of_a_duplicated_hour_count_each_interval_once(telegraf_app, rollout):
+    app = telegraf_app
+    await app.rollups.prepare()
+    assert app.rollups.state == "on", app.rollups.reason
+    metric = await app.catalog.resolve("cpu/usage_rate")
+    for hour in range(3):
+        await app.rollup_writer.roll_up(metric, (T + hour * H) * NS)
+    from_rollups = await rows(app, "cpu/usage_rate", T, T + 3 * H, rollups=True)
+    assert {pod: usage(r) for pod, r in from_rollups.items()} == rollout
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_retried_flush_counts_once(telegraf_app, running_influxd, scratch_db):
+    """Node-a's agent re-sent 02:00-02:09 after a timeout, stamped a second later. job-2 only
+    ran from 02:00 to 02:20, so its hour holds fewer samples than an hour has intervals:
+    the duplicates are found by the 20 minutes the series spans, not by the hour."""
+    lines = (telegraf_cpu("job-1", 500, T, T + H, "telegraf-a1b2c") + telegraf_cpu("job-1", 500, T, T + 600, "telegraf-a1b2c", 1)
+             + telegraf_cpu("job-2", 800, T, T + 1200, "telegraf-a1b2c") + telegraf_cpu("job-2", 800, T, T + 600, "telegraf-a1b2c", 1))
+    running_influxd.write(scratch_db, lines, precision="s")
+    answer = await rows(telegraf_app, "cpu/usage_rate", T, T + 3 * H)
+    assert usage(answer["job-1"]) == (H // STEP, H // STEP * 500, 500.0)
+    assert usage(answer["job-2"]) == (120, 120 * 800, 800.0)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_counter_written_twice_counts_each_interval_once(telegraf_app, running_influxd, scratch_db):
+    """A network counter read by two agents (100 B/s): each series' rate is 100, and each
+    interval counts one mean rate, not two."""
+    def counter(host, offset, start, stop):
+        return [f"kubernetes_pod_network,host={host},interface=eth0,namespace=team-a,node_name=node-a,pod_name=web-1 "
+                f"rx_bytes={100 * (t + offset - T)}i,tx_bytes=0i {t + offset}" for t in range(start, stop, STEP)]
+    running_influxd.write(scratch_db, counter("telegraf-a1b2c", 0, T, T + 2 * H) + counter("telegraf-x9y8z", 5, T + H, T + 2 * H),
+                          precision="s")
+    answer = await rows(telegraf_app, "network/rx_rate", T, T + 2 * H)
+    # 720 samples of the first agent: 719 rates (the first has none); the second agent's ride along
+    assert usage(answer["web-1"]) == (719, 719 * 100.0, 100.0)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_gpu_scraped_by_two_agents_counts_each_interval_once(telegraf_app, running_influxd, scratch_db):
+    """DCGM's exporter scraped by two Telegrafs: the same two GPUs of one container twice.
+    A container's GPUs are still summed (two series of the same pod that are not duplicates)."""
+    def gpu(host, offset, which, mib):
+        return [f"DCGM_FI_DEV_FB_USED,Hostname=node-a,UUID=GPU-{which},container=train,gpu={which},host={host},"
+                f"namespace=team-gpu,pod=train-1 gauge={mib} {t + offset}" for t in range(T, T + H, STEP)]
+    running_influxd.write(scratch_db, gpu("telegraf-a1b2c", 0, 0, 1000) + gpu("telegraf-a1b2c", 0, 1, 3000)
+                          + gpu("telegraf-x9y8z", 5, 0, 1000) + gpu("telegraf-x9y8z", 5, 1, 3000), precision="s")
+    answer = await rows(telegraf_app, "gpu/usage", T, T + H)
+    mb = 4000 * 1.048576  # MiB -> MB
+    count, total, top = usage(answer["train-1"])
+    assert count == H // STEP and total == pytest.approx(H // STEP * mb, rel=1e-12) and top == pytest.approx(mb, rel=1e-12)
+
+
+@pytest.fixture
+def heapster_app(make_app, scratch_db):
+    return make_app(influxdb_db=scratch_db, sample_interval=60.0)
+
+
+def heapster_cpu(pod: str, millicores: int, start: int, stop: int, offset: int = 0) -> list[str]:
+    """Heapster's sink: the pod's series and its container's, every 60 s; a second Heapster
+    writes exactly the same series (it tags nothing of its own)."""
+    out = []
+    for t in range(start, stop, 60):
+        base = f"namespace_name=team-a,nodename=node-a,pod_name={pod}"
+        out += [f"cpu/usage_rate,container_name=main,{base},type=pod_container value={millicores} {t + offset}",
+                f"cpu/usage_rate,{base},type=pod value={millicores} {t + offset}"]
+    return out
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_second_heapster_counts_each_interval_once(heapster_app, running_influxd, scratch_db):
+    """Two Heapsters for an hour, the second 5 s behind: the same series (Heapster adds no tag
+    of its own), twice as dense. job-1 ran 25 minutes of that hour only."""
+    lines = (heapster_cpu("web-1", 400, T, T + 3 * H) + heapster_cpu("web-1", 400, T + H, T + 2 * H, offset=5)
+             + heapster_cpu("job-1", 900, T + H, T + H + 1500) + heapster_cpu("job-1", 900, T + H, T + H + 1500, offset=5))
+    running_influxd.write(scratch_db, lines, precision="s")
+    for begin, end in ((T, T + 3 * H), (T + H, T + 2 * H)):  # the long statement and the short one
+        answer = await rows(heapster_app, "cpu/usage_rate", begin, end)
+        hours = (end - begin) // H
+        assert usage(answer["web-1"]) == (hours * 60, hours * 60 * 400.0, 400.0)
+        assert answer["web-1"]["series_type"] == "pod"
+        assert usage(answer["job-1"]) == (25, 25 * 900.0, 900.0)
