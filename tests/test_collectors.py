@@ -153,3 +153,28 @@ async def test_a_second_heapster_counts_each_interval_once(heapster_app, running
         assert usage(answer["web-1"]) == (hours * 60, hours * 60 * 400.0, 400.0)
         assert answer["web-1"]["series_type"] == "pod"
         assert usage(answer["job-1"]) == (25, 25 * 900.0, 900.0)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_interval_setting_longer_than_telegrafs_bills_the_truth(make_app, scratch_db, running_influxd):
+    """Telegraf writes every 10 s; KUBEMONITOR_SAMPLE_INTERVAL left at 60 s counted every
+    sample for 60 s (x 6). Now each 60 s interval counts once: 600 millicores for an hour
+    is 600 millicore-hours."""
+    running_influxd.write(scratch_db, telegraf_cpu("web-1", 600, T, T + H, "telegraf-a1b2c"), precision="s")
+    app = make_app(influxdb_db=scratch_db, source="telegraf", sample_interval=60.0)
+    (row,) = (await rows(app, "cpu/usage_rate", T, T + H)).values()
+    assert usage(row) == (60, 60 * 600.0, 600.0) and row["integral"] == 600.0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_dcgm_scraped_more_often_than_it_collects_bills_the_truth(make_app, scratch_db, running_influxd):
+    """DCGM collects every 30 s; Telegraf scrapes it every 10 s, so each reading is written
+    three times. With KUBEMONITOR_GPU_SAMPLE_INTERVAL = 30s each reading counts once."""
+    readings = [1000 + 10 * k for k in range(H // 30)]
+    running_influxd.write(scratch_db, [
+        f"DCGM_FI_DEV_FB_USED,Hostname=node-a,UUID=GPU-0,container=train,gpu=0,host=telegraf-a1b2c,namespace=team-gpu,"
+        f"pod=train-1 gauge={readings[(t - T) // 30]} {t}" for t in range(T, T + H, STEP)], precision="s")
+    app = make_app(influxdb_db=scratch_db, source="telegraf", gpu_sample_interval=30.0)
+    (row,) = (await rows(app, "gpu/usage", T, T + H)).values()
+    assert row["count"] == H // 30
+    assert row["integral"] == pytest.approx(sum(readings) * 1.048576 * 30 / H, rel=1e-12)  # MB-hours, not x 3
