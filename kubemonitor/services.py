@@ -20,6 +20,7 @@ from .ratecard import RateCard
 from .rollup_writer import RollupWriter
 from .rollups import Rollups
 from .source import Source
+from .spacing import IntervalCheck
 from .telemetry import Telemetry
 from .usage import sample_interval_ns
 
@@ -29,14 +30,17 @@ class SourceProblems:
     most once a `ttl`: every statement and probe would otherwise ask InfluxDB again."""
 
     def __init__(self, source: Source, influx: InfluxGateway, ttl: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self.source, self.influx, self.ttl, self.clock = source, influx, ttl, clock
+                 clock: Callable[[], float] = time.monotonic, intervals: IntervalCheck | None = None):
+        self.source, self.influx, self.ttl, self.clock, self.intervals = source, influx, ttl, clock, intervals
         self._found: tuple[float, list[str]] | None = None
 
     async def __call__(self) -> list[str]:
         now = self.clock()
         if self._found is None or now - self._found[0] > self.ttl:
-            self._found = (now, await self.source.problems(self.influx))
+            found = await self.source.problems(self.influx)
+            if self.intervals is not None:  # the collector's spacing against the interval settings
+                found = [*found, *await self.intervals.problems()]
+            self._found = (now, found)
         return self._found[1]
 
 
@@ -52,7 +56,8 @@ class Services:
         self.influx = influx or InfluxGateway(config, self.telemetry)
         self.source = source_named(config.source)
         self.catalog = MetricCatalog.of(self.influx, self.source)
-        self.problems = SourceProblems(self.source, self.influx)
+        self.problems = SourceProblems(self.source, self.influx,
+                                       intervals=IntervalCheck(self.influx, self.catalog, self.interval_ns))
         self.rollups = Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics)
         self.rollup_writer = RollupWriter(self.rollups, self.catalog, settle=config.rollup_settle,
                                           interval_ns=self.interval_ns)

@@ -178,3 +178,47 @@ async def test_dcgm_scraped_more_often_than_it_collects_bills_the_truth(make_app
     (row,) = (await rows(app, "gpu/usage", T, T + H)).values()
     assert row["count"] == H // 30
     assert row["integral"] == pytest.approx(sum(readings) * 1.048576 * 30 / H, rel=1e-12)  # MB-hours, not x 3
+
+
+def now_minute() -> int:
+    import time
+    return int(time.time()) // 60 * 60
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_telegraf_left_at_a_60_s_interval_is_reported_with_the_spacing_and_the_setting(make_app, scratch_db,
+                                                                                              running_influxd):
+    end = now_minute()
+    running_influxd.write(scratch_db, telegraf_cpu("web-1", 600, end - H, end, "telegraf-a1b2c")
+                          + telegraf_cpu("web-2", 300, end - H, end, "telegraf-a1b2c"), precision="s")
+    app = make_app(influxdb_db=scratch_db, source="telegraf", sample_interval=60.0)
+    (problem,) = await app.source_problems()
+    assert "cpu/usage_rate samples are 10s apart (the median of 2 series" in problem
+    assert "KUBEMONITOR_SAMPLE_INTERVAL is 60s" in problem and "KUBEMONITOR_SAMPLE_INTERVAL=10s" in problem
+    fixed = make_app(influxdb_db=scratch_db, source="telegraf", sample_interval=10.0)
+    assert await fixed.source_problems() == []
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_interval_setting_shorter_than_the_collectors_is_reported_as_under_billing(make_app, scratch_db,
+                                                                                             running_influxd):
+    """Heapster at its 60 s resolution, the setting at 10 s: each sample billed for a sixth
+    of its interval. Reported in /readyz and on statements."""
+    end = now_minute()
+    running_influxd.write(scratch_db, heapster_cpu("web-1", 400, end - H, end), precision="s")
+    app = make_app(influxdb_db=scratch_db, sample_interval=10.0)
+    (problem,) = await app.source_problems()
+    assert "samples are 60s apart" in problem and "under-billed 6.0x" in problem
+    assert "Set KUBEMONITOR_SAMPLE_INTERVAL=60s" in problem
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_gpu_interval_left_at_30_s_under_dcgm_scraped_every_10_s_is_reported(make_app, scratch_db, running_influxd):
+    end = now_minute()
+    running_influxd.write(scratch_db, [
+        f"DCGM_FI_DEV_FB_USED,Hostname=node-a,UUID=GPU-0,container=train,gpu=0,host=telegraf-a1b2c,namespace=team-gpu,"
+        f"pod=train-1 gauge=1000 {t}" for t in range(end - H, end, STEP)]
+        + telegraf_cpu("web-1", 600, end - H, end, "telegraf-a1b2c"), precision="s")
+    app = make_app(influxdb_db=scratch_db, source="telegraf", sample_interval=10.0, gpu_sample_interval=30.0)
+    (problem,) = await app.source_problems()
+    assert problem.startswith("gpu/usage samples are 10s apart") and "KUBEMONITOR_GPU_SAMPLE_INTERVAL is 30s" in problem
