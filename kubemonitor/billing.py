@@ -13,8 +13,10 @@ the totals, and how complete the data was.
   served unchanged from then on, byte for byte. Rebuilding rollups of a closed
   period (`kubemonitor rollup --rebuild`) drops the kept statements and raises the
   period's revision.
-* Coverage: per resource, the share of the period's sample intervals in which the
-  collector wrote anything at cluster or node level, and the largest gaps.
+* Coverage: per resource, the share of (node, sample interval) pairs in which the
+  collector wrote anything at cluster or node level, over the nodes that reported in
+  the period (Telegraf runs one collector per node: one node's outage must show), and
+  the largest gaps, each naming its node.
 """
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ from .influxql import layout_of
 from .kept import Kept, kept_key
 from .metrics import Metric, MetricCatalog
 from .ratecard import Period, RateCard
+from .rollups import CLUSTER, KeptIndex, Rollups, collected_intervals, merge_spans
 from .rollups import USAGE as USAGE_HOURLY
-from .rollups import KeptIndex, Rollups, collected_intervals, merge_spans
 from .statement import BY, MAX_GAPS, Statement
 from .times import HOUR_NS, NS, format_ns
 from .usage import Counted, PodKey, Scope, integral, raw_hours
@@ -60,6 +62,9 @@ def largest_remainder(total: Decimal, exact: list[Decimal]) -> list[Decimal]:
     for n in range(abs(left)):
         floors[order[n % len(order)]] += step
     return floors
+
+
+Gap = tuple[int, int, "str | None"]   # [from, to) without data, and the node (None: every node that reported)
 
 
 def uncovered_spans(covered: list[int], begin: int, end: int) -> list[tuple[int, int]]:
@@ -244,7 +249,7 @@ class Billing:
         notes = []
         usages: dict[str, dict[PodKey, Counted]] = {}
         coverage: dict[str, float] = {}
-        gaps: list[tuple[int, int]] = []
+        gaps: list[Gap] = []
         present = await self.catalog.measurements()
         measured = [r for r in card.resources if (m := metrics[r.key]) is not None and layout_of(m).measurement in present]
         for resource in card.resources:
@@ -285,7 +290,7 @@ class Billing:
             "currency": card.currency,
             "resources": [{"key": r.key, "metric": r.metric, "unit": r.unit, "price": r.price} for r in card.resources],
             "coverage": {k: round(v, 6) for k, v in coverage.items()},
-            "gaps": [{"from": format_ns(a), "to": format_ns(b)} for a, b in _largest(gaps)],
+            "gaps": [{"from": format_ns(a), "to": format_ns(b), "node": node} for a, b, node in _largest(gaps)],
             "totals": self.totals(views["group"]),  # every view's rows add up to these, to the cent
         }
         if notes:
@@ -400,33 +405,34 @@ class Billing:
         return out
 
     async def coverage(self, metric: Metric, begin: int, end: int,
-                       index: KeptIndex | None = None) -> tuple[float, list[tuple[int, int]]]:
-        """The share of sample intervals in [begin, end) with any cluster- or node-level
-        sample, and the gaps. Rolled-up hours carry their count; only the hours they do
-        not cover fully (and the rest of the range) are looked at interval by interval."""
+                       index: KeptIndex | None = None) -> tuple[float, list[Gap]]:
+        """The share of (node, sample interval) pairs in [begin, end) with any cluster- or
+        node-level sample, over the nodes that reported in the range, and the gaps, each
+        naming its node (None: every node that reported). Rolled-up hours carry their counts
+        per node; only the hours some node does not cover fully (and the rest of the range)
+        are looked at interval by interval."""
         interval = self.interval_ns(metric)
-        total = max(0, (end - begin) // interval)
-        if total == 0:
+        per_node = max(0, (end - begin) // interval)
+        if per_node == 0:
             return 1.0, []
-        kept: dict[int, tuple[int, int]] = {}
+        kept: dict[int, dict[str, int]] = {}
+        intervals = HOUR_NS // interval
         if self.rollups is not None and self.rollups.covers(metric):
             first_whole, last_whole = -(-begin // HOUR_NS) * HOUR_NS, end - end % HOUR_NS
             if index is None:
                 index = await self.rollups.index(metric, first_whole, last_whole)
-            # an hour kept before coverage was counted (no intervals) is looked at point by point
-            kept = {h: counted for h, counted in index.hours.items() if first_whole <= h < last_whole and counted[1]}
-        have = 0
-        missing: list[tuple[int, int]] = []   # [from, to) of intervals without data
-        look: list[tuple[int, int]] = []      # ranges to read interval by interval
+            # an hour kept before coverage was counted per node is looked at point by point
+            kept = {h: nodes for h, nodes in index.nodes.items()
+                    if first_whole <= h < last_whole and index.hours.get(h, (0, 0))[1] == intervals}
+        known = {node for nodes in kept.values() for node in nodes}
+        whole: dict[int, dict[str, int]] = {}  # kept hours every node covers fully or not at all
+        look: list[tuple[int, int]] = []       # ranges to read interval by interval
         cursor = begin
         for hour in sorted(kept):
-            covered, intervals = kept[hour]
             if hour > cursor:
                 look.append((cursor, hour))
-            if covered == intervals:
-                have += covered
-            elif covered == 0:
-                missing.append((hour, hour + HOUR_NS))
+            if all(kept[hour].get(node, 0) in (0, intervals) for node in known):
+                whole[hour] = kept[hour]
             else:
                 look.append((hour, hour + HOUR_NS))
             cursor = hour + HOUR_NS
@@ -435,15 +441,36 @@ class Billing:
         look = merge_spans(look)  # adjacent ranges (runs of partly covered hours) are one query
         found = await asyncio.gather(*(collected_intervals(self.influx, metric, a, b, interval) for a, b in look))
 
-        def walk() -> tuple[int, list[tuple[int, int]]]:
-            seen_total, holes = 0, list(missing)
+        def walk() -> tuple[float, list[Gap]]:
+            nodes = sorted(known | {node for seen in found for node in seen})
+            if not nodes:
+                return 0.0, [(a, b, None) for a, b in unseen_spans(begin, end, set(), interval)]
+            have = 0
+            holes: dict[str, list[tuple[int, int]]] = {node: [] for node in nodes}
+            for hour, counts in whole.items():
+                for node in nodes:
+                    if counts.get(node, 0) == intervals:
+                        have += intervals
+                    else:
+                        holes[node].append((hour, hour + HOUR_NS))
             for (a, b), seen in zip(look, found):
-                seen_total += len(seen)
-                holes.extend(unseen_spans(a, b, seen, interval))
-            return seen_total, merge_spans(sorted(holes))
-        seen_total, gaps = await self.influx.compute(walk)
-        have += seen_total
-        return min(1.0, have / total), gaps
+                for node in nodes:
+                    have += len(seen.get(node, ()))
+                    holes[node].extend(unseen_spans(a, b, seen.get(node, set()), interval))
+            return min(1.0, have / (per_node * len(nodes))), node_gaps(holes)
+        return await self.influx.compute(walk)
+
+
+def node_gaps(holes: dict[str, list[tuple[int, int]]]) -> list[Gap]:
+    """Each node's runs of missing intervals; a run missing on every node (a cluster-wide
+    outage) is one gap naming no node, not one per node crowding out the rest."""
+    spans = {node: merge_spans(sorted(h)) for node, h in holes.items()}
+    everywhere = set.intersection(*(set(s) for s in spans.values())) if len(spans) > 1 else set()
+    out: list[Gap] = [(a, b, None) for a, b in sorted(everywhere)]
+    for node, runs in spans.items():
+        name = node if node != CLUSTER else None
+        out.extend((a, b, name) for a, b in runs if (a, b) not in everywhere)
+    return out
 
 
 def unseen_spans(begin: int, end: int, seen: set[int], interval: int) -> list[tuple[int, int]]:
@@ -461,8 +488,8 @@ def unseen_spans(begin: int, end: int, seen: set[int], interval: int) -> list[tu
     return spans
 
 
-def _largest(gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged = sorted(set(gaps))
-    return sorted(merged, key=lambda g: (-(g[1] - g[0]), g[0]))[:MAX_GAPS]
+def _largest(gaps: list[Gap]) -> list[Gap]:
+    merged = sorted(set(gaps), key=lambda g: (g[0], g[1], g[2] or ""))
+    return sorted(merged, key=lambda g: (-(g[1] - g[0]), g[0], g[2] or ""))[:MAX_GAPS]
 
 

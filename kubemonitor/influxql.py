@@ -35,8 +35,12 @@ def quote_measurement(metric: Metric) -> str:
 
 
 def tags_of(layout: Layout, *canonical: str) -> str:
-    """`"namespace", "pod_name"`: the source's names of these tags (the ones it has), quoted."""
-    return ", ".join(quote(t) for t in (layout.tag(c) for c in canonical) if t is not None)
+    """`"namespace", "pod_name"`: the source's names of these tags (the ones it has), quoted;
+    the node's other name too, where versions of the collector differ (DCGM's)."""
+    names = [layout.tag(c) for c in canonical]
+    if "nodename" in canonical and layout.node_alias is not None:
+        names.append(layout.node_alias)
+    return ", ".join(quote(t) for t in names if t is not None)
 
 
 def statement(fields: str, metric: Metric | Layout, conditions: Iterable[str | None], tail: str = "") -> str:

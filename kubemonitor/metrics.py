@@ -6,6 +6,8 @@ name (e.g. `accelerator/memory_used`); `MetricCatalog.resolve` looks it up in a 
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +19,7 @@ from .source import Source
 if TYPE_CHECKING:
     from .influx import InfluxGateway
 
+log = logging.getLogger("kubemonitor.metrics")
 METRIC_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
 
 # unit -> what its time-integral is measured in (value x hours)
@@ -119,11 +122,13 @@ class MetricCatalog:
 
     def __init__(self, source: Source, list_measurements: Callable[[], Awaitable[list[str]]],
                  list_namespaces: Callable[[], Awaitable[list[str]]] | None = None, ttl: float = 300.0,
-                 miss_interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+                 miss_interval: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 learn: Callable[[], Awaitable[None]] | None = None, learn_every: float = 60.0):
         self.source = source
-        # the catalog as this source stores it: each metric with its layout; metrics it does not collect left out
-        self.known: dict[str, Metric] = {name: of_source(source, name) for name in CATALOG
-                                         if source.layout(name) is not None}
+        self._known: tuple[int, dict[str, Metric]] | None = None
+        self._learn, self._learn_every = learn, learn_every
+        self._learned_at: float | None = None
+        self._learning: asyncio.Future[None] | None = None
         self._list = list_measurements
         self._ttl = ttl
         self._miss_interval = miss_interval
@@ -137,7 +142,41 @@ class MetricCatalog:
     @classmethod
     def of(cls, influx: InfluxGateway, source: Source) -> MetricCatalog:
         """The catalog of `source` over an InfluxDB gateway."""
-        return cls(source, influx.list_measurements, lambda: influx.list_namespaces(source.namespace_queries()))
+        return cls(source, influx.list_measurements, lambda: influx.list_namespaces(source.namespace_queries()),
+                   learn=lambda: source.learn(influx))
+
+    @property
+    def known(self) -> dict[str, Metric]:
+        """The catalog as the source stores it: each metric with its layout (metrics it does
+        not collect left out), rebuilt when the source has learned another layout."""
+        if self._known is None or self._known[0] != self.source.version:
+            self._known = (self.source.version, {name: of_source(self.source, name) for name in CATALOG
+                                                 if self.source.layout(name) is not None})
+        return self._known[1]
+
+    async def learned(self) -> None:
+        """Let the source look at the data (once a `learn_every`, one look at a time) before a
+        metric is handed out: a layout may depend on what the collector's version writes.
+        InfluxDB's errors leave the layouts as they were; the query that follows reports them."""
+        if self._learn is None:
+            return
+        now = self._clock()
+        if self._learned_at is not None and now - self._learned_at < self._learn_every:
+            return
+        if self._learning is None:
+            learn = self._learn
+
+            async def look() -> None:
+                try:
+                    await learn()
+                    self._learned_at = self._clock()
+                except Exception as exc:  # InfluxDB down, a 5xx: the query that follows reports it, with its fix
+                    log.warning("could not look at the data's layout: %s", getattr(exc, "message", exc))
+                    self._learned_at = self._clock() - self._learn_every + self._miss_interval
+                finally:
+                    self._learning = None
+            self._learning = asyncio.ensure_future(look())
+        await asyncio.shield(self._learning)
 
     async def namespaces(self) -> list[str]:
         """Namespace names seen in any measurement (for the page picker), cached for a minute."""
@@ -193,6 +232,7 @@ class MetricCatalog:
         Raises the gateway's errors (503...) only when the name is outside the catalog
         and the database has to be asked.
         """
+        await self.learned()
         if name in self.known:
             return self.known[name]
         if not self.valid_name(name) or not self.source.extra_measurements or name in CATALOG:

@@ -10,6 +10,7 @@ once); a SIGKILL in the middle leaves no marker, so the next pass does the hour 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
@@ -60,15 +61,17 @@ class RollupWriter:
             # hour with nothing (and re-issue closed statements with less usage). Keep it.
             return None
         hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric), lane=BG)
-        covered = len(await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric), lane=BG))
+        nodes = await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric), lane=BG)
         points = [{"measurement": USAGE, "time": hour,
                    "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,
                             "source": next(iter(c.sources))},
                    "fields": {"count": int(c.count), "sum": float(c.sum), "max": float(c.max if c.max is not None else 0.0)}}
                   for ((ns, pod, pod_id), _h), c in sorted(hours.items()) if c.count]
         marker = [{"measurement": HOURS, "time": hour, "tags": {"metric": metric.name},
-                   "fields": {"pods": len(points), "raw_points": int(raw_points), "covered": covered,
-                              "intervals": HOUR_NS // self.interval_ns(metric)}}]
+                   "fields": {"pods": len(points), "raw_points": int(raw_points),
+                              "covered": sum(len(seen) for seen in nodes.values()),
+                              "intervals": HOUR_NS // self.interval_ns(metric),
+                              "nodes": json.dumps({node: len(seen) for node, seen in sorted(nodes.items())})}}]
         if rebuild:
             params = {"metric": metric.name, "first": hour, "end": hour + HOUR_NS}
             for measurement in (HOURS, USAGE):  # the marker first: a reader never sees a half-deleted hour as done

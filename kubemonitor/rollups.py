@@ -7,7 +7,9 @@ infinite), so replicas share them and nothing lives on a pod's disk:
 * `kubemonitor_usage_hourly` — tags metric, namespace_name, pod_name, pod_id, source
   (pod | pod_container); fields count, sum, max; time = the hour.
 * `kubemonitor_rollup_hours` — one point per (metric, hour) that is complete: tag
-  metric; fields pods, raw_points (samples seen, to notice late points); written
+  metric; fields pods, raw_points (samples seen, to notice late points), covered and
+  intervals (the coverage: (node, interval) pairs with data, intervals per node), nodes
+  (JSON {node: intervals with data}); written
   after the hour's usage points, so a half-written hour is never taken as done.
 
 An hour is rolled up once it ended more than `KUBEMONITOR_ROLLUP_SETTLE` ago, by
@@ -26,14 +28,15 @@ answer comes from raw points.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .influx import InfluxError, InfluxGateway
 from .influxql import layout_of, merged, statement
 from .metrics import Metric, MetricCatalog
-from .source import Layout
+from .source import Layout, quote
 from .times import HOUR_NS
 from .usage import Counted, PodKey, Scope, hour_of, per_pod, raw_hours
 
@@ -50,25 +53,43 @@ DAY_NS = 24 * HOUR_NS
 @dataclass(frozen=True)
 class KeptIndex:
     """What the rollups keep of one metric over a range: {hour: (intervals with collector
-    data, intervals)} for each rolled-up hour, and the UTC days kept whole."""
+    data, intervals)} for each rolled-up hour, the UTC days kept whole, and - for hours kept
+    since coverage is counted per node - {hour: {node: intervals with data}}."""
     hours: dict[int, tuple[int, int]]
     days: frozenset[int]
+    nodes: dict[int, dict[str, int]] = field(default_factory=dict)
+
+
+CLUSTER = ""  # the "node" of samples that name none (Heapster's cluster-level series, when it wrote no node's)
 
 
 async def collected_intervals(influx: InfluxGateway, metric: Metric, begin: int, end: int, interval_ns: int,
-                              lane: str = "api") -> set[int]:
-    """The starts of the sample intervals in [begin, end) in which the collector wrote any
-    cluster- or node-level sample of `metric`: what a statement's coverage counts."""
+                              lane: str = "api") -> dict[str, set[int]]:
+    """Per node, the starts of the sample intervals in [begin, end) in which the collector
+    wrote any cluster- or node-level sample of `metric`: what a statement's coverage counts.
+
+    Per node, because Telegraf runs one collector on each: a node whose collector is down
+    leaves the cluster-wide series (the other nodes') whole. Samples naming no node
+    (Heapster's cluster totals) stand for the cluster only when no node's are there."""
     layout = layout_of(metric)
     if layout.collected is None:
-        return set()
-    measurement, field, condition = layout.collected
+        return {}
+    measurement, field_name, condition = layout.collected
     texts, params = merged(condition)
+    node_tags = [t for t in (layout.node, layout.node_alias) if t]
+    group = "".join(f", {quote(t)}" for t in node_tags)
     series = await influx.query(
-        statement("count({v})", Layout(measurement, field), [*texts, "time >= $begin", "time < $end"],
-                  f"GROUP BY time({interval_ns // 10**9}s) fill(none)"),
+        statement("count({v})", Layout(measurement, field_name), [*texts, "time >= $begin", "time < $end"],
+                  f"GROUP BY time({interval_ns // 10**9}s){group} fill(none)"),
         {**params, "begin": begin, "end": end}, kind="coverage", lane=lane)
-    return {t for s in series for t, count in s.get("values", []) if count}
+    nodes: dict[str, set[int]] = defaultdict(set)
+    for s in series:
+        tags = s.get("tags") or {}
+        node = next((tags[t] for t in node_tags if tags.get(t)), CLUSTER)
+        nodes[node].update(t for t, count in s.get("values", []) if count)
+    if len(nodes) > 1:
+        nodes.pop(CLUSTER, None)
+    return dict(nodes)
 
 
 def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -150,7 +171,7 @@ class Rollups:
             return KeptIndex({}, frozenset())
         try:
             series = await self.influx.query(
-                f'SELECT "pods", "covered", "intervals" FROM {self._hours}, "{self.rp}"."{DAYS}" WHERE "metric" = $metric '
+                f'SELECT "pods", "covered", "intervals", "nodes" FROM {self._hours}, "{self.rp}"."{DAYS}" WHERE "metric" = $metric '
                 "AND time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
                 kind="rollup", lane=lane)
         except InfluxError as exc:
@@ -161,6 +182,7 @@ class Rollups:
             self.state, self.reason = "starting", exc.public
             return KeptIndex({}, frozenset())
         hours: dict[int, tuple[int, int]] = {}
+        nodes: dict[int, dict[str, int]] = {}
         days: set[int] = set()
         for s in series:
             rows = [dict(zip(s["columns"], values)) for values in s.get("values", [])]
@@ -169,7 +191,9 @@ class Rollups:
             else:
                 # an hour kept before coverage was counted has no "covered": (0, 0), i.e. unknown
                 hours.update((row["time"], (int(row["covered"] or 0), int(row["intervals"] or 0))) for row in rows)
-        return KeptIndex(hours, frozenset(days))
+                # an hour kept before coverage was counted per node has no "nodes": read again from raw points
+                nodes.update((row["time"], json.loads(row["nodes"])) for row in rows if row.get("nodes"))
+        return KeptIndex(hours, frozenset(days), nodes)
 
     async def covered_hours(self, metric: Metric, first: int, end: int, lane: str = "api") -> list[int]:
         """The hours in [first, end) that are rolled up, in order."""

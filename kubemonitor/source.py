@@ -50,6 +50,7 @@ class Layout:
     pod: str = "pod_name"
     container: str = "container_name"
     node: str = "nodename"
+    node_alias: str | None = None                  # another name of the node tag some versions write (DCGM's)
     pod_id: str | None = "pod_id"                  # the pod instance's id tag, when the source has one
     pod_level: Condition | None = ('"type" = $pod_type', {"pod_type": "pod"})
     container_level: Condition | None = ('"type" = $container_type', {"container_type": "pod_container"})
@@ -83,6 +84,10 @@ class Layout:
             own = self.tag(name)
             if own is not None and own in tags:
                 out[name] = tags.pop(own)
+        if self.node_alias is not None and self.node_alias in tags:
+            alias = tags.pop(self.node_alias)
+            if not out.get("nodename"):
+                out["nodename"] = alias
         if self.series_type is None:
             out.setdefault("type", "pod_container")  # a source without pod-level series: all are containers
         for name, value in tags.items():
@@ -110,6 +115,12 @@ class Source:
     def namespace_queries(self) -> list[str]:
         """Statements listing namespace names (SHOW TAG VALUES), fixed text."""
         raise NotImplementedError
+
+    version = 0                 # raised when `learn` changed a layout (the catalog rebuilds its metrics)
+
+    async def learn(self, influx: Querier) -> None:
+        """Look at the data for what a layout depends on (tag names that vary between
+        versions of a collector) and adapt; nothing by default. Fixed statements only."""
 
     async def problems(self, influx: Querier) -> list[str]:
         """Problems with how the data is collected that would bill wrongly (for /readyz and

@@ -103,7 +103,10 @@ def response_schema() -> dict:
                 "price": {"type": "number", "nullable": True}}}},
             "coverage": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
             "gaps": {"type": "array", "maxItems": MAX_GAPS, "items": {"type": "object", "properties": {
-                "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"}}}},
+                "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+                "node": {"type": "string", "nullable": True,
+                         "description": "the node whose collector wrote nothing then; null: every node that reported "
+                                        "in the period (the whole cluster)"}}}},
             "totals": {"type": "object", "properties": {"usage": {"type": "object", "additionalProperties": {"type": "number"}},
                                                         "cost": money_map, "total": {"type": "number", "nullable": True}}},
             "projection": {"type": "object", "properties": {

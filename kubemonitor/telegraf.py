@@ -21,14 +21,22 @@ NVIDIA/dcgm-exporter's default counters):
 * `kubernetes_node`: the node's own totals; "the collector wrote something" for a
   statement's coverage.
 * DCGM: measurement `DCGM_FI_DEV_FB_USED` (MiB) / `DCGM_FI_DEV_GPU_UTIL` (%), field
-  `gauge`, tags `namespace`, `pod`, `container`, `gpu`, `UUID`, `Hostname`. A GPU
-  no pod holds has no `namespace`/`pod` labels; it counts for coverage only.
+  `gauge`, tags `namespace`, `pod`, `container`, `gpu`, `UUID`, `hostname` (`Hostname`
+  before dcgm-exporter 4.8, May 2026). A GPU no pod holds has no `namespace`/`pod`
+  labels; it counts for coverage only. With `--use-old-namespace` the pod labels are
+  `pod_namespace`, `pod_name`, `container_name`; without `-k` (`--kubernetes`) there
+  are none. Which names the data has is learned from its tag keys (`learn`).
+* Telegraf's inputs.prometheus sets its own tags last (plugins/inputs/prometheus:
+  the URL's tags overwrite the metric's): with `monitor_kubernetes_pods`, `pod_name`
+  is always the exporter's pod, and `namespace` - or `pod_namespace_label_name` - the
+  exporter's namespace.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .source import Layout, Querier, Source
+from .source import Layout, Querier, Source, quote
 
 MIB_IN_MB = (1_048_576, 1_000_000)  # MiB x 1.048576 = MB, exactly
 CONTAINER = "kubernetes_pod_container"
@@ -37,7 +45,8 @@ FB_USED, GPU_UTIL = "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_GPU_UTIL"
 
 _KUBELET: dict[str, Any] = dict(namespace="namespace", pod="pod_name", container="container_name", node="node_name", pod_id=None,
                 pod_level=None, container_level=None, series_type=None)
-_DCGM: dict[str, Any] = dict(namespace="namespace", pod="pod", container="container", node="Hostname", pod_id=None, pod_level=None,
+_DCGM: dict[str, Any] = dict(namespace="namespace", pod="pod", container="container", node="hostname", node_alias="Hostname",
+             pod_id=None, pod_level=None,
              # only GPUs held by a pod: DCGM labels the others with no namespace
              container_level=('"namespace" != $empty', {"empty": ""}), series_type=None, gpu=True,
              parts=("gpu",))  # a container holding two GPUs has two series: its value is their sum
@@ -75,27 +84,81 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
+@dataclass(frozen=True)
+class PodLabels:
+    """The names of the DCGM exporter's pod labels."""
+    namespace: str
+    pod: str
+    container: str
+
+
+CURRENT = PodLabels("namespace", "pod", "container")
+OLD = PodLabels("pod_namespace", "pod_name", "container_name")  # dcgm-exporter --use-old-namespace
+
+
+def pod_labels_of(keys: set[str]) -> PodLabels | None:
+    """Which pod labels DCGM's series carry, from the measurement's tag keys; None: none
+    (the exporter runs without -k). `pod_name` alone may be Telegraf's (the exporter pod),
+    `container_name` never is: the old names are told by it."""
+    if "pod" in keys:
+        return CURRENT
+    if "container_name" in keys and "pod_namespace" in keys:
+        return OLD
+    return None
+
+
 class Telegraf(Source):
     name = "telegraf"
     write_interval = 10.0       # Telegraf's [agent] interval default
 
+    def __init__(self) -> None:
+        self.pod_labels = CURRENT
+        self._dcgm_keys: set[str] = set()
+
     def layout(self, metric_name: str) -> Layout | None:
-        return LAYOUTS.get(metric_name)
+        layout = LAYOUTS.get(metric_name)
+        if layout is not None and layout.gpu and self.pod_labels is not CURRENT:
+            names = self.pod_labels
+            return replace(layout, namespace=names.namespace, pod=names.pod, container=names.container,
+                           container_level=(f"{quote(names.namespace)} != $empty", {"empty": ""}))
+        return layout
+
+    async def learn(self, influx: Querier) -> None:
+        """The DCGM exporter's pod label names, from the tag keys its series carry."""
+        series = await influx.query(f'SHOW TAG KEYS FROM "{FB_USED}"', kind="source check")
+        self._dcgm_keys = {row[0] for s in series for row in s.get("values", [])}
+        names = pod_labels_of(self._dcgm_keys) or CURRENT
+        if names != self.pod_labels:
+            self.pod_labels = names
+            self.version += 1
 
     def namespace_queries(self) -> list[str]:
         return [f'SHOW TAG VALUES FROM "{CONTAINER}", "{FB_USED}" WITH KEY = "namespace"']
 
     async def problems(self, influx: Querier) -> list[str]:
-        """Telegraf's inputs.prometheus, finding the exporter with `monitor_kubernetes_pods`, tags
-        each metric with the scraped pod's own `namespace` and `pod_name` - overwriting DCGM's
-        `namespace` label with the exporter's namespace - unless `pod_namespace_label_name`
-        names another tag. The overwritten series carry `pod_name` (the exporter pod) and no
-        such tag: every GPU would be billed to the exporter's namespace."""
-        series = await influx.query(f'SHOW TAG KEYS FROM "{FB_USED}"', kind="source check")
-        keys = {row[0] for s in series for row in s.get("values", [])}
-        if "pod_name" in keys and "pod_namespace" not in keys:
-            return [f"{FB_USED} carries Telegraf's pod_name tag but no pod_namespace: inputs.prometheus scrapes the DCGM "
-                    "exporter with monitor_kubernetes_pods and without pod_namespace_label_name = \"pod_namespace\", so "
-                    "each GPU series' namespace is the exporter's own and GPU usage would be billed to it. Set it "
-                    "(README \"Collecting data today\"); until then gpu figures are not to be trusted"]
-        return []
+        """What the DCGM series' labels say would bill GPUs wrongly (or not at all)."""
+        await self.learn(influx)
+        keys = self._dcgm_keys
+        if not keys:
+            return []  # no GPU data (yet): nothing to say
+        names = pod_labels_of(keys)
+        if names is None:
+            return [f"{FB_USED} has no pod labels (namespace, pod, container): the DCGM exporter runs without -k "
+                    "(--kubernetes), so no GPU can be attributed to a pod and none is billed. Start it with -k "
+                    "(README \"Collecting data today\")"]
+        found = []
+        if names is CURRENT and "container_name" in keys:
+            found.append(f"{FB_USED} has series with both the current pod labels and --use-old-namespace's (pod_namespace, "
+                         "container_name): those with the old names are not billed. Run every exporter with the same "
+                         "flags (README \"Collecting data today\")")
+        if names is OLD and "namespace" in keys:
+            found.append(f"{FB_USED} carries --use-old-namespace's pod_name and Telegraf's namespace tag: inputs.prometheus "
+                         "scrapes the exporter with monitor_kubernetes_pods, which overwrites pod_name with the exporter's "
+                         "own pod, so the GPU's pod is lost. Run the exporter without --use-old-namespace "
+                         "(README \"Collecting data today\"); until then gpu figures are not to be trusted")
+        if names is CURRENT and "pod_name" in keys and "pod_namespace" not in keys:
+            found.append(f"{FB_USED} carries Telegraf's pod_name tag but no pod_namespace: inputs.prometheus scrapes the DCGM "
+                         "exporter with monitor_kubernetes_pods and without pod_namespace_label_name = \"pod_namespace\", so "
+                         "each GPU series' namespace is the exporter's own and GPU usage would be billed to it. Set it "
+                         "(README \"Collecting data today\"); until then gpu figures are not to be trusted")
+        return found

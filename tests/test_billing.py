@@ -95,7 +95,7 @@ async def test_the_months_statement_per_group_is_exact(served, http_client):
     assert s["currency"] == "CHF" and [r["key"] for r in s["resources"]] == ["cpu", "memory"]
     # a missing collection hour: coverage (N-1)/N of the hours, and that gap listed first
     assert s["coverage"]["cpu"] == round((hours - 1) / hours, 6)
-    assert s["gaps"][0] == {"from": "2026-02-10T02:00:00Z", "to": "2026-02-10T03:00:00Z"}
+    assert s["gaps"][0] == {"from": "2026-02-10T02:00:00Z", "to": "2026-02-10T03:00:00Z", "node": None}  # no node named: the cluster's
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -277,7 +277,7 @@ async def test_coverage_from_rolled_up_hours_equals_coverage_from_raw_points(bil
         from_rollups = await billing_app.billing.coverage(cpu, begin, end)
         from_raw = await raw.coverage(cpu, begin, end)
         assert from_rollups == from_raw
-        assert from_raw[1] == [((FEB + 9 * 86400 + 2 * 3600) * NS, (FEB + 9 * 86400 + 3 * 3600) * NS)]
+        assert from_raw[1] == [((FEB + 9 * 86400 + 2 * 3600) * NS, (FEB + 9 * 86400 + 3 * 3600) * NS, None)]
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -5,6 +5,7 @@ known in closed form: at most one value per series per sample interval counts (t
 mean of its samples there), from raw points and from rollups alike."""
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
@@ -222,3 +223,148 @@ async def test_a_gpu_interval_left_at_30_s_under_dcgm_scraped_every_10_s_is_repo
     app = make_app(influxdb_db=scratch_db, source="telegraf", sample_interval=10.0, gpu_sample_interval=30.0)
     (problem,) = await app.source_problems()
     assert problem.startswith("gpu/usage samples are 10s apart") and "KUBEMONITOR_GPU_SAMPLE_INTERVAL is 30s" in problem
+
+
+def telegraf_node(node: str, start: int, stop: int, skip: tuple[int, int] = (0, 0)) -> list[str]:
+    """inputs.kubernetes on one node: the node's own totals and one pod's container, every
+    STEP s in [start, stop) except in `skip` (that node's agent was down)."""
+    return [line for t in range(start, stop, STEP) if not skip[0] <= t < skip[1]
+            for line in (f"kubernetes_node,host=telegraf-{node},node_name={node} cpu_usage_nanocores=900000000i {t}",
+                         f"kubernetes_pod_container,container_name=main,host=telegraf-{node},namespace=team-a,"
+                         f"node_name={node},pod_name=web-{node} cpu_usage_nanocores=600000000i {t}")]
+
+
+@pytest.fixture
+def node_outage(running_influxd, scratch_db):
+    """Two nodes for two hours; node-b's Telegraf is down from 00:30 to 00:50."""
+    outage = (T + 1800, T + 3000)
+    running_influxd.write(scratch_db, telegraf_node("node-a", T, T + 2 * H) + telegraf_node("node-b", T, T + 2 * H, outage),
+                          precision="s")
+    return outage
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_one_nodes_collector_down_shows_in_coverage_and_names_the_node(telegraf_app, node_outage):
+    """Cluster-wide, some node wrote in every interval (coverage 100 % before); per node,
+    node-b's 120 missing intervals of 2 x 720 show, and the gap names node-b."""
+    app = telegraf_app
+    metric = await app.catalog.resolve("cpu/usage_rate")
+    share, gaps = await app.billing.coverage(metric, T * NS, (T + 2 * H) * NS)
+    assert share == (2 * 720 - 120) / (2 * 720)
+    assert gaps == [(node_outage[0] * NS, node_outage[1] * NS, "node-b")]
+    # the same from rollups: the hour keeps its intervals per node
+    await app.rollups.prepare()
+    for hour in range(2):
+        await app.rollup_writer.roll_up(metric, (T + hour * H) * NS)
+    index = await app.rollups.index(metric, T * NS, (T + 2 * H) * NS)
+    assert index.nodes[T * NS] == {"node-a": 360, "node-b": 240} and index.nodes[(T + H) * NS] == {"node-a": 360, "node-b": 360}
+    assert await app.billing.coverage(metric, T * NS, (T + 2 * H) * NS, index) == (share, gaps)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_cluster_wide_outage_is_one_gap_naming_no_node(telegraf_app, running_influxd, scratch_db):
+    outage = (T + 600, T + 1200)
+    running_influxd.write(scratch_db, telegraf_node("node-a", T, T + H, outage) + telegraf_node("node-b", T, T + H, outage),
+                          precision="s")
+    metric = await telegraf_app.catalog.resolve("cpu/usage_rate")
+    share, gaps = await telegraf_app.billing.coverage(metric, T * NS, (T + H) * NS)
+    assert share == 300 / 360 and gaps == [(outage[0] * NS, outage[1] * NS, None)]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_statement_and_its_csv_name_the_node_of_each_gap(make_app, scratch_db, node_outage, tmp_path):
+    from kubemonitor.ratecard import period_from
+    from kubemonitor.statement import to_csv
+    card = tmp_path / "billing.yaml"
+    card.write_text("currency: CHF\ntimezone: UTC\nresources:\n"
+                    "  cpu: {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 0.02}\n")
+    app = make_app(influxdb_db=scratch_db, source="telegraf", sample_interval=float(STEP), billing_file=str(card),
+                   rollup_rp="t_" + secrets.token_hex(4))
+    body = (await app.billing.statement(period_from({"period": "2024-01-01"}, "UTC"), "group")).data
+    # the day's 8,640 intervals on each of the two nodes that reported; 720 + 600 of them have data
+    assert body["coverage"]["cpu"] == round((720 + 600) / (2 * 8640), 6)
+    assert body["gaps"] == [{"from": "2024-01-01T02:00:00Z", "to": "2024-01-02T00:00:00Z", "node": None},
+                            {"from": "2024-01-01T00:30:00Z", "to": "2024-01-01T00:50:00Z", "node": "node-b"}]
+    header = to_csv(body, "group").splitlines()[0].split(",")
+    assert {"coverage", "revision", "computed_at", "cpu_coverage"} <= set(header)
+
+
+DCGM_LABELS = {
+    # dcgm-exporter >= 4.8 (May 2026), older versions, and --use-old-namespace
+    "current": "hostname=gpu-1,namespace=team-gpu,pod=train-1,container=main",
+    "before 4.8": "Hostname=gpu-1,namespace=team-gpu,pod=train-1,container=main",
+    "--use-old-namespace": "hostname=gpu-1,pod_namespace=team-gpu,pod_name=train-1,container_name=main",
+}
+GPU_STEP = 30
+RANGE = {"timeBeginInterval": "2024-01-01T00:00:00Z", "timeEndInterval": "2024-01-01T00:59:59Z"}  # T's first hour
+
+
+def dcgm_fb_used(labels: str, start: int, stop: int, mib: int = 30_000) -> list[str]:
+    return [f"DCGM_FI_DEV_FB_USED,{labels},UUID=GPU-0,gpu=0,modelName=NVIDIA\\ A100-SXM4-40GB gauge={mib} {t}"
+            for t in range(start, stop, GPU_STEP)]
+
+
+@pytest.fixture
+def dcgm_app(make_app, scratch_db):
+    return make_app(influxdb_db=scratch_db, source="telegraf", sample_interval=float(STEP),
+                    gpu_sample_interval=float(GPU_STEP), rollup_rp="t_" + secrets.token_hex(4))
+
+
+@pytest.mark.parametrize("variant", list(DCGM_LABELS))
+@pytest.mark.gen_test(timeout=60)
+async def test_each_dcgm_label_variant_bills_its_gpu(dcgm_app, running_influxd, scratch_db, variant, http_client):
+    """30,000 MiB for an hour = 31,457.28 MB-h, however the exporter names its labels
+    (with the old names it was 0 rows and no problem); raw points name the pod and node."""
+    from conftest import API_PASS, API_USER, serve_app
+    running_influxd.write(scratch_db, dcgm_fb_used(DCGM_LABELS[variant], T, T + H), precision="s")
+    app = dcgm_app
+    metric = await app.catalog.resolve("gpu/usage")
+    q = ApiQuery(namespace="team-gpu", agg="all-pod", begin_ns=T * NS, end_ns=(T + H) * NS - 1)
+    (row,) = await aggregate(app.influx, metric, q, (), sample_interval_ns(metric, app.config), None)
+    assert row["pod_name"] == "train-1" and row["count"] == H // GPU_STEP
+    assert row["integral"] == pytest.approx(31_457.28, abs=1e-6)
+    assert await app.source.problems(app.influx) == []
+    base, server = await serve_app(app)
+    try:
+        r = await http_client.fetch(f"{base}/api/gpu/usage", method="POST", headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS},
+                                    body=json.dumps({"namespace": "team-gpu", "limit": 1, **RANGE}))
+    finally:
+        server.stop()
+    (point,) = json.loads(r.body)
+    assert (point["namespace_name"], point["pod_name"], point["container_name"], point["nodename"]) == (
+        "team-gpu", "train-1", "main", "gpu-1")
+    share, gaps = await app.billing.coverage(metric, T * NS, (T + H) * NS)
+    assert (share, gaps) == (1.0, [])
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_dcgm_without_pod_labels_is_a_problem_naming_the_kubernetes_flag(dcgm_app, running_influxd, scratch_db):
+    running_influxd.write(scratch_db, dcgm_fb_used("hostname=gpu-1", T, T + H), precision="s")
+    (problem,) = await dcgm_app.source.problems(dcgm_app.influx)
+    assert "-k" in problem and "--kubernetes" in problem and "no pod labels" in problem
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_old_dcgm_names_under_telegrafs_pod_discovery_are_a_problem(dcgm_app, running_influxd, scratch_db):
+    """monitor_kubernetes_pods overwrites --use-old-namespace's pod_name with the exporter's pod."""
+    labels = "hostname=gpu-1,pod_namespace=team-gpu,pod_name=nvidia-dcgm-exporter-x7k2p,container_name=main,namespace=gpu-operator"
+    running_influxd.write(scratch_db, dcgm_fb_used(labels, T, T + H), precision="s")
+    (problem,) = await dcgm_app.source.problems(dcgm_app.influx)
+    assert "--use-old-namespace" in problem and "monitor_kubernetes_pods" in problem
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_gpu_raw_point_keeps_its_pod_under_telegrafs_discovery_tags(dcgm_app, running_influxd, scratch_db,
+                                                                             http_client):
+    from conftest import API_PASS, API_USER, serve_app
+    labels = ("hostname=gpu-1,namespace=team-gpu,pod=train-1,container=main,pod_name=nvidia-dcgm-exporter-x7k2p,"
+              "pod_namespace=gpu-operator")
+    running_influxd.write(scratch_db, dcgm_fb_used(labels, T, T + 60), precision="s")
+    base, server = await serve_app(dcgm_app)
+    try:
+        r = await http_client.fetch(f"{base}/api/gpu/usage", method="POST", headers={"X-USERNAME": API_USER, "X-PASSWORD": API_PASS},
+                                    body=json.dumps({"namespace": "team-gpu", **RANGE}))
+    finally:
+        server.stop()
+    points = json.loads(r.body)
+    assert len(points) == 2 and {(p["pod_name"], p["namespace_name"]) for p in points} == {("train-1", "team-gpu")}

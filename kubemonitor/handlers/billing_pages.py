@@ -26,7 +26,8 @@ def shown_gaps(statement: dict, period: Period, interval_s: float) -> list[dict]
     for gap in statement["gaps"]:
         begin, end = (datetime.fromisoformat(gap[k].replace("Z", "+00:00")) for k in ("from", "to"))
         if (end - begin).total_seconds() > floor_s:
-            out.append({"from": local_time(begin, zone), "to": local_time(end, zone), "hours": (end - begin).total_seconds() / 3600})
+            out.append({"from": local_time(begin, zone), "to": local_time(end, zone), "hours": (end - begin).total_seconds() / 3600,
+                        "node": gap.get("node")})
     return out
 
 

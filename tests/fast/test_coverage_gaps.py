@@ -35,3 +35,18 @@ def test_a_year_with_one_day_of_data_costs_that_day():
     day, interval = 86_400, 60
     seen = set(range(200 * day, 201 * day, interval))
     assert unseen_spans(0, 366 * day, seen, interval) == [(0, 200 * day), (201 * day, 366 * day)]
+
+
+def test_the_banner_names_each_gaps_node_and_leaves_short_ones_out():
+    """A day at 10 s: the banner's floor is max(3 intervals, 0.1 % of the day) = 86.4 s."""
+    from datetime import date
+
+    from kubemonitor.handlers.billing_pages import shown_gaps
+    from kubemonitor.ratecard import Period
+    day = Period("2024-01-01", date(2024, 1, 1), date(2024, 1, 1), "UTC")
+    statement = {"gaps": [{"from": "2024-01-01T00:30:00Z", "to": "2024-01-01T00:50:00Z", "node": "node-b"},
+                          {"from": "2024-01-01T02:00:00Z", "to": "2024-01-01T03:00:00Z", "node": None},
+                          {"from": "2024-01-01T05:00:00Z", "to": "2024-01-01T05:01:20Z", "node": "node-a"}]}
+    shown = shown_gaps(statement, day, 10.0)
+    assert [(g["node"], g["from"], g["to"]) for g in shown] == [("node-b", "2024-01-01 00:30", "2024-01-01 00:50"),
+                                                                (None, "2024-01-01 02:00", "2024-01-01 03:00")]
