@@ -229,8 +229,9 @@ class Billing:
         if layout.rate:
             return 0
         # Fixed fragments and the layout's quoted names only; the range is $parameters.
+        only = "".join(f" AND {c}" for c in layout.only())
         series = await self.influx.query(f"SELECT count({layout.f}) FROM {layout.m} WHERE time >= $begin AND time < $end "
-                                         f"AND {layout.f} < 0", {"begin": begin_ns, "end": end_ns}, kind="statement")
+                                         f"AND {layout.f} < 0{only}", {"begin": begin_ns, "end": end_ns}, kind="statement")
         return int(next((v for s in series for _, v in s.get("values", [])), 0) or 0)
 
     async def usage(self, metric: Metric, period: Period, by: str, index: KeptIndex | None = None) -> dict[PodKey, Counted]:
@@ -255,7 +256,10 @@ class Billing:
         for resource in card.resources:
             if resource not in measured:
                 usages[resource.key], coverage[resource.key] = {}, 0.0
-                notes.append(f"{resource.metric} is not in the database: {resource.key} shows 0 and coverage 0")
+                notes.append(f"{resource.metric} is not in the database: {resource.key} shows 0 and coverage 0"
+                             + ("" if metrics[resource.key] is not None else
+                                f" ({resource.metric} is neither a metric of the {self.catalog.source.name} source nor a "
+                                "measurement in InfluxDB: check the rate card's spelling)"))
         if state == "ended":
             notes.append(self.ended_note(self.why_not_kept(period) or "it could not be kept"))
         if self.problems is not None:
@@ -287,6 +291,7 @@ class Billing:
             "period": {"from": format_ns(period.start_ns), "to": format_ns(period.end_ns), "label": period.label,
                        "timezone": period.timezone, "state": {"open": "provisional"}.get(state, state),
                        "revision": revision, "computed_at": format_ns(now_ns // 10**9 * 10**9)},
+            **({"cluster": self.catalog.source.cluster} if self.catalog.source.cluster else {}),
             "currency": card.currency,
             "resources": [{"key": r.key, "metric": r.metric, "unit": r.unit, "price": r.price} for r in card.resources],
             "coverage": {k: round(v, 6) for k, v in coverage.items()},

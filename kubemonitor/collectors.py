@@ -9,6 +9,7 @@ from .telegraf import Telegraf
 SOURCES: dict[str, type[Source]] = {"heapster": Heapster, "telegraf": Telegraf}
 
 
-def source_named(name: str) -> Source:
-    """The source for KUBEMONITOR_SOURCE (the configuration has checked the name)."""
-    return SOURCES[name]()
+def source_named(name: str, cluster: str | None = None) -> Source:
+    """The source for KUBEMONITOR_SOURCE (the configuration has checked the name), reading
+    only the points of KUBEMONITOR_CLUSTER's `cluster_name` when one is given."""
+    return SOURCES[name](cluster)

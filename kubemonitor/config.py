@@ -118,6 +118,17 @@ def _source(text: str) -> str:
     return value
 
 
+def _cluster(text: str) -> str | None:
+    """Heapster's --sink=influxdb:...?cluster_name= (its `cluster_name` tag); empty: every cluster."""
+    value = text.strip()
+    if not value:
+        return None
+    if len(value) > 253 or not value.isprintable():
+        raise ValueError("must be the cluster_name the collector tags its points with (printable, at most 253 "
+                         "characters), e.g. default; leave it empty to read every cluster")
+    return value
+
+
 def _url_prefix(text: str) -> str:
     """'' (served at /), or a path such as /kubemonitor: leading slash, no trailing one."""
     value = text.strip().rstrip("/")
@@ -206,6 +217,9 @@ SETTINGS: tuple[Setting, ...] = (
             "the collector's sampling interval (Heapster's --metric_resolution): each sample stands for this long"),
     Setting("source", "KUBEMONITOR_SOURCE", "--source", _source, "heapster",
             "the schema the collector writes: heapster or telegraf (Telegraf + DCGM exporter)"),
+    Setting("cluster", "KUBEMONITOR_CLUSTER", "--cluster", _cluster, None,
+            "read only points whose cluster_name tag is this (Heapster's cluster_name; several clusters in one "
+            "database); empty: all"),
     Setting("gpu_sample_interval", "KUBEMONITOR_GPU_SAMPLE_INTERVAL", "--gpu-sample-interval", _sample_interval, "30s",
             "with the telegraf source: DCGM's collection interval; each GPU sample stands for this long"),
     Setting("rollup_rp", "KUBEMONITOR_ROLLUP_RP", "--rollup-rp", _rollup_rp, "kubemonitor",
@@ -274,6 +288,7 @@ class Config:
     poll_interval: float = _default("poll_interval")
     sample_interval: float = _default("sample_interval")
     source: str = _default("source")
+    cluster: str | None = _default("cluster")
     gpu_sample_interval: float = _default("gpu_sample_interval")
     rollup_rp: str = _default("rollup_rp")
     rollup_metrics: tuple[str, ...] = _default("rollup_metrics")

@@ -130,6 +130,8 @@ class InfluxGateway:
         # behind (or holds up) calls to InfluxDB.
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compute")
         self._local = threading.local()
+        # bound to every statement: KUBEMONITOR_CLUSTER, which a layout's `only()` conditions name
+        self.bound: dict[str, Any] = {"kubemonitor_cluster": config.cluster} if getattr(config, "cluster", None) else {}
 
     # -- blocking side (executor threads) ---------------------------------------------
     def _client(self) -> InfluxDBClient:
@@ -279,7 +281,15 @@ class InfluxGateway:
 
     async def query(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "query",
                     lane: str = "api") -> list[dict]:
-        return await self.call(lambda client: self.select(client, influxql, params), kind, lane)
+        return await self.call(lambda client: self.select(client, influxql, self.bind(params)), kind, lane)
+
+    def bind(self, params: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A statement's parameters with the ones every statement may name (the cluster)."""
+        return {**self.bound, **params} if self.bound and params else (params or self.bound or None)
+
+    def bound_select(self, client: InfluxDBClient, influxql: str, params: dict[str, Any] | None = None) -> list[dict]:
+        """`select` with the parameters every statement may name (for callers that run in the executor)."""
+        return self.select(client, influxql, self.bind(params))
 
     async def execute(self, influxql: str, params: dict[str, Any] | None = None, kind: str = "execute",
                       lane: str = "api") -> None:

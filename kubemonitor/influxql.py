@@ -50,7 +50,7 @@ def statement(fields: str, metric: Metric | Layout, conditions: Iterable[str | N
     drops one interval instead of going negative)."""
     layout = metric if isinstance(metric, Layout) else layout_of(metric)
     # Only fixed fragments and the layout's quoted names are joined here; values are $parameters.
-    present = [c for c in conditions if c]
+    present = [c for c in conditions if c] + layout.only()
     if not layout.rate:
         # Usage is never below 0: a negative sample (a collector fault) would be billed as a
         # credit, so it is left out as if missing (statements say how many there were).
@@ -118,7 +118,7 @@ def raw_statement(metric: Metric, q: ApiQuery) -> tuple[str, dict] | None:
         # InfluxDB 1.x computes a derivative in the query's time order, so a subquery read newest
         # first is wrong: the rates come oldest first, per series, and raw_points keeps the newest.
         return (f'SELECT non_negative_derivative({layout.f}, 1s) AS "value" FROM {layout.m} WHERE '
-                + " AND ".join(conditions) + " GROUP BY *"), params
+                + " AND ".join(conditions + layout.only()) + " GROUP BY *"), params
     return statement('{v} AS "value", *::tag', layout, conditions, "ORDER BY time DESC LIMIT $limit"), params
 
 

@@ -7,6 +7,7 @@ name (e.g. `accelerator/memory_used`); `MetricCatalog.resolve` looks it up in a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .influx import InfluxGateway
 
 log = logging.getLogger("kubemonitor.metrics")
+LEARN_WAIT = 0.5  # seconds a request waits for the source's first look at the data
 METRIC_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
 
 # unit -> what its time-integral is measured in (value x hours)
@@ -72,6 +74,10 @@ CATALOG: dict[str, Metric] = {m.name: m for m in (
     _m("filesystem/available", "bytes", "The number of available bytes remaining in the filesystem."),
     _m("filesystem/inodes", "inodes", "The number of available inodes in the filesystem."),
     _m("filesystem/inodes_free", "inodes", "The number of free inodes remaining in the filesystem."),
+    _m("accelerator/duty_cycle", "percent", "Percent of time the accelerator (GPU) was busy (Heapster)."),
+    _m("accelerator/memory_total", "bytes", "Total accelerator (GPU) memory in bytes (Heapster)."),
+    _m("accelerator/memory_used", "bytes", "Accelerator (GPU) memory allocated in bytes (Heapster; gpu/usage in megabytes "
+                                           "is read from it when the database has no gpu/usage)."),
     _m("gpu/usage", "megabytes", "The usage of all GPUs in megabytes.", main=True),
     _m("gpu/utilization", "percent", "GPU utilization in percent (DCGM; not in Heapster's schema)."),
     _m("memory/limit", "bytes", "Memory hard limit in bytes."),
@@ -128,6 +134,7 @@ class MetricCatalog:
         self._known: tuple[int, dict[str, Metric]] | None = None
         self._learn, self._learn_every = learn, learn_every
         self._learned_at: float | None = None
+        self._learned_once = False
         self._learning: asyncio.Future[None] | None = None
         self._list = list_measurements
         self._ttl = ttl
@@ -157,7 +164,11 @@ class MetricCatalog:
     async def learned(self) -> None:
         """Let the source look at the data (once a `learn_every`, one look at a time) before a
         metric is handed out: a layout may depend on what the collector's version writes.
-        InfluxDB's errors leave the layouts as they were; the query that follows reports them."""
+
+        Only until the first look succeeds does a caller wait, and then at most LEARN_WAIT
+        seconds: a slow InfluxDB must not spend a request's deadline twice. Later looks run
+        behind the requests. InfluxDB's errors leave the layouts as they were; the query that
+        follows reports them."""
         if self._learn is None:
             return
         now = self._clock()
@@ -170,13 +181,16 @@ class MetricCatalog:
                 try:
                     await learn()
                     self._learned_at = self._clock()
+                    self._learned_once = True
                 except Exception as exc:  # InfluxDB down, a 5xx: the query that follows reports it, with its fix
                     log.warning("could not look at the data's layout: %s", getattr(exc, "message", exc))
                     self._learned_at = self._clock() - self._learn_every + self._miss_interval
                 finally:
                     self._learning = None
             self._learning = asyncio.ensure_future(look())
-        await asyncio.shield(self._learning)
+        if not self._learned_once:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._learning), LEARN_WAIT)
 
     async def namespaces(self) -> list[str]:
         """Namespace names seen in any measurement (for the page picker), cached for a minute."""

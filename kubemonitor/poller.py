@@ -178,7 +178,7 @@ class Poller:
 
         def run(client: Any) -> tuple[dict, list[dict], bytes, dict]:
             # Shaping and encoding happen here, in the executor: the event loop only hands out text.
-            results = client.query(statements, bind_params=params, epoch="ns")
+            results = client.query(statements, bind_params=self.influx.bind(params), epoch="ns")
             results = results if isinstance(results, list) else [results]
             snapshot, latest = build_snapshot(view.metric, view.namespace, view.window,
                                               [r.raw.get("series", []) for r in results], now_ns,

@@ -19,7 +19,7 @@ import yaml
 from . import yamlfile
 from .config import parse_duration
 from .errors import UserError
-from .metrics import CATALOG, METRIC_NAME
+from .metrics import METRIC_NAME
 from .request import NAMESPACE
 from .resources import resource_dir
 from .times import MAX_DAYS, to_ns
@@ -80,6 +80,12 @@ class RateCard:
     @property
     def priced(self) -> bool:
         return any(r.price is not None for r in self.resources)
+
+    def month_closes_ns(self, at_ns: int) -> int:
+        """When the billing month holding the instant `at_ns` (in the card's zone) closes:
+        its end plus `close_after`. Before then its figures may still change."""
+        local = datetime.fromtimestamp(at_ns / 1e9, self.zone)
+        return month_period(f"{local.year:04d}-{local.month:02d}", self.timezone).end_ns + int(self.close_after * 1e9)
 
     def group_of(self, namespace: str) -> Group:
         """A namespace's group; a namespace no group lists is a group of its own."""
@@ -173,9 +179,13 @@ def parse(text: str, path: str) -> RateCard:
     else:
         for key, value, fields in _entries(entry[1], fail, "resource", RESOURCE_KEYS, "e.g. cpu, memory, gpu"):
             metric = _text(fields, "metric", fail, value, f"resource {key} needs a metric, e.g. metric: cpu/usage_rate")
-            if not METRIC_NAME.fullmatch(metric) or metric not in CATALOG:
-                fail(fields["metric"][1], f"unknown metric {metric!r} in resource {key}",
-                     "use a catalog metric such as cpu/usage_rate, memory/usage or gpu/usage")
+            # Any metric the API answers may be billed: the catalog's, or (Heapster) any other
+            # measurement, such as accelerator/memory_used; one the database lacks is a note
+            # on each statement ("... is not in the database"), not a refusal to start.
+            if not METRIC_NAME.fullmatch(metric) or len(metric) > 200:
+                fail(fields["metric"][1], f"unknown metric {metric!r} in resource {key}: not a metric name",
+                     "use a catalog metric such as cpu/usage_rate, memory/usage or gpu/usage, or a measurement in "
+                     "InfluxDB (lower-case words joined by /)")
             unit = _text(fields, "unit", fail, value, f"resource {key} needs a unit, e.g. unit: core-hours")
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,31}", unit):
                 fail(fields["unit"][1], f"unit {unit!r} must be a short name", "e.g. core-hours or GiB-hours")

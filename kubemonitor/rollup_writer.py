@@ -17,27 +17,33 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 
 from .influx import InfluxError
-from .influxql import counted_series, statement
+from .influxql import counted_series, layout_of, statement
 from .metrics import Metric, MetricCatalog
-from .rollups import BG, DAILY, DAILY_NS, DAY_NS, DAYS, HOURS, USAGE, Rollups, collected_intervals
+from .rollups import BG, DAILY, DAILY_NS, DAY_NS, DAYS, HOURS, USAGE, Rollups, collected_intervals, merge_spans
 from .tasks import cancel_and_wait
 from .telemetry import Telemetry
-from .times import HOUR_NS
+from .times import HOUR_NS, format_ns
 from .usage import Counted, Scope, hour_of, raw_hours
 
 log = logging.getLogger("kubemonitor.rollups")
 BATCH_HOURS = 24          # hours one background pass rolls up per metric, at most
-LATE_WINDOW_HOURS = 6     # how far back the task looks for points that arrived after their hour was rolled up
+LATE_WINDOW_HOURS = 6     # the recent hours the task looks at every pass for points that arrived after them
+LATE_CHUNK_HOURS = 24     # older kept hours looked at per pass, walking back through all of them and round again
 
 
 class RollupWriter:
     def __init__(self, rollups: Rollups, catalog: MetricCatalog, *, settle: float,
-                 interval_ns: Callable[[Metric], int], telemetry: Telemetry | None = None):
+                 interval_ns: Callable[[Metric], int], telemetry: Telemetry | None = None,
+                 closes_ns: Callable[[int], int] | None = None, clock: Callable[[], int] = time.time_ns):
         self.rollups, self.catalog, self.influx = rollups, catalog, rollups.influx
         self.settle_ns = int(settle * 1e9)  # an hour is rolled up once it ended this long ago
         self.interval_ns = interval_ns
         self.telemetry = telemetry or rollups.influx.telemetry
+        # when the billing period holding an instant closes (the rate card's month); None: never
+        self.closes_ns, self.clock = closes_ns, clock
         self._late_seen: dict[tuple[str, int], int] = {}
+        self._late_kept: dict[tuple[str, int], int] = {}   # late points of closed periods' hours, until a rebuild
+        self._late_cursor: dict[str, int | None] = {}      # where the walk through older kept hours goes on
         self._task: asyncio.Task | None = None
 
     async def metrics(self) -> list[Metric]:
@@ -160,24 +166,83 @@ class RollupWriter:
             done += 1
         return done
 
+    def closed(self, hour: int) -> bool:
+        """Whether the billing period holding `hour` is closed: its kept figures never change."""
+        return self.closes_ns is not None and self.clock() >= self.closes_ns(hour)
+
+    def late_hours(self) -> list[dict]:
+        """The kept hours of closed periods with points that arrived after them (for /readyz):
+        they stay as kept until `kubemonitor rollup --rebuild`, which the entry names."""
+        out = []
+        for (name, hour), points in sorted(self._late_kept.items(), key=lambda item: (item[0][1], item[0][0])):
+            day = format_ns(hour)[:10]
+            out.append({"metric": name, "hour": format_ns(hour), "points": points,
+                        "fix": f"kubemonitor rollup --from {day} --to {day} --rebuild"})
+        return out
+
     async def count_late_points(self, metric: Metric) -> int:
-        """Points that arrived after their hour was rolled up (left alone until a rebuild)."""
+        """Points that arrived after their hour was rolled up, however late; returns how many
+        are new. Each pass looks at the last LATE_WINDOW_HOURS settled hours and at the next
+        LATE_CHUNK_HOURS kept hours further back (a walk through all of them, then round
+        again), so an hour of any age is looked at again within (kept hours / chunk) passes,
+        at the cost of two small queries. An hour whose period is still open is rolled up
+        again at once; one of a closed period stays as kept and is listed (`late_hours`)."""
         end = self.settled_end()
-        first = end - LATE_WINDOW_HOURS * HOUR_NS
-        series = await self.influx.query(f'SELECT "raw_points" FROM {self.rollups._hours} WHERE "metric" = $metric AND '
-                                         "time >= $first AND time < $end", {"metric": metric.name, "first": first, "end": end},
-                                         kind="rollup", lane=BG)
-        marked = {t: v for s in series for t, v in s.get("values", [])}
+        recent = end - LATE_WINDOW_HOURS * HOUR_NS
+        kept = await self._kept_counts(metric, "time >= $first AND time < $end", {"first": recent, "end": end})
+        cursor = self._late_cursor.get(metric.name) or recent
+        older = await self._kept_counts(metric, "time < $cursor", {"cursor": cursor}, f" ORDER BY time DESC LIMIT {LATE_CHUNK_HOURS}")
+        self._late_cursor[metric.name] = min(older) if len(older) == LATE_CHUNK_HOURS else None
+        kept.update(older)
+        if not kept:
+            return 0
+        now: dict[int, int] = {}
+        for first, stop in merge_spans(sorted((h, h + HOUR_NS) for h in kept)):  # runs of hours: a query each
+            now.update(await self._raw_counts(metric, first, stop))
         new = 0
-        for hour, kept in marked.items():
-            now = await self._raw_points(metric, hour, hour + HOUR_NS)
-            late = max(0, now - int(kept or 0))
-            seen = self._late_seen.get((metric.name, hour), 0)
+        for hour, counted in sorted(kept.items()):
+            late = max(0, now.get(hour, 0) - counted)
+            key = (metric.name, hour)
+            if late == 0:
+                self._late_kept.pop(key, None)  # rebuilt (here or by `rollup --rebuild`)
+                self._late_seen.pop(key, None)
+                continue
+            seen = self._late_seen.get(key, 0)
             if late > seen:
                 self.telemetry.late_points.labels(metric.name).inc(late - seen)
                 new += late - seen
-                self._late_seen[(metric.name, hour)] = late
+                self._late_seen[key] = late
+            if self.closed(hour):
+                self._late_kept[key] = late
+            else:
+                log.info("%d point(s) of %s arrived after %s was rolled up; rolling it up again (its period is open)",
+                         late, metric.name, format_ns(hour))
+                await self.roll_up(metric, hour, rebuild=True)
+                self._late_seen.pop(key, None)
+        self.telemetry.late_hours.set(len(self._late_kept))
         return new
+
+    async def _kept_counts(self, metric: Metric, where: str, params: dict, tail: str = "") -> dict[int, int]:
+        """{hour: raw points it was computed from} of the kept hours matching `where` (fixed text)."""
+        series = await self.influx.query(f'SELECT "raw_points" FROM {self.rollups._hours} WHERE "metric" = $metric AND '
+                                         f"{where}{tail}", {"metric": metric.name, **params}, kind="rollup", lane=BG)
+        return {t: int(v or 0) for s in series for t, v in s.get("values", [])}
+
+    async def _raw_counts(self, metric: Metric, first: int, end: int) -> dict[int, int]:
+        """{hour: raw points now} in [first, end): what `_raw_points` counts, hour by hour, in one
+        query. A counter's rate is counted hour by hour: across an hour's start its derivative
+        has one more point than within the hour alone, as the hour was counted when kept."""
+        if layout_of(metric).rate:
+            return {hour: await self._raw_points(metric, hour, hour + HOUR_NS) for hour in range(first, end, HOUR_NS)}
+        texts, params = counted_series(metric)
+        series = await self.influx.query(statement("count({v})", metric, [*texts, "time >= $first", "time < $end"],
+                                                   "GROUP BY time(1h) fill(none)"),
+                                         {**params, "first": first, "end": end}, kind="rollup", lane=BG)
+        counts: dict[int, int] = defaultdict(int)
+        for s in series:
+            for t, v in s.get("values", []):
+                counts[t] += int(v or 0)
+        return counts
 
     async def run(self, every: float = 60.0) -> None:
         """Keep the rollups up to date until cancelled; InfluxDB failing only delays it."""

@@ -79,7 +79,7 @@ async def collected_intervals(influx: InfluxGateway, metric: Metric, begin: int,
     node_tags = [t for t in (layout.node, layout.node_alias) if t]
     group = "".join(f", {quote(t)}" for t in node_tags)
     series = await influx.query(
-        statement("count({v})", Layout(measurement, field_name), [*texts, "time >= $begin", "time < $end"],
+        statement("count({v})", Layout(measurement, field_name, cluster=layout.cluster), [*texts, "time >= $begin", "time < $end"],
                   f"GROUP BY time({interval_ns // 10**9}s){group} fill(none)"),
         {**params, "begin": begin, "end": end}, kind="coverage", lane=lane)
     nodes: dict[str, set[int]] = defaultdict(set)

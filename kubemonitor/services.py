@@ -54,13 +54,13 @@ class Services:
         self.config = config
         self.telemetry = telemetry or (influx.telemetry if influx else Telemetry())
         self.influx = influx or InfluxGateway(config, self.telemetry)
-        self.source = source_named(config.source)
+        self.source = source_named(config.source, config.cluster)
         self.catalog = MetricCatalog.of(self.influx, self.source)
         self.problems = SourceProblems(self.source, self.influx,
                                        intervals=IntervalCheck(self.influx, self.catalog, self.interval_ns))
         self.rollups = Rollups(self.influx, self.catalog, rp=config.rollup_rp, metrics=config.rollup_metrics)
         self.rollup_writer = RollupWriter(self.rollups, self.catalog, settle=config.rollup_settle,
-                                          interval_ns=self.interval_ns)
+                                          interval_ns=self.interval_ns, closes_ns=self.month_closes_ns)
         self._card = card
 
     @cached_property
@@ -75,6 +75,13 @@ class Services:
     def kept(self) -> Kept:
         """The kept statements of closed periods (beside the rollups)."""
         return Kept(self.influx, self.rollups.rp)
+
+    def month_closes_ns(self, at_ns: int) -> int:
+        """When the billing month holding `at_ns` closes (the rate card's zone and close_after):
+        late points for a closed month's hours wait for a rebuild, so kept statements stand."""
+        card = self._card or ratecard.load(self.config.billing_file, self.config.billing_file_named)
+        self._card = card
+        return card.month_closes_ns(at_ns)
 
     def interval_ns(self, metric: Metric) -> int:
         """The collector's sample interval for `metric` (the usage rule's weight of a sample)."""

@@ -61,7 +61,14 @@ INTEGER_METRICS = {"cpu/usage", "cpu/limit", "cpu/request", "memory/usage", "mem
                    "filesystem/usage", "filesystem/limit", "filesystem/available", "filesystem/inodes",
                    "filesystem/inodes_free", "network/rx", "network/tx", "network/rx_errors", "network/tx_errors",
                    "uptime", "cpu/node_capacity", "cpu/node_allocatable", "memory/node_capacity",
-                   "memory/node_allocatable"}
+                   "memory/node_allocatable", "accelerator/memory_used", "accelerator/memory_total",
+                   "accelerator/duty_cycle"}
+# Heapster's InfluxDB sink drops these labels (metrics/sinks/influxdb: influxdbBlacklistLabels)
+# and tags every point with its cluster_name option ("default" unless set).
+SINK_DROPS = frozenset({"pod_id", "hostname", "host_id", "namespace_id"})
+SINK_CLUSTER = "default"
+GPU_MODEL = "tesla-v100"
+GPU_MEMORY_TOTAL = 32_000_000_000  # bytes
 GIB = 1024**3
 MIB = 1024**2
 
@@ -72,6 +79,12 @@ def _escape(value: str) -> str:
 
 def series_key(metric: str, tags: dict[str, str]) -> str:
     return metric + "," + ",".join(f"{k}={_escape(v)}" for k, v in sorted(tags.items()) if v)
+
+
+def sink_key(metric: str, tags: dict[str, str]) -> str:
+    """A series as Heapster's InfluxDB sink writes it: without the labels it drops, with
+    `cluster_name` (the simulator models what the sink writes, not what Heapster holds)."""
+    return series_key(metric, {**{k: v for k, v in tags.items() if k not in SINK_DROPS}, "cluster_name": SINK_CLUSTER})
 
 
 # --------------------------------------------------------------- the telegraf schema
@@ -283,7 +296,7 @@ class Cluster:
         it is far cheaper than the tags, and a backfill asks a million times."""
         key = self._keys.get((metric, series))
         if key is None:
-            key = self._keys[(metric, series)] = (series_key(metric, tags) if self.source == "heapster"
+            key = self._keys[(metric, series)] = (sink_key(metric, tags) if self.source == "heapster"
                                                   else telegraf_entry(metric, tags, self._layout_of))
         return key
 
@@ -366,11 +379,19 @@ class Cluster:
                     "filesystem/available": c.fs_limit - fs_used, "filesystem/inodes": inodes,
                     "filesystem/inodes_free": inodes - int(fs_used / (64 * 1024)),
                 }
-                if c.gpu_mb:
-                    values["gpu/usage"] = c.gpu_mb * warm * rng.uniform(0.95, 1.0)
+                gpu_mb = c.gpu_mb * warm * rng.uniform(0.95, 1.0) if c.gpu_mb else 0.0
+                if gpu_mb and self.source != "heapster":
+                    values["gpu/usage"] = gpu_mb
                 container = ("pod_container", pod_id, c.name)
                 container_tags = dict(type="pod_container", container_name=c.name, container_base_image=c.image,
                                       **base_tags)
+                if gpu_mb and self.source == "heapster":
+                    # Heapster's GPU metrics: accelerator/*, per container and GPU (no pod-level sums)
+                    gpu_tags = dict(container_tags, make="nvidia", model=GPU_MODEL, accelerator_id="GPU-" + _uid(pod.node, 0))
+                    for metric, value in (("accelerator/memory_used", gpu_mb * 1e6),
+                                          ("accelerator/memory_total", GPU_MEMORY_TOTAL),
+                                          ("accelerator/duty_cycle", min(100.0, gpu_mb / 300))):
+                        put(self._key(metric, container, gpu_tags), metric, value)
                 for metric, value in values.items():
                     pod_sum[metric] += put(self._key(metric, container, container_tags), metric, value)
                 uptime = since * 1000

@@ -17,7 +17,7 @@ and NVIDIA's DCGM exporter through inputs.prometheus).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 Condition = tuple[str, dict[str, Any]]   # an InfluxQL condition with $parameters, and their values
@@ -59,6 +59,12 @@ class Layout:
     series_type: str | None = "type"               # the tag telling series apart (Heapster's), if any
     # tags that split one container into several series to be added up (DCGM: one series per GPU)
     parts: tuple[str, ...] = ()
+    # the tag every statement must match to $kubemonitor_cluster (KUBEMONITOR_CLUSTER, bound by the gateway)
+    cluster: str | None = None
+
+    def only(self) -> list[str]:
+        """The conditions every statement on this layout carries (one cluster of several)."""
+        return [f"{quote(self.cluster)} = $kubemonitor_cluster"] if self.cluster else []
 
     @property
     def m(self) -> str:
@@ -117,10 +123,19 @@ class Source:
         raise NotImplementedError
 
     version = 0                 # raised when `learn` changed a layout (the catalog rebuilds its metrics)
+    CLUSTER_TAG = "cluster_name"   # Heapster's sink tags every point with it; Telegraf's [global_tags] can too
+
+    def __init__(self, cluster: str | None = None) -> None:
+        self.cluster = cluster  # KUBEMONITOR_CLUSTER: read that cluster's points only (None: all)
+
+    def selected(self, layout: Layout) -> Layout:
+        """`layout` reading only KUBEMONITOR_CLUSTER's points, when one is set."""
+        return replace(layout, cluster=self.CLUSTER_TAG) if self.cluster else layout
 
     async def learn(self, influx: Querier) -> None:
         """Look at the data for what a layout depends on (tag names that vary between
-        versions of a collector) and adapt; nothing by default. Fixed statements only."""
+        versions of a collector) and adapt; nothing by default. Fixed statements only, on
+        the background lane: a look never takes a thread a request is waiting for."""
 
     async def problems(self, influx: Querier) -> list[str]:
         """Problems with how the data is collected that would bill wrongly (for /readyz and

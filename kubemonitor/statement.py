@@ -101,6 +101,8 @@ def response_schema() -> dict:
             "resources": {"type": "array", "items": {"type": "object", "properties": {
                 "key": {"type": "string"}, "metric": {"type": "string"}, "unit": {"type": "string"},
                 "price": {"type": "number", "nullable": True}}}},
+            "cluster": {"type": "string", "description": "the cluster_name the statement reads (KUBEMONITOR_CLUSTER), "
+                                                        "when one of several in the database is selected"},
             "coverage": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
             "gaps": {"type": "array", "maxItems": MAX_GAPS, "items": {"type": "object", "properties": {
                 "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},

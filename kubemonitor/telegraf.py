@@ -111,21 +111,24 @@ class Telegraf(Source):
     name = "telegraf"
     write_interval = 10.0       # Telegraf's [agent] interval default
 
-    def __init__(self) -> None:
+    def __init__(self, cluster: str | None = None) -> None:
+        super().__init__(cluster)
         self.pod_labels = CURRENT
         self._dcgm_keys: set[str] = set()
 
     def layout(self, metric_name: str) -> Layout | None:
         layout = LAYOUTS.get(metric_name)
-        if layout is not None and layout.gpu and self.pod_labels is not CURRENT:
+        if layout is None:
+            return None
+        if layout.gpu and self.pod_labels is not CURRENT:
             names = self.pod_labels
-            return replace(layout, namespace=names.namespace, pod=names.pod, container=names.container,
-                           container_level=(f"{quote(names.namespace)} != $empty", {"empty": ""}))
-        return layout
+            layout = replace(layout, namespace=names.namespace, pod=names.pod, container=names.container,
+                             container_level=(f"{quote(names.namespace)} != $empty", {"empty": ""}))
+        return self.selected(layout)
 
     async def learn(self, influx: Querier) -> None:
         """The DCGM exporter's pod label names, from the tag keys its series carry."""
-        series = await influx.query(f'SHOW TAG KEYS FROM "{FB_USED}"', kind="source check")
+        series = await influx.query(f'SHOW TAG KEYS FROM "{FB_USED}"', kind="source check", lane="background")
         self._dcgm_keys = {row[0] for s in series for row in s.get("values", [])}
         names = pod_labels_of(self._dcgm_keys) or CURRENT
         if names != self.pod_labels:
@@ -133,7 +136,8 @@ class Telegraf(Source):
             self.version += 1
 
     def namespace_queries(self) -> list[str]:
-        return [f'SHOW TAG VALUES FROM "{CONTAINER}", "{FB_USED}" WITH KEY = "namespace"']
+        where = ' WHERE "cluster_name" = $kubemonitor_cluster' if self.cluster else ""
+        return [f'SHOW TAG VALUES FROM "{CONTAINER}", "{FB_USED}" WITH KEY = "namespace"{where}']
 
     async def problems(self, influx: Querier) -> list[str]:
         """What the DCGM series' labels say would bill GPUs wrongly (or not at all)."""

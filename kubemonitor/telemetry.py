@@ -28,6 +28,10 @@ class Telemetry:
         self.ws_clients = Gauge("kubemonitor_websocket_clients", "Open live-view websocket connections", registry=r)
         self.rollup_hours = Counter("kubemonitor_rollup_hours", "Hours rolled up (or rebuilt), by metric", ["metric"], registry=r)
         self.late_points = Counter("kubemonitor_rollup_late_points",
-                                   "Points that arrived after their hour was rolled up (kept out until a rebuild)",
+                                   "Points that arrived after their hour was rolled up, however late (an open period's "
+                                   "hour is rolled up again; a closed one's waits for rollup --rebuild)",
                                    ["metric"], registry=r)
+        self.late_hours = Gauge("kubemonitor_rollup_late_hours",
+                                "Kept hours of closed periods with late points, waiting for rollup --rebuild (/readyz lists them)",
+                                registry=r)
         self.logins = Counter("kubemonitor_logins", "Login attempts by outcome", ["outcome"], registry=r)

@@ -39,7 +39,7 @@ now) holds all ten for 45 minutes:
                   kube-system/kube-dns-1 pod 50, default/hello-1 pod 10 (container 10)
   gpu/usage:      team-gpu/train-1 pod 8000
   uptime:         team-a/web-1 pod 60000 * (k + 1)
-  accelerator/memory_used (not in the catalog): team-gpu/train-1 pod 123
+  custom/gpu_temperature (not in the catalog): team-gpu/train-1 pod 123
 """
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def recent_lines(start: int) -> list[str]:
         out += _pod(cpu, "default", "hello-1", "node-2", {"hello": 10}, t)
         out += _pod("gpu/usage", "team-gpu", "train-1", "node-3", {"trainer": 8000}, t)
         out += _pod("uptime", "team-a", "web-1", "node-1", {"nginx": 60000 * (k + 1)}, t, value_type=int)
-        out.append(line("accelerator/memory_used", pod_tags("team-gpu", "train-1", "node-3", "pod"), 123.0, t))
+        out.append(line("custom/gpu_temperature", pod_tags("team-gpu", "train-1", "node-3", "pod"), 123.0, t))
     return out
 
 

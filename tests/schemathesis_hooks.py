@@ -15,7 +15,7 @@ import schemathesis
 from kubemonitor.metrics import METRIC_NAME
 from kubemonitor.request import BadRequest, parse_time
 
-REAL = ("cpu/usage_rate", "memory/usage", "gpu/usage", "uptime", "accelerator/memory_used")
+REAL = ("cpu/usage_rate", "memory/usage", "gpu/usage", "uptime", "custom/gpu_temperature")
 
 
 @schemathesis.hook

@@ -206,7 +206,7 @@ async def test_form_content_type_from_the_seed_example_is_read_as_json(http_clie
 async def test_metric_without_slash_and_measurement_outside_catalog(api):
     status, rows, _ = await api("uptime", {"namespace": "team-a", "type": "pod"})
     assert status == 200 and sorted(r["value"] for r in rows) == [60000.0 * (k + 1) for k in range(10)]
-    status, rows, _ = await api("accelerator/memory_used", {"agg": "pod-by-namespace", "namespace": "team-gpu"})
+    status, rows, _ = await api("custom/gpu_temperature", {"agg": "pod-by-namespace", "namespace": "team-gpu"})
     assert status == 200
     assert rows[0]["count"] == 10 and rows[0]["unit"] is None
     status, body, _ = await api("custom/does_not_exist", {})

@@ -239,7 +239,7 @@ async def test_influxdb_down_is_503(served, http_client, running_influxd):
     ("groups:\n  a: {nme: x, namespaces: [a]}\n", ["line 2", "unknown key 'nme' in group a", "name, account, namespaces"]),
     ("groups: [a]\n", ["line 1", "groups maps a key to {name, account, namespaces}"]),
     ("currency: CHF\nprices: 1\n", ["line 2", "unknown key 'prices'"]),
-    ("resources:\n  cpu: {metric: cpu/nope, unit: core-hours, divide_by: 1000, price: 1}\n", ["line 2", "unknown metric"]),
+    ("resources:\n  cpu: {metric: CPU/Usage, unit: core-hours, divide_by: 1000, price: 1}\n", ["line 2", "unknown metric", "not a metric name"]),
     ("resources:\n  cpu: {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: -1}\n", ["line 2", "negative"]),
     ("timezone: Mars/Olympus\n", ["line 1", "unknown time zone"]),
     ("groups:\n  a: {namespaces: [x]}\n  b: {namespaces: [y, x]}\n", ["line 3", "in two groups"]),

@@ -5,6 +5,7 @@ read-only account turns them off without changing any answer."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -118,7 +119,8 @@ def sample_lines(namespace, t, value=10.0):
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_late_points_within_the_settle_delay_count_after_it_wait_for_a_rebuild(make_app, scratch_db, running_influxd, rp):
+async def test_late_points_within_the_settle_delay_count_after_it_and_an_open_periods_hour_is_rolled_again(
+        make_app, scratch_db, running_influxd, rp):
     app = make_app(influxdb_db=scratch_db, rollup_rp=rp)
     rollups, writer = app.rollups, app.rollup_writer
     clear_of_boundary(3600, 30)  # "the hour that ended last" must not change while the test runs
@@ -134,15 +136,55 @@ async def test_late_points_within_the_settle_delay_count_after_it_wait_for_a_reb
     q = ApiQuery(agg="all-namespace", begin_ns=last, end_ns=last + HOUR_NS - 1)
     (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
     assert row["sum"] == 6 * 10 + 1000 and row["count"] == 7
+    assert not writer.closed(last)  # the hour that ended last is in an open period, whatever the date
     running_influxd.write(scratch_db, sample_lines("late", last + 58 * 60 * NS, 500.0))  # after the hour was kept
     assert await writer.count_late_points(CPU) == 2  # its pod and container samples
     assert await writer.count_late_points(CPU) == 0  # counted once
     assert app.telemetry.registry.get_sample_value("kubemonitor_rollup_late_points_total", {"metric": CPU.name}) == 2
     (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
-    assert row["sum"] == 1060  # left alone ...
-    await writer.roll_up(CPU, last, rebuild=True)
-    (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, rollups)
-    assert row["sum"] == 1560 and row["count"] == 8  # ... until a rebuild
+    assert row["sum"] == 1560 and row["count"] == 8  # the open period's hour was rolled up again at once
+    assert writer.late_hours() == []  # nothing is waiting for a rebuild
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_points_however_late_are_found_and_a_closed_periods_hour_waits_for_a_rebuild(
+        make_app, scratch_db, running_influxd, rp, http_client, base_url):
+    """Points for January 2024 arrive today: far past the six hours the task re-reads every
+    minute. The older kept hours are looked at a day's worth a pass, so they are found;
+    January is closed, so its rollups stay as they were kept (statements kept from them
+    never change) and /readyz lists the hour until `rollup --rebuild`."""
+    from conftest import serve_app
+    jan = 1_704_067_200 * NS  # 2024-01-01T00:00:00Z
+    running_influxd.write(scratch_db, [line for h in range(3) for m in range(0, 60, 10)
+                                       for line in sample_lines("old", jan + h * HOUR_NS + m * 60 * NS)])
+    app = make_app(influxdb_db=scratch_db, rollup_rp=rp)
+    writer = app.rollup_writer
+    await app.rollups.prepare()
+    for h in range(3):
+        await writer.roll_up(CPU, jan + h * HOUR_NS)
+    assert writer.closed(jan + HOUR_NS)
+    running_influxd.write(scratch_db, sample_lines("old", jan + HOUR_NS + 5 * 60 * NS, 700.0))  # almost three years late
+    found = 0
+    for _ in range(3):  # the recent hours every pass, the kept history a chunk at a time
+        found += await writer.count_late_points(CPU)
+    assert found == 2
+    assert writer.late_hours() == [{"metric": "cpu/usage_rate", "hour": "2024-01-01T01:00:00Z", "points": 2,
+                                    "fix": "kubemonitor rollup --from 2024-01-01 --to 2024-01-01 --rebuild"}]
+    base, server = await serve_app(app)
+    try:
+        ready = json.loads((await http_client.fetch(base + "/readyz")).body)
+    finally:
+        server.stop()
+    assert ready["rollups"]["late"] == writer.late_hours()
+    q = ApiQuery(agg="all-namespace", begin_ns=jan + HOUR_NS, end_ns=jan + 2 * HOUR_NS - 1)
+    (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, app.rollups)
+    assert row["sum"] == 60.0  # as kept
+    await writer.roll_up(CPU, jan + HOUR_NS, rebuild=True)
+    (row,) = await aggregate(app.influx, CPU, q, (), INTERVAL, app.rollups)
+    assert row["sum"] == 760.0 and row["count"] == 7
+    for _ in range(3):
+        await writer.count_late_points(CPU)
+    assert writer.late_hours() == []  # the rebuild took them in
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -295,12 +337,13 @@ async def test_rollups_equal_raw_points_on_the_simulated_cluster(make_app, scrat
         None, lambda: backfill(Cluster(seed=3, namespaces=3, pods=12), client_for(app.config), 3.5 * 3600, 60.0, end=end,
                                progress=False))
     first = int(end // 3600 - 3) * HOUR_NS
-    for name in ("cpu/usage_rate", "memory/usage", "gpu/usage"):
-        await roll(app, first, 3, of_source(Heapster(), name))
+    for name in ("cpu/usage_rate", "memory/usage", "gpu/usage"):  # gpu/usage: from the sink's accelerator/memory_used
+        metric = await app.catalog.resolve(name)
+        await roll(app, first, 3, metric)
         for begin, stop in ((first, first + 3 * HOUR_NS - 1), (first - 20 * 60 * NS, int(end * NS)),
                             (first + 17 * 60 * NS, first + 2 * HOUR_NS + 3 * NS)):
             for agg in ("all-pod", "all-namespace"):
-                from_rollups, from_raw = await both(app, of_source(Heapster(), name), agg, begin, stop)
+                from_rollups, from_raw = await both(app, metric, agg, begin, stop)
                 assert from_raw and [r.keys() for r in from_rollups] == [r.keys() for r in from_raw]
                 for a, b in zip(from_rollups, from_raw):
                     assert {k: v for k, v in a.items() if not isinstance(v, float)} == \

@@ -192,7 +192,7 @@ async def test_stats_page_for_a_namespace_carries_its_latest_points(browser, web
     assert all(p[1] == 500 for p in snapshot["series"]["web-1"])
     # the picker offers every catalog metric and the database's namespaces, and starts at this page's
     assert page.count("<option value=") >= 37 + 1 + 4
-    assert '<option value="accelerator/memory_used"' in page and '<option value="team-gpu"' in page
+    assert '<option value="custom/gpu_temperature"' in page and '<option value="team-gpu"' in page
     assert '<option value="cpu/usage_rate" selected>' in page and '<option value="team-a" selected>' in page
 
 
@@ -200,7 +200,7 @@ async def test_stats_page_for_a_namespace_carries_its_latest_points(browser, web
 @pytest.mark.parametrize("path,code", [
     ("/web/stats/uptime/team-a", 200),
     ("/web/stats/uptime", 200),
-    ("/web/stats/accelerator/memory_used/team-gpu", 200),
+    ("/web/stats/custom/gpu_temperature/team-gpu", 200),
     ("/web/stats/cpu/usage_rate", 200),
     ("/web/stats/nope", 404),
     ("/web/stats/cpu/usage_rate/team-a/extra", 404),

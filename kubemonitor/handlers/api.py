@@ -189,7 +189,7 @@ class MetricHandler(PostAPIHandler):
             if request.agg is None:
                 # Rows are encoded in the executor too: a 10,000-row answer is megabytes of JSON.
                 def fetch(client: Any) -> tuple[str, int]:
-                    rows = influxql.raw_points(influx.select, client, metric, request)
+                    rows = influxql.raw_points(influx.bound_select, client, metric, request)
                     return encode_json(rows), len(rows)
                 body, count = await influx.call(fetch, kind="api")
             else:

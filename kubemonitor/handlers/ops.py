@@ -42,7 +42,9 @@ class ReadyHandler(OpsHandler):
         # closed statements are kept beside the rollups; without them no period is ever closed
         why_not = self.app.billing.cannot_keep()
         self.write_json({"status": "ready", "rollups": {"state": rollups.state, "retention_policy": rollups.rp,
-                                                        **({"reason": rollups.reason} if rollups.state == "off" else {})},
+                                                        **({"reason": rollups.reason} if rollups.state == "off" else {}),
+                                                        # closed periods' hours with late points, until a rebuild
+                                                        "late": self.app.rollup_writer.late_hours()},
                          "statements": {"kept": why_not is None, **({"reason": why_not} if why_not else {})},
                          # the collector's set-up is the operator's, not a secret: say what would bill wrongly
                          "source": {"name": self.app.source.name, "problems": problems}})

@@ -11,9 +11,12 @@ from kubemonitor.config import SETTINGS, Config, ConfigError, check_log_dir
 from kubemonitor.metrics import CATALOG, MAIN_METRICS
 
 
-def test_catalog_has_37_metrics_three_main_each_with_unit():
-    # Heapster's 37, and gpu/utilization, which only DCGM reports (the telegraf source)
-    assert len(CATALOG) == 38 and len([m for m in CATALOG if m != "gpu/utilization"]) == 37
+def test_catalog_has_the_seeds_37_metrics_heapsters_gpus_three_main_each_with_unit():
+    # the seed's 37 (gpu/usage among them), Heapster's own GPU metrics (accelerator/*: what its
+    # sink really writes), and gpu/utilization, which only DCGM reports (the telegraf source)
+    accelerator = {"accelerator/memory_used", "accelerator/memory_total", "accelerator/duty_cycle"}
+    assert accelerator <= set(CATALOG) and len(CATALOG) == 41
+    assert len([m for m in CATALOG if m != "gpu/utilization" and m not in accelerator]) == 37
     assert set(MAIN_METRICS) == {"cpu/usage_rate", "memory/usage", "gpu/usage"}
     assert all(m.unit and m.integral_unit and m.description for m in CATALOG.values())
 

@@ -31,11 +31,23 @@ def day():
 
 def test_every_catalog_metric_and_every_level_is_written(day):
     metrics = {m for tick in day for m, *_ in tick}
-    assert set(CATALOG) - {"gpu/utilization"} <= metrics  # Heapster's 37 (GPU utilization is DCGM's)
+    # every catalog metric Heapster's sink writes: its GPUs as accelerator/* (gpu/usage is the seed's name,
+    # read from accelerator/memory_used; gpu/utilization is DCGM's)
+    assert set(CATALOG) - {"gpu/utilization", "gpu/usage"} <= metrics and "gpu/usage" not in metrics
     types = {tags["type"] for tick in day for _, tags, _, _ in tick}
     assert types == {"pod_container", "pod", "ns", "node", "cluster", "sys_container"}
     sample = next(tags for m, tags, _, _ in day[0] if tags["type"] == "pod_container")
-    assert {"namespace_name", "pod_name", "container_name", "nodename", "pod_id", "labels", "container_base_image"} <= set(sample)
+    assert {"namespace_name", "pod_name", "container_name", "nodename", "labels", "container_base_image",
+            "cluster_name"} <= set(sample)
+
+
+def test_heapster_mode_writes_what_the_sink_writes(day):
+    """The sink drops pod_id, hostname, host_id and namespace_id, and adds cluster_name."""
+    keys = {k for tick in day for _, tags, _, _ in tick for k in tags}
+    assert not keys & {"pod_id", "hostname", "host_id", "namespace_id"}
+    assert {tags["cluster_name"] for tick in day for _, tags, _, _ in tick} == {"default"}
+    gpu = [tags for tick in day for m, tags, _, _ in tick if m == "accelerator/memory_used"]
+    assert gpu and all(t["type"] == "pod_container" and t["make"] == "nvidia" and t["accelerator_id"] for t in gpu)
 
 
 def test_sums_are_consistent_container_pod_namespace_node_cluster(day):
@@ -103,14 +115,14 @@ def test_pods_come_and_go_and_restarts_happen(day):
     pods_by_tick = [{tags["pod_name"] for m, tags, _, _ in tick if m == "cpu/usage_rate" and tags["type"] == "pod"} for tick in day]
     assert len(set.union(*pods_by_tick)) > len(pods_by_tick[0])  # new pods appear
     assert any(a - b for a, b in zip(pods_by_tick, pods_by_tick[1:]))  # and finish
-    gpu = {tags["pod_name"] for tick in day for m, tags, _, _ in tick if m == "gpu/usage" and tags["type"] == "pod"}
+    gpu = {tags["pod_name"] for tick in day for m, tags, _, _ in tick if m == "accelerator/memory_used"}
     assert gpu
     resets = sum(1 for points in _series(day, "uptime").values() for (_, a), (_, b) in zip(points, points[1:]) if b < a)
     assert resets > 0
 
 
 def _cluster_cpu(cluster: Cluster) -> dict[int, float]:
-    lines = [line for i in range(144) for line in cluster.tick(START + i * 600) if line.startswith("cpu/usage_rate,type=cluster ")]
+    lines = [line for i in range(144) for line in cluster.tick(START + i * 600) if line.startswith("cpu/usage_rate,") and ",type=cluster " in line]
     return {t: v for m, tags, v, t in parse(lines) if m == "cpu/usage_rate" and tags["type"] == "cluster"}
 
 
@@ -128,7 +140,7 @@ def test_a_gpu_job_is_always_running():
     for seed in (1, 2, 3):
         cluster = Cluster(seed=seed, start=START)
         for i in range(0, 144, 6):
-            assert any(m == "gpu/usage" and tags["type"] == "pod" for m, tags, _, _ in parse(cluster.tick(START + i * 600)))
+            assert any(m == "accelerator/memory_used" for m, _, _, _ in parse(cluster.tick(START + i * 600)))
 
 
 def test_same_seed_same_cluster():
