@@ -5,6 +5,7 @@ VERSION    ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' kubemonitor/__init
 PYTHON     ?= python3
 PORT       ?= 8000
 SOURCE     ?= heapster
+FAULTS     ?=
 
 .PHONY: all build push install system-deps test test-fast test-dates demo run bench lint vendor
 
@@ -62,7 +63,7 @@ test-dates: system-deps
 # simulates Telegraf and the DCGM exporter instead of Heapster.
 demo:
 	@$(PYTHON) tools/requirements_met.py || $(PYTHON) -m pip install -q -e .
-	$(PYTHON) -m kubemonitor demo --port $(PORT) --source $(SOURCE)
+	$(PYTHON) -m kubemonitor demo --port $(PORT) --source $(SOURCE) $(if $(FAULTS),--faults $(FAULTS))
 
 run:
 	$(PYTHON) -m kubemonitor serve $(PORT)

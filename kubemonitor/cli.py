@@ -102,6 +102,16 @@ def bounded_duration(low: float, high: float, or_zero: bool = False) -> Callable
     return parse
 
 
+def _faults(parse: Callable[[str], frozenset[str]]) -> Callable[[str], frozenset[str]]:
+    """`--faults duplicate,outage` (an argparse type): an unknown name is refused with the choices."""
+    def checked(text: str) -> frozenset[str]:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return checked
+
+
 def since(text: str) -> datetime:
     """`--since`: a duration back from now (24h, 7d) or a date or time (UTC), as a datetime."""
     from datetime import UTC, datetime, timedelta
@@ -360,7 +370,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     from .collectors import source_named
     step = args.step or source_named(config.source).write_interval
-    simulate.run(config, cluster, args.backfill, step, args.interval, stop)
+    simulate.run(config, cluster, args.backfill, step, args.interval, stop, faults=args.faults)
     return 0
 
 
@@ -494,7 +504,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_demo(DemoOptions(port=args.port, address=args.address, backfill=args.backfill, interval=args.interval,
                          sample_interval=sample_interval, source=args.source,
                          namespaces=args.namespaces, pods=args.pods, seed=args.seed, password=args.password,
-                         influxd=args.influxd, verbose=args.verbose))
+                         influxd=args.influxd, verbose=args.verbose, faults=args.faults))
     return 0
 
 
@@ -595,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pods", type=count(1, 5000), default=30, help="pods across the groups, default 30 (plus kube-system)")
     p.add_argument("--nodes", type=count(1, 500), default=4, help="nodes, default 4 (the last one has GPUs)")
     p.add_argument("--seed", type=int, default=1, help="seed of the cluster's shape and noise, default 1")
+    from .faults import FAULTS, parse_faults
+    p.add_argument("--faults", type=_faults(parse_faults), default=frozenset(), metavar="NAME,...",
+                   help="collector faults written into the backfill: " + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
     add_setting_flags(p)  # --source telegraf: Telegraf's schema (inputs.kubernetes, kube_inventory) and DCGM's
     p.set_defaults(func=cmd_simulate)
 
@@ -635,6 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespaces", type=count(1, 200), default=5)
     p.add_argument("--pods", type=count(1, 5000), default=30)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--faults", type=_faults(parse_faults), default=frozenset(), metavar="NAME,...",
+                   help=f"collector faults in the simulated cluster, as `simulate --faults`: {', '.join(FAULTS)}")
     p.add_argument("--password", default=None, help="password of the demo web user (default: random, printed)")
     p.add_argument("--influxd", default=None, metavar="PATH", help="the influxd binary (default: found on PATH)")
     p.add_argument("--verbose", action="store_true", help="also print the server's log on the console")

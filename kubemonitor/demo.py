@@ -15,10 +15,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 
 from .apiclients import ClientStore
 from .config import Config
+from .faults import LATE_AFTER, Faults
 from .influxd import Influxd, InfluxdError, find_influxd
 from .logs import setup_logging
 from .ratecard import example_resources
@@ -56,6 +58,7 @@ class DemoOptions:
     influxd: str | None = None
     verbose: bool = False
     source: str = "heapster"       # the schema the simulated collector writes (telegraf: Telegraf + DCGM)
+    faults: frozenset[str] = frozenset()  # collector faults in the backfill (kubemonitor/faults.py)
 
 
 def _say(text: str = "") -> None:
@@ -146,13 +149,23 @@ def run_demo(options: DemoOptions) -> None:
         client = client_for(config)
         client.create_database("k8s")
         cluster = Cluster(seed=options.seed, namespaces=options.namespaces, pods=options.pods, source=options.source)
+        faults = Faults(options.faults, time.time(), options.source, cluster.nodes[0].name, cluster.nodes[-1].name)
         if options.backfill:
             _say(f"simulating the last {options.backfill / 3600:g} h of a cluster ({options.namespaces} namespaces, "
-                 f"{options.pods} pods, {options.source}'s schema, a sample every {options.sample_interval:g} s)…")
-            backfill(cluster, client, options.backfill, options.sample_interval)
+                 f"{options.pods} pods, {options.source}'s schema, a sample every {options.sample_interval:g} s"
+                 + (f", faults: {', '.join(sorted(options.faults))}" if options.faults else "") + ")…")
+            backfill(cluster, client, options.backfill, options.sample_interval, end=faults.end, faults=faults)
+        if faults.held:  # the late fault: after the server has rolled their hours up
+            held = faults.release()
+            late = threading.Timer(LATE_AFTER, lambda: client_for(config).write(
+                held, params={"db": config.influxdb_db, "precision": "s"}, protocol="line"))
+            late.daemon = True
+            late.start()
+            _say(f"the late fault's {len(held):,} points follow in {LATE_AFTER:g} s")
         # Live samples come at the same interval as the backfill: each sample stands for one
-        # interval (the usage rule), so the two must agree.
-        writer = threading.Thread(target=live, args=(cluster, client_for(config), options.sample_interval, stop_live),
+        # interval (the usage rule), so the two must agree (the interval fault: twice as often).
+        every = options.sample_interval / (2 if "interval" in options.faults else 1)
+        writer = threading.Thread(target=live, args=(cluster, client_for(config), every, stop_live),
                                   kwargs={"on_error": lambda exc: None}, name="simulate-live", daemon=True)
         writer.start()
         UserStore(config.users_file).add(DEMO_USER, "demo@example.org", web_password)

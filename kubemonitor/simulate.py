@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .collectors import source_named
 from .errors import UserError
+from .faults import LATE_AFTER, Faults
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -495,8 +496,9 @@ class Writer:
 
 
 def backfill(cluster: Cluster, client: Any, seconds: float, step: float, end: float | None = None,
-             progress: bool = True) -> int:
-    """Write `seconds` of history ending at `end` (now), one sample every `step` s. Returns points written."""
+             progress: bool = True, faults: Faults | None = None) -> int:
+    """Write `seconds` of history ending at `end` (now), one sample every `step` s, with the
+    collector `faults` (kubemonitor/faults.py) where given. Returns points written."""
     end = time.time() if end is None else end
     n = int(seconds // step)
     times = [end - (n - i) * step for i in range(n)]
@@ -505,7 +507,9 @@ def backfill(cluster: Cluster, client: Any, seconds: float, step: float, end: fl
     batch: list[str] = []
     try:
         for i, t in enumerate(times, 1):
-            batch.extend(cluster.tick(t))
+            for moment in (t, *faults.extra_times(t, step)) if faults else (t,):
+                lines = cluster.tick(moment)
+                batch.extend(faults.apply(moment, lines) if faults else lines)
             if len(batch) >= writer.batch_points:
                 writer.put(batch)
                 batch = []
@@ -572,21 +576,29 @@ def client_for(config: Config, timeout: float | None = None) -> Any:
 
 
 def run(config: Config, cluster: Cluster, backfill_seconds: float, step: float, interval: float,
-        stop: threading.Event | None = None) -> None:
+        stop: threading.Event | None = None, faults: frozenset[str] = frozenset()) -> None:
     """`kubemonitor simulate`: create the database, backfill, then write live until `stop`.
 
     Database failures become one-line SimulateErrors; in live mode a failure is
-    reported once (and the recovery too) while the writer keeps trying.
+    reported once (and the recovery too) while the writer keeps trying. `faults` are
+    written into the backfill (kubemonitor/faults.py); the `late` fault's points follow
+    LATE_AFTER seconds after it (at once without live writing).
     """
     client = client_for(config)
+    faulty = Faults(faults, time.time(), config.source, cluster.nodes[0].name, cluster.nodes[-1].name) if faults else None
     try:
         client.create_database(config.influxdb_db)  # no-op when it exists
         if backfill_seconds:
             started = time.monotonic()
-            points = backfill(cluster, client, backfill_seconds, step)
+            points = backfill(cluster, client, backfill_seconds, step, end=faulty.end if faulty else None,
+                              faults=faulty)
             print(f"backfilled {backfill_seconds / 3600:g} h: {points:,} points in {time.monotonic() - started:.1f} s "
-                  f"into InfluxDB at {config.influxdb_host}:{config.influxdb_port}, database {config.influxdb_db}",
-                  file=sys.stderr)
+                  f"into InfluxDB at {config.influxdb_host}:{config.influxdb_port}, database {config.influxdb_db}"
+                  + (f", with the faults {', '.join(sorted(faults))}" if faults else ""), file=sys.stderr)
+        if faulty is not None and faulty.held and not interval:
+            held = faulty.release()
+            client.write(held, params={"db": client._database, "precision": "s"}, protocol="line")
+            print(f"wrote the {len(held):,} late points (the late fault)", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - mapped to one line, or re-raised as a bug
         problem = write_problem(exc, config)
         if problem is None:
@@ -605,5 +617,20 @@ def run(config: Config, cluster: Cluster, backfill_seconds: float, step: float, 
             raise exc
         print(f"simulate: {problem}; sample skipped, trying again every {interval:g} s", file=sys.stderr, flush=True)
 
+    if faulty is not None and faulty.held:
+        held = faulty.release()
+
+        def write_late() -> None:
+            if stop.wait(LATE_AFTER):
+                return
+            try:
+                client_for(config).write(held, params={"db": config.influxdb_db, "precision": "s"}, protocol="line")
+                print(f"simulate: wrote the {len(held):,} late points (the late fault)", file=sys.stderr, flush=True)
+            except Exception as exc:  # noqa: BLE001 - reported, the live writer goes on
+                print(f"simulate: the late points were not written: {write_problem(exc, config) or exc}", file=sys.stderr)
+        threading.Thread(target=write_late, daemon=True, name="late-points").start()
+        print(f"the late fault's {len(held):,} points follow in {LATE_AFTER:g} s", file=sys.stderr)
+    if "interval" in faults:
+        interval /= 2  # the interval fault: twice as dense as said
     print(f"writing a sample every {interval:g} s; Ctrl-C stops", file=sys.stderr)
     live(cluster, client_for(config, timeout=config.influxdb_timeout), interval, stop, on_error=report)

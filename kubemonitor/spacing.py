@@ -24,8 +24,10 @@ from .times import HOUR_NS, NS
 
 SERIES = 100             # series sampled per check
 MISMATCH = 1.5           # a spacing this many times the setting (or its inverse) is reported
-# the metric whose samples stand for each setting
-CHECKED = (("cpu/usage_rate", "KUBEMONITOR_SAMPLE_INTERVAL"), ("gpu/usage", "KUBEMONITOR_GPU_SAMPLE_INTERVAL"))
+# a metric whose samples stand for each setting: the collector's, and DCGM's (a source's GPU
+# layout says whether its GPUs have an interval of their own; Heapster's do not)
+CHECKED = ("cpu/usage_rate", "gpu/usage")
+SAMPLE, GPU_SAMPLE = "KUBEMONITOR_SAMPLE_INTERVAL", "KUBEMONITOR_GPU_SAMPLE_INTERVAL"
 
 
 async def measured_spacing(influx: Querier, metric: Metric, now_ns: int) -> tuple[float, int] | None:
@@ -59,10 +61,11 @@ class IntervalCheck:
 
     async def problems(self) -> list[str]:
         out = []
-        for name, setting in CHECKED:
+        for name in CHECKED:
             metric = await self.catalog.resolve(name)  # a catalog name: answered without asking InfluxDB
             if metric is None:
                 continue
+            setting = GPU_SAMPLE if layout_of(metric).gpu else SAMPLE
             found = await measured_spacing(self.influx, metric, self.clock())
             if found is None:
                 continue

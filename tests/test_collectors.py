@@ -368,3 +368,54 @@ async def test_a_gpu_raw_point_keeps_its_pod_under_telegrafs_discovery_tags(dcgm
         server.stop()
     points = json.loads(r.body)
     assert len(points) == 2 and {(p["pod_name"], p["namespace_name"]) for p in points} == {("train-1", "team-gpu")}
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_the_simulators_faults_are_what_kubemonitor_handles(make_app, running_influxd):
+    """`simulate --faults`, backfilled for 9 h into three databases from one seed: with a
+    duplicate collector and a retried flush every pod's usage equals the faultless run's;
+    node-1's outage is a 20-minute gap naming node-1; the interval fault is reported by
+    the interval check; the late points are found after their hours were rolled up."""
+    import asyncio
+
+    from kubemonitor.faults import Faults
+    from kubemonitor.simulate import Cluster, backfill, client_for
+    end = float(int(__import__("time").time()) // 60 * 60)  # on the minute: +5 s and +1 s stay in their interval
+    apps, held = {}, {}
+    for name, faults in (("none", frozenset()), ("twice", frozenset({"duplicate", "flush"})),
+                         ("broken", frozenset({"outage", "late", "interval"}))):
+        db = f"faults_{name}_{secrets.token_hex(3)}"
+        running_influxd.query(f'CREATE DATABASE "{db}"')
+        app = apps[name] = make_app(influxdb_db=db, rollup_rp="t_" + secrets.token_hex(4))
+        cluster = Cluster(seed=4, namespaces=2, pods=6, nodes=2, start=end)
+        faulty = Faults(faults, end, "heapster", "node-1", "node-2")
+        await asyncio.get_running_loop().run_in_executor(
+            None, backfill, cluster, client_for(app.config), 9 * H, 60.0, end, False, faulty)
+        held[name] = faulty
+    begin = int(end) - 9 * H
+    plain = await rows(apps["none"], "cpu/usage_rate", begin, int(end))
+    twice = await rows(apps["twice"], "cpu/usage_rate", begin, int(end))
+    assert plain and set(twice) == set(plain)
+    for pod, row in plain.items():  # the same counts and peaks; the sums but for the order of adding
+        assert (twice[pod]["count"], twice[pod]["max"]) == (row["count"], row["max"])
+        assert twice[pod]["sum"] == pytest.approx(row["sum"], rel=1e-12)
+
+    broken = apps["broken"]
+    metric = await broken.catalog.resolve("cpu/usage_rate")
+    share, gaps = await broken.billing.coverage(metric, begin * NS, int(end) * NS)
+    outage = (int(end) - 5 * H - 50 * 60, int(end) - 5 * H - 30 * 60)
+    late = (int(end) - 8 * H, int(end) - 8 * H + 30 * 60)
+    assert (outage[0] * NS, outage[1] * NS, "node-1") in gaps and (late[0] * NS, late[1] * NS, "node-2") in gaps
+    problems = await broken.services.problems.intervals.problems()
+    # cpu and (Heapster's GPUs have no interval of their own) gpu: both name the one setting
+    assert len(problems) == 2 and all("30s apart" in p and "Set KUBEMONITOR_SAMPLE_INTERVAL=30s" in p for p in problems)
+    await broken.rollups.prepare()
+    for hour in range(late[0] // H * H, late[1] // H * H + H, H):
+        await broken.rollup_writer.roll_up(metric, hour * NS)
+    running_influxd.write(broken.config.influxdb_db, held["broken"].release(), precision="s")
+    found = 0
+    for _ in range(2):
+        found += await broken.rollup_writer.count_late_points(metric)
+    assert found > 0
+    # the hours were rolled up again (the period is open) or are listed for a rebuild (closed)
+    assert all(h["metric"] == metric.name for h in broken.rollup_writer.late_hours())
