@@ -43,6 +43,10 @@ def last_month() -> str:
     return f"{year:04d}-{month:02d}"
 
 
+# the hour's intervals per node, as the task keeps them: the cluster-level samples name no node
+NODES = 'nodes="{\\"\\": 60}"'
+
+
 def write(influxd: Influxd, lines: list[str], rp: str | None = None) -> None:
     for start in range(0, len(lines), 200_000):
         influxd.write("k8s", lines[start:start + 200_000], precision="s", rp=rp)
@@ -58,7 +62,7 @@ def rollups_directly(influxd: Influxd, pods: int, first: int, hours: int) -> int
             for p in range(pods):
                 lines.append(f"{USAGE},metric={metric},namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},"
                              f"pod_name=pod-{p:05d},source=pod count=60i,sum={value},max={value / 60} {t}")
-            lines.append(f"{HOURS},metric={metric} pods={pods}i,raw_points={pods * 60}i,covered=60i,intervals=60i {t}")
+            lines.append(f"{HOURS},metric={metric} pods={pods}i,raw_points={pods * 60}i,covered=60i,intervals=60i,{NODES} {t}")
         if len(lines) >= 200_000:
             write(influxd, lines, "kubemonitor")
             written += len(lines)
@@ -129,7 +133,7 @@ def case(pods: int, args, label: str, period, first: int, hours: int, notes: lis
         lines = [f"{USAGE},metric=memory/usage,namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},pod_name=pod-{p:05d},"
                  f"source=pod count=60i,sum={60 * 2.0 * 1024**3},max={2.0 * 1024**3} {first + h * 3600}"
                  for h in range(hours) for p in range(pods)]
-        lines += [f"{HOURS},metric=memory/usage pods={pods}i,raw_points={pods * 60}i,covered=60i,intervals=60i {first + h * 3600}"
+        lines += [f"{HOURS},metric=memory/usage pods={pods}i,raw_points={pods * 60}i,covered=60i,intervals=60i,{NODES} {first + h * 3600}"
                   for h in range(hours)]
         write(influxd, lines, "kubemonitor")
         daily_directly(influxd, pods, first, hours, ("memory/usage",))  # the daily level, as the task keeps it
