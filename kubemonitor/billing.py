@@ -25,6 +25,7 @@ import bisect
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -32,7 +33,7 @@ from .influx import InfluxError, InfluxGateway
 from .influxql import layout_of
 from .kept import Kept, kept_key
 from .metrics import Metric, MetricCatalog
-from .ratecard import Period, RateCard
+from .ratecard import Period, RateCard, Resource
 from .rollups import CLUSTER, KeptIndex, Rollups, collected_intervals, merge_spans
 from .rollups import USAGE as USAGE_HOURLY
 from .statement import BY, MAX_GAPS, Statement
@@ -62,6 +63,24 @@ def largest_remainder(total: Decimal, exact: list[Decimal]) -> list[Decimal]:
     for n in range(abs(left)):
         floors[order[n % len(order)]] += step
     return floors
+
+
+@dataclass(frozen=True)
+class Amount:
+    """One pod instance's share of a resource over a period, in billing units: what it is
+    billed (by the resource's basis), what it used, and what it requested while held."""
+    billed: float
+    used: float
+    requested: float = 0.0
+
+    @classmethod
+    def of_usage(cls, used: float) -> Amount:
+        """Billed by usage: what is billed is what was used."""
+        return cls(used, used)
+
+
+async def _none() -> dict:
+    return {}
 
 
 Gap = tuple[int, int, "str | None"]   # [from, to) without data, and the node (None: every node that reported)
@@ -282,18 +301,28 @@ class Billing:
             if negative:
                 notes.append(f"{negative} sample(s) of {resource.metric} below 0 (a collector fault) were left out, "
                              "not billed as a credit")
-        # (a metric this source does not have has no usage, so no interval is needed for it)
-        intervals = {key: self.interval_ns(m) for key, m in found.items()}
-        views = {"group": self.rows(usages, "group", intervals)}
+        # every resource in billing units per pod instance: billed, used, requested
+        amounts: dict[str, dict[PodKey, Amount]] = {}
+        for resource in card.resources:
+            metric = found.get(resource.key)
+            if resource.requested and metric is not None:
+                amounts[resource.key], said = await self.held(resource, metric, period, indexes.get(resource.key))
+                notes.extend(said)
+            else:
+                interval = self.interval_ns(metric) if metric is not None else NS
+                amounts[resource.key] = {pod: Amount.of_usage(integral(c.sum, interval) / resource.divide_by)
+                                         for pod, c in usages[resource.key].items()}
+        views = {"group": self.rows(amounts, "group")}
         for level in ("namespace", "pod"):
-            views[level] = self.reconciled(views["group"], self.rows(usages, level, intervals))
+            views[level] = self.reconciled(views["group"], self.rows(amounts, level))
         header: dict[str, Any] = {
             "period": {"from": format_ns(period.start_ns), "to": format_ns(period.end_ns), "label": period.label,
                        "timezone": period.timezone, "state": {"open": "provisional"}.get(state, state),
                        "revision": revision, "computed_at": format_ns(now_ns // 10**9 * 10**9)},
             **({"cluster": self.catalog.source.cluster} if self.catalog.source.cluster else {}),
             "currency": card.currency,
-            "resources": [{"key": r.key, "metric": r.metric, "unit": r.unit, "price": r.price} for r in card.resources],
+            "resources": [{"key": r.key, "metric": r.metric, "unit": r.unit, "price": r.price, "basis": r.basis,
+                           **({"request_metric": r.request_metric} if r.requested else {})} for r in card.resources],
             "coverage": {k: round(v, 6) for k, v in coverage.items()},
             "gaps": [{"from": format_ns(a), "to": format_ns(b), "node": node} for a, b, node in _largest(gaps)],
             "totals": self.totals(views["group"]),  # every view's rows add up to these, to the cent
@@ -363,14 +392,19 @@ class Billing:
             merged: dict[str, dict] = {}
             sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
             cents: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+            held: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
             for row in mine:
                 merged.setdefault(row["group"], {k: v for k, v in row.items()
                                                  if k in ("group", "name", "account", "namespaces")})
                 for key, value in row["usage"].items():
                     sums[row["group"]][key] += value
+                for field in ("used", "requested"):
+                    for key, value in row.get(field, {}).items():
+                        held[row["group"]][field][key] += value
                 for key, value in (row["cost"] or {}).items():
                     cents[row["group"]][key] += Decimal(repr(value))
-            mine = [self.scoped_group_row(merged[g], sums[g], cents[g]) for g in sorted(merged)]
+            mine = [self.held_fields(self.scoped_group_row(merged[g], sums[g], cents[g]), held[g]["used"], held[g]["requested"])
+                    for g in sorted(merged)]
         header = {k: v for k, v in full.items() if k != "rows"}
         header["scope"] = sorted(namespaces)
         header["totals"] = self.totals(mine)
@@ -388,15 +422,18 @@ class Billing:
             row["total"] = float(sum(cents.values(), Decimal(0)))
         return row
 
-    def rows(self, usages: dict[str, dict[PodKey, Counted]], by: str, intervals: dict[str, int]) -> list[dict]:
+    def rows(self, amounts: dict[str, dict[PodKey, Amount]], by: str) -> list[dict]:
         card = self.card
         totals: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for key, pods in usages.items():
-            resource = next(r for r in card.resources if r.key == key)
-            for (ns, pod, _pod_id), counted in pods.items():
+        used: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        requested: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for key, pods in amounts.items():
+            for (ns, pod, _pod_id), amount in pods.items():
                 group = card.group_of(ns)
                 line: tuple[str, ...] = (group.key,) if by == "group" else (group.key, ns) if by == "namespace" else (group.key, ns, pod)
-                totals[line][key] += integral(counted.sum, intervals[key]) / resource.divide_by
+                totals[line][key] += amount.billed
+                used[line][key] += amount.used
+                requested[line][key] += amount.requested
         out = []
         for line in sorted(totals):
             group = next((g for g in card.groups if g.key == line[0]), None) or card.group_of(line[0])
@@ -406,8 +443,64 @@ class Billing:
                 row["namespace"] = line[1]
             if by == "pod":
                 row["pod"] = line[2]
-            out.append(self.priced_row(row, totals[line]))
+            out.append(self.held_fields(self.priced_row(row, totals[line]), used[line], requested[line]))
         return out
+
+    def held_fields(self, row: dict, used: dict[str, float], requested: dict[str, float]) -> dict:
+        """A row's `used`, `requested` and `efficiency` (used / billed) for the resources billed
+        by request or max: what a group reserved against what it used."""
+        keys = [r.key for r in self.card.resources if r.requested]
+        if keys:
+            row["used"] = {k: round(used.get(k, 0.0), 6) for k in keys}
+            row["requested"] = {k: round(requested.get(k, 0.0), 6) for k in keys}
+            row["efficiency"] = {k: (round(row["used"][k] / row["usage"][k], 6) if row["usage"][k] else None) for k in keys}
+        return row
+
+    async def hours(self, metric: Metric, period: Period, index: KeptIndex | None = None) -> dict[tuple[PodKey, int], Counted]:
+        """{(pod instance, hour): Counted} over the period, from rollups where kept."""
+        scope = Scope(None, self.excluded)
+        if self.rollups is not None and self.rollups.covers(metric):
+            return await self.rollups.hours(metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric),
+                                            index=index)
+        return await raw_hours(self.influx, metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric))
+
+    async def held(self, resource: Resource, metric: Metric, period: Period,
+                   index: KeptIndex | None) -> tuple[dict[PodKey, Amount], list[str]]:
+        """Per pod instance, in billing units: what `basis: request` or `basis: max` bills,
+        what was used and what was requested, hour by hour (a request counts while held:
+        each source's layout says which request samples are). `max` takes the larger of the
+        hour's used and requested amounts; a pod with no request in an hour pays its usage
+        then. Returns the amounts and a note on the pods billed without a request."""
+        request = await self.catalog.resolve(resource.request_metric) if resource.request_metric else None
+        present = await self.catalog.measurements()
+        have_requests = request is not None and layout_of(request).measurement in present
+        used_hours, requested_hours = await asyncio.gather(
+            self.hours(metric, period, index),
+            self.hours(request, period) if have_requests and request is not None else _none())
+        used_ns, requested_ns = self.interval_ns(metric), self.interval_ns(request) if request is not None else NS
+
+        def combine() -> tuple[dict[PodKey, Amount], int]:
+            used = {k: integral(c.sum, used_ns) / resource.divide_by for k, c in used_hours.items()}
+            asked = {k: integral(c.sum, requested_ns) / resource.divide_by for k, c in requested_hours.items() if c.count}
+            out: dict[PodKey, Amount] = {}
+            requesting = {pod for pod, _hour in asked}
+            for key in used.keys() | asked.keys():
+                pod = key[0]
+                u, r = used.get(key, 0.0), asked.get(key)
+                billed = (r or 0.0) if resource.basis == "request" else (u if r is None else max(u, r))
+                amount = out.setdefault(pod, Amount(0.0, 0.0))
+                out[pod] = Amount(amount.billed + billed, amount.used + u, amount.requested + (r or 0.0))
+            without = sum(1 for pod, a in out.items() if pod not in requesting and a.used > 0)
+            return out, without
+        amounts, without = await self.influx.compute(combine)
+        notes = []
+        if not have_requests:
+            notes.append(f"{resource.request_metric or 'a request'} is not in the database: {resource.key} (basis "
+                         f"{resource.basis}) bills " + ("nothing" if resource.basis == "request" else "usage"))
+        elif without:
+            notes.append(f"{without} pod(s) had no {resource.key} request: billed "
+                         + ("nothing for it" if resource.basis == "request" else "their usage") + f" (basis {resource.basis})")
+        return amounts, notes
 
     async def coverage(self, metric: Metric, begin: int, end: int,
                        index: KeptIndex | None = None) -> tuple[float, list[Gap]]:

@@ -217,6 +217,9 @@ SETTINGS: tuple[Setting, ...] = (
             "the collector's sampling interval (Heapster's --metric_resolution): each sample stands for this long"),
     Setting("source", "KUBEMONITOR_SOURCE", "--source", _source, "heapster",
             "the schema the collector writes: heapster or telegraf (Telegraf + DCGM exporter)"),
+    Setting("inventory_interval", "KUBEMONITOR_INVENTORY_INTERVAL", "--inventory-interval", _sample_interval, None,
+            "with telegraf: kube_inventory's interval, how long each request sample stands for (unset: "
+            "KUBEMONITOR_SAMPLE_INTERVAL)"),
     Setting("cluster", "KUBEMONITOR_CLUSTER", "--cluster", _cluster, None,
             "read only points whose cluster_name tag is this (Heapster's cluster_name; several clusters in one "
             "database); empty: all"),
@@ -289,6 +292,7 @@ class Config:
     sample_interval: float = _default("sample_interval")
     source: str = _default("source")
     cluster: str | None = _default("cluster")
+    inventory_interval: float | None = _default("inventory_interval")
     gpu_sample_interval: float = _default("gpu_sample_interval")
     rollup_rp: str = _default("rollup_rp")
     rollup_metrics: tuple[str, ...] = _default("rollup_metrics")

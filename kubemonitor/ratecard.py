@@ -54,6 +54,13 @@ class Resource:
     unit: str           # core-hours
     divide_by: float    # metric unit-hours / divide_by = billing unit
     price: float | None  # per billing unit; None = usage only
+    basis: str = "usage"        # usage | request | max (README "Billing": what is billed)
+    request_metric: str | None = None  # the request of `metric` (cpu/request for cpu/usage_rate); None: none known
+
+    @property
+    def requested(self) -> bool:
+        """Whether the bill depends on the request (basis request or max)."""
+        return self.basis != "usage"
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,11 @@ DEFAULT_RESOURCES = (
 )
 DEFAULT = RateCard(None, "UTC", 6 * 3600.0, DEFAULT_RESOURCES, ())
 TOP_KEYS = ("currency", "timezone", "close_after", "resources", "groups")
-RESOURCE_KEYS = ("metric", "unit", "divide_by", "price")
+RESOURCE_KEYS = ("metric", "unit", "divide_by", "price", "basis", "request_metric")
+BASES = ("usage", "request", "max")
+# the request of a usage metric: what `basis: request` and `basis: max` bill, and a row's `requested`
+REQUEST_OF = {"cpu/usage_rate": "cpu/request", "memory/usage": "memory/request",
+              "memory/working_set": "memory/request", "memory/rss": "memory/request"}
 GROUP_KEYS = ("name", "account", "namespaces")
 
 
@@ -200,7 +211,18 @@ def parse(text: str, path: str) -> RateCard:
                 fail(fields["price"][1], f"the price of {key} is negative", "give a price of 0 or more")
             if price is not None and price > MAX_PRICE:
                 fail(fields["price"][1], f"the price of {key} is over {MAX_PRICE:g}", "give a price per billing unit, e.g. 0.02")
-            resources.append(Resource(key, metric, unit, divide_by, price))
+            basis = fields["basis"][1].value if "basis" in fields else "usage"
+            if basis not in BASES:
+                fail(fields["basis"][1], f"basis {basis!r} of {key} is not one of {', '.join(BASES)}",
+                     "basis: usage bills what was used, request what was requested, max the larger of the two per hour")
+            request_metric = fields["request_metric"][1].value if "request_metric" in fields else REQUEST_OF.get(metric)
+            if request_metric is not None and (not METRIC_NAME.fullmatch(request_metric) or len(request_metric) > 200):
+                fail(fields["request_metric"][1], f"request_metric {request_metric!r} of {key} is not a metric name",
+                     "e.g. request_metric: cpu/request")
+            if basis != "usage" and request_metric is None:
+                fail(fields["basis"][1], f"basis {basis} of {key} needs a request, and {metric} has none kubemonitor knows",
+                     "name it (request_metric: cpu/request), or bill usage (basis: usage)")
+            resources.append(Resource(key, metric, unit, divide_by, price, basis, request_metric))
         if not resources:
             fail(entry[1], "resources is empty", "list at least one resource, e.g. cpu")
 

@@ -226,6 +226,47 @@ class Rollups:
             return pods
         return await self.influx.compute(shape)
 
+    async def hours(self, metric: Metric, begin: int, end: int, scope: Scope, interval_ns: int,
+                    index: KeptIndex | None = None) -> dict[tuple[PodKey, int], Counted]:
+        """{(pod instance, hour): Counted} for [begin, end]: the kept hours at the hourly level
+        (one row per pod and hour, tags as columns: no per-series grouping), raw points for
+        the rest. What `basis: max` needs: the larger of used and requested, hour by hour."""
+        whole_first, whole_end = -(-begin // HOUR_NS) * HOUR_NS, hour_of(end + 1)
+        if index is None:
+            index = await self.index(metric, whole_first, whole_end)
+        covered = merge_spans([(h, h + HOUR_NS) for h in sorted(index.hours) if whole_first <= h < whole_end])
+        raw, cursor = [], begin
+        for a, b in covered:
+            if a > cursor:
+                raw.append((cursor, a - 1))
+            cursor = b
+        if cursor <= end:
+            raw.append((cursor, end))
+        conditions, params = scope.conditions()
+        scope_text = "".join(f" AND {c}" for c in conditions)  # fixed fragments with $parameters
+        kept, raw_parts = await asyncio.gather(
+            asyncio.gather(*(self.influx.query(
+                f'SELECT "count", "sum", "max", "namespace_name", "pod_name", "pod_id", "source" FROM {self._usage} '
+                f'WHERE "metric" = $metric AND time >= $first AND time < $end{scope_text}',
+                {**params, "metric": metric.name, "first": a, "end": b}, kind="usage") for a, b in covered)),
+            asyncio.gather(*(raw_hours(self.influx, metric, a, b, scope, interval_ns) for a, b in raw)))
+
+        def shape() -> dict[tuple[PodKey, int], Counted]:
+            out: dict[tuple[PodKey, int], Counted] = defaultdict(Counted)
+            for series in kept:
+                for s in series:
+                    for values in s.get("values", []):
+                        row = dict(zip(s["columns"], values))
+                        key = ((row.get("namespace_name") or "", row.get("pod_name") or "", row.get("pod_id") or ""), row["time"])
+                        top = row.get("max")
+                        out[key].add(Counted(int(row.get("count") or 0), float(row.get("sum") or 0.0),
+                                             None if top is None else float(top), frozenset({row.get("source") or "pod"})))
+            for part in raw_parts:
+                for (pod, hour), counted in part.items():
+                    out[(pod, hour)].add(counted)
+            return out
+        return await self.influx.compute(shape)
+
     async def usage(self, metric: Metric, begin: int, end: int, scope: Scope, interval_ns: int,
                     per_namespace: bool = False, index: KeptIndex | None = None) -> dict[PodKey, Counted]:
         """{pod instance: Counted} for [begin, end]: rollups for the whole hours that have

@@ -46,6 +46,7 @@ class Layout:
     div: int = 1
     rate: bool = False            # stored as a counter; the metric is its non-negative rate per second
     gpu: bool = False             # sampled at KUBEMONITOR_GPU_SAMPLE_INTERVAL
+    inventory: bool = False       # written by an inventory (requests, limits): KUBEMONITOR_INVENTORY_INTERVAL
     namespace: str = "namespace_name"
     pod: str = "pod_name"
     container: str = "container_name"

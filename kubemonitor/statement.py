@@ -100,7 +100,9 @@ def response_schema() -> dict:
             "currency": {"type": "string", "nullable": True},
             "resources": {"type": "array", "items": {"type": "object", "properties": {
                 "key": {"type": "string"}, "metric": {"type": "string"}, "unit": {"type": "string"},
-                "price": {"type": "number", "nullable": True}}}},
+                "price": {"type": "number", "nullable": True},
+                "basis": {"type": "string", "enum": ["usage", "request", "max"]},
+                "request_metric": {"type": "string", "description": "with basis request or max: the request read"}}}},
             "cluster": {"type": "string", "description": "the cluster_name the statement reads (KUBEMONITOR_CLUSTER), "
                                                         "when one of several in the database is selected"},
             "coverage": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
@@ -123,7 +125,16 @@ def response_schema() -> dict:
                                                                "account": {"type": "string", "nullable": True},
                                                                "namespaces": {"type": "array", "items": {"type": "string"}},
                                                                "namespace": {"type": "string"}, "pod": {"type": "string"},
-                                                               "usage": {"type": "object", "additionalProperties": {"type": "number"}},
+                                                               "usage": {"type": "object", "additionalProperties": {"type": "number"},
+                                                                         "description": "billed, by each resource's basis"},
+                                                               "used": {"type": "object", "additionalProperties": {"type": "number"},
+                                                                        "description": "resources billed by request or max: what was used"},
+                                                               "requested": {"type": "object", "additionalProperties": {"type": "number"},
+                                                                             "description": "resources billed by request or max: "
+                                                                                            "what was requested while held"},
+                                                               "efficiency": {"type": "object", "additionalProperties": {
+                                                                   "type": "number", "nullable": True},
+                                                                   "description": "used / billed (null: nothing billed)"},
                                                                "cost": money_map, "total": {"type": "number", "nullable": True}}}},
         },
     }
@@ -148,8 +159,11 @@ def to_csv(statement: dict, by: str) -> str:
     columns = ["period", "from", "to", "group", "name", "account"]
     columns += ["namespace"] if by in ("namespace", "pod") else []
     columns += ["pod"] if by == "pod" else []
+    held = [r for r in resources if r.get("basis", "usage") != "usage"]
     for r in resources:
         columns += [f"{r['key']}_{r['unit']}", f"{r['key']}_cost"]
+    for r in held:
+        columns += [f"{r['key']}_used", f"{r['key']}_requested"]
     columns += ["total", "currency", "state", "revision", "computed_at", "coverage"]
     columns += [f"{r['key']}_coverage" for r in resources]
     out = io.StringIO()
@@ -164,6 +178,8 @@ def to_csv(statement: dict, by: str) -> str:
         for r in resources:
             line += [f"{row['usage'][r['key']]:.6f}", "" if row["cost"] is None or r["key"] not in row["cost"]
                      else f"{row['cost'][r['key']]:.2f}"]
+        for r in held:
+            line += [f"{row['used'][r['key']]:.6f}", f"{row['requested'][r['key']]:.6f}"]
         line += ["" if row["total"] is None else f"{row['total']:.2f}", safe_cell(statement["currency"]), safe_cell(p["state"]),
                  str(p["revision"]), safe_cell(p["computed_at"]), f"{min(coverage.values(), default=0.0):.6f}"]
         line += [f"{coverage.get(r['key'], 0.0):.6f}" for r in resources]

@@ -56,10 +56,18 @@ def _kubelet(field: str, node_field: str | None = None, **extra: Any) -> Layout:
     return Layout(CONTAINER, field, collected=(NODE, node_field or field, None), **_KUBELET, **extra)
 
 
+# A pod holds its requests while it runs, or is scheduled and still starting (Pending with a
+# node): kube_inventory lists every pod the API server knows, finished Jobs and unscheduled
+# pods too (an empty node_name is no tag at all in line protocol).
+HELD = ('("phase" = $running OR ("phase" = $pending AND "node_name" != $no_node))',
+        {"running": "Running", "pending": "Pending", "no_node": ""})
+
+
 def _inventory(field: str) -> Layout:
     # requests and limits: kube_inventory writes them into the same measurement; the node
     # inventory is its coverage (the collector ran)
-    return Layout(CONTAINER, field, collected=(CONTAINER, field, None), **_KUBELET)
+    return Layout(CONTAINER, field, collected=(CONTAINER, field, None), inventory=True,
+                  **{**_KUBELET, "container_level": HELD})
 
 
 def _network(field: str) -> Layout:

@@ -411,9 +411,14 @@ def _pods_condition(layout: Layout, pods: list[PodKey]) -> tuple[str, dict]:
 
 
 def sample_interval_ns(metric: Metric, config: Config) -> int:
-    """How long each sample of `metric` stands for (the collector's interval; DCGM's for GPU metrics)."""
-    gpu = metric.layout is not None and metric.layout.gpu
-    return int(round((config.gpu_sample_interval if gpu else config.sample_interval) * NS))
+    """How long each sample of `metric` stands for (the collector's interval; DCGM's for GPU
+    metrics; kube_inventory's for requests and limits under Telegraf)."""
+    layout = metric.layout
+    if layout is not None and layout.gpu:
+        return int(round(config.gpu_sample_interval * NS))
+    if layout is not None and layout.inventory and config.inventory_interval:
+        return int(round(config.inventory_interval * NS))
+    return int(round(config.sample_interval * NS))
 
 
 def integral(total: float, interval_ns: int) -> float:
