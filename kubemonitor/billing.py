@@ -462,7 +462,8 @@ class Billing:
         if self.rollups is not None and self.rollups.covers(metric):
             return await self.rollups.hours(metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric),
                                             index=index)
-        return await raw_hours(self.influx, metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric))
+        return await raw_hours(self.influx, metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric),
+                               hourly=True)
 
     async def held(self, resource: Resource, metric: Metric, period: Period,
                    index: KeptIndex | None) -> tuple[dict[PodKey, Amount], list[str]]:

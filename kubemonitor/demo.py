@@ -41,7 +41,9 @@ groups:
 
 
 def rate_card() -> str:
-    return "currency: CHF\ntimezone: Europe/Zurich\nclose_after: 6h\n" + example_resources() + DEMO_GROUPS
+    # what a shared cluster bills: cpu by the larger of request and use, memory by request
+    return ("currency: CHF\ntimezone: Europe/Zurich\nclose_after: 6h\n"
+            + example_resources(basis={"cpu": "max", "memory": "request"}) + DEMO_GROUPS)
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ def run_demo(options: DemoOptions) -> None:
             log_dir=os.path.join(root, "logs"), poll_interval=options.interval, address=options.address,
             sample_interval=options.sample_interval, billing_file=os.path.join(root, "billing.yaml"),
             source=options.source,
+            # the requests too: the demo's card bills cpu by max and memory by request
+            rollup_metrics=("cpu/usage_rate", "memory/usage", "gpu/usage", "cpu/request", "memory/request"),
         )
         with open(config.billing_file, "w", encoding="utf-8") as fh:
             fh.write(rate_card())

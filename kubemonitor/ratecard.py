@@ -33,13 +33,17 @@ KEY = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 EXAMPLE = os.path.join(resource_dir("conf"), "billing.example.yaml")
 
 
-def example_resources(*keys: str) -> str:
+def example_resources(*keys: str, basis: dict[str, str] | None = None) -> str:
     """The example card's `resources:` block (only `keys`, when named), for a card that
-    bills the usual resources with its own groups: the demo's, the tests', the benchmarks'."""
+    bills the usual resources with its own groups: the demo's, the tests', the benchmarks'.
+    `basis` bills some of them by another basis ({"cpu": "max"})."""
     with open(EXAMPLE, encoding="utf-8") as fh:
         text = fh.read()
     block = text[text.index("\nresources:\n") + 1:].split("\n\n", 1)[0].splitlines()
-    lines = [line for line in block[1:] if not keys or line.split(":", 1)[0].strip() in keys]
+    lines = [line for line in block[1:] if line.strip() and not line.lstrip().startswith("#")
+             and (not keys or line.split(":", 1)[0].strip() in keys)]
+    for key, how in (basis or {}).items():
+        lines = [line.replace("}", f", basis: {how}}}", 1) if line.split(":", 1)[0].strip() == key else line for line in lines]
     return "\n".join(["resources:", *lines]) + "\n"
 
 

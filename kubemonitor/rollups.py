@@ -249,7 +249,7 @@ class Rollups:
                 f'SELECT "count", "sum", "max", "namespace_name", "pod_name", "pod_id", "source" FROM {self._usage} '
                 f'WHERE "metric" = $metric AND time >= $first AND time < $end{scope_text}',
                 {**params, "metric": metric.name, "first": a, "end": b}, kind="usage") for a, b in covered)),
-            asyncio.gather(*(raw_hours(self.influx, metric, a, b, scope, interval_ns) for a, b in raw)))
+            asyncio.gather(*(raw_hours(self.influx, metric, a, b, scope, interval_ns, hourly=True) for a, b in raw)))
 
         def shape() -> dict[tuple[PodKey, int], Counted]:
             out: dict[tuple[PodKey, int], Counted] = defaultdict(Counted)

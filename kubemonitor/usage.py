@@ -142,7 +142,7 @@ class RawPlan:
     ns, node, cluster and sys_container series are never read.
     """
 
-    def __init__(self, metric: Metric, begin_ns: int, end_ns: int, scope: Scope, interval_ns: int):
+    def __init__(self, metric: Metric, begin_ns: int, end_ns: int, scope: Scope, interval_ns: int, hourly: bool = False):
         # A sample belongs to the range that holds its timestamp (to the nanosecond), so
         # ranges that partition the samples add up.
         self.metric, self.begin, self.end, self.scope, self.interval_ns = metric, begin_ns, end_ns, scope, interval_ns
@@ -151,7 +151,9 @@ class RawPlan:
         # the hours the range covers only partly
         self.edges = {h for h, covered in ((hour_of(begin_ns), begin_ns % HOUR_NS == 0),
                                             (hour_of(end_ns), (end_ns + 1) % HOUR_NS == 0)) if not covered}
-        self.compact = end_ns - begin_ns < SHORT_RANGE_NS
+        # `hourly`: every hour's own figures are wanted (basis: max), not only the range's: the
+        # compact plan has them per series and hour, at a cost over long ranges
+        self.compact = end_ns - begin_ns < SHORT_RANGE_NS or hourly
 
     def _common(self) -> tuple[list[str], dict]:
         conditions, params = self.scope.conditions(quote(self.layout.namespace))
@@ -464,9 +466,11 @@ def per_pod(hours: dict[tuple[PodKey, int], Counted]) -> dict[PodKey, Counted]:
 
 
 async def raw_hours(influx: InfluxGateway, metric: Metric, begin_ns: int, end_ns: int, scope: Scope,
-                    interval_ns: int, lane: str = "api") -> dict[tuple[PodKey, int], Counted]:
-    """The usage rule over raw points: {(pod instance, hour): Counted} for [begin, end]."""
-    plan = RawPlan(metric, begin_ns, end_ns, scope, interval_ns)
+                    interval_ns: int, lane: str = "api", hourly: bool = False) -> dict[tuple[PodKey, int], Counted]:
+    """The usage rule over raw points: {(pod instance, hour): Counted} for [begin, end].
+    Over a long range, a pod counted from its pod-level series has its range's figures
+    under the range's first hour, unless `hourly` asks for each hour's own."""
+    plan = RawPlan(metric, begin_ns, end_ns, scope, interval_ns, hourly)
     async def nothing() -> list:
         return []
     first = list(await asyncio.gather(*(nothing() if built is None else influx.query(*built, kind="usage", lane=lane)

@@ -6,7 +6,7 @@ Two hours (2024-01-01 00:00-02:00 UTC), cpu in millicores, billed in core-hours:
 | pod | requests | uses | request | max | used | efficiency (max) |
 |---|---|---|---|---|---|---|
 | over | 1000 | 200 | 2.0 | 2.0 | 0.4 | 0.2 |
-| burst | 500 | 800 | 1.0 | 1.6 | 1.6 | 1.0 |
+| burst | 500 | 800, then 200 | 1.0 | 1.3 | 1.0 | 0.769231 |
 | bare (no request) | - | 300 | 0 | 0.6 | 0.6 | 1.0 |
 | pulling (Pending, scheduled) | 700 | 0 | 1.4 | 1.4 | 0 | 0.0 |
 | done (Succeeded, still listed) | 2000 | 0 | 0 | 0 | 0 | - |
@@ -26,11 +26,16 @@ from kubemonitor.times import HOUR_NS, NS
 
 H = 3600
 T = 1_704_067_200
-USES = {"over": 200, "burst": 800, "bare": 300}
+USES = {"over": 200, "burst": 800, "bare": 300}  # burst: 800 in the first hour, 200 in the second
+
+
+def use(pod: str, t: int) -> int:
+    """`max` is hour by hour: burst pays 800 in the first hour and its request (500) in the second."""
+    return 200 if pod == "burst" and t >= T + H else USES[pod]
 REQUESTS = {"over": ("Running", "node-a", 1000), "burst": ("Running", "node-a", 500),
             "pulling": ("Pending", "node-a", 700), "done": ("Succeeded", "node-a", 2000), "waiting": ("Pending", None, 4000)}
 EXPECTED = {  # pod: (request basis, max basis, used, requested)
-    "over": (2.0, 2.0, 0.4, 2.0), "burst": (1.0, 1.6, 1.6, 1.0), "bare": (0.0, 0.6, 0.6, 0.0), "pulling": (1.4, 1.4, 0.0, 1.4)}
+    "over": (2.0, 2.0, 0.4, 2.0), "burst": (1.0, 1.3, 1.0, 1.0), "bare": (0.0, 0.6, 0.6, 0.0), "pulling": (1.4, 1.4, 0.0, 1.4)}
 
 
 def heapster_lines() -> list[str]:
@@ -38,7 +43,8 @@ def heapster_lines() -> list[str]:
     for t in range(T, T + 2 * H, 60):
         out.append(f"cpu/usage_rate,type=cluster value=1500.0 {t}")
         out.append(f"cpu/usage_rate,nodename=node-a,type=node value=1500.0 {t}")
-        for pod, m in USES.items():
+        for pod in USES:
+            m = use(pod, t)
             for kind in ("pod", "pod_container"):
                 extra = ",container_name=main" if kind == "pod_container" else ""
                 out.append(f"cpu/usage_rate,namespace_name=lab,nodename=node-a,pod_name={pod}{extra},type={kind} value={m}.0 {t}")
@@ -53,9 +59,9 @@ def telegraf_lines() -> list[str]:
     out = []
     for t in range(T, T + 2 * H, 10):
         out.append(f"kubernetes_node,node_name=node-a cpu_usage_nanocores=1500000000i {t}")
-        for pod, m in USES.items():
+        for pod in USES:
             out.append(f"kubernetes_pod_container,container_name=main,namespace=lab,node_name=node-a,pod_name={pod} "
-                       f"cpu_usage_nanocores={m * 1_000_000}i {t}")
+                       f"cpu_usage_nanocores={use(pod, t) * 1_000_000}i {t}")
     for t in range(T, T + 2 * H, 60):  # kube_inventory, every minute
         for pod, (phase, node, m) in REQUESTS.items():
             where = f",node_name={node}" if node else ""  # unscheduled: an empty tag is no tag
@@ -104,7 +110,7 @@ async def test_each_basis_bills_what_was_held(make_app, scratch_db, schema, basi
             assert (rows[pod]["used"]["cpu"], rows[pod]["requested"]["cpu"]) == (used, requested), pod
     assert "done" not in rows and "waiting" not in rows  # a finished Job and an unscheduled pod hold nothing
     if basis == "max":
-        assert rows["over"]["efficiency"]["cpu"] == 0.2 and rows["burst"]["efficiency"]["cpu"] == 1.0
+        assert rows["over"]["efficiency"]["cpu"] == 0.2 and rows["burst"]["efficiency"]["cpu"] == round(1.0 / 1.3, 6)
         assert rows["pulling"]["efficiency"]["cpu"] == 0.0
     assert s["totals"]["usage"]["cpu"] == round(sum(e[column] for e in EXPECTED.values()), 6)
     assert any(note.startswith("1 pod(s) had no cpu request") for note in s["notes"]), s.get("notes")

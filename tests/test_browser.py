@@ -516,3 +516,30 @@ def test_wide_tables_scroll_inside_their_card_with_the_first_column_in_view(runn
             browser.close()
     finally:
         served.stop()
+
+
+def test_the_billing_page_shows_used_requested_and_efficiency(running_influxd, scratch_db, tmp_path, page):
+    """A card billing cpu by max: each row's billed, used and requested core-hours and its
+    efficiency, the low ones marked, so a group that reserves much and uses little shows."""
+    from test_allocation import CARD, heapster_lines
+    running_influxd.write(scratch_db, heapster_lines(), precision="s")
+    card = tmp_path / "billing.yaml"
+    card.write_text(CARD % "max")
+    UserStore(str(tmp_path / "users.yaml"), rounds=4).add(WEB_USER, "alice@example.org", WEB_PASS)
+    served = Served(free_port(), {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(running_influxd.http_port),
+                                  "INFLUXDB_DB": scratch_db, "KUBEMONITOR_USERS_FILE": str(tmp_path / "users.yaml"),
+                                  "KUBEMONITOR_LOG_DIR": str(tmp_path), "KUBEMONITOR_BILLING_FILE": str(card),
+                                  "KUBEMONITOR_COOKIE_SECRET": "browser-test-" + "u" * 40, "KUBEMONITOR_ADDRESS": "127.0.0.1",
+                                  "KUBEMONITOR_ROLLUP_RP": "t_" + os.urandom(4).hex()})
+    try:
+        log_in(page, served, "/web/billing/2024-01-01?by=pod")
+        headers = page.locator("table.statement thead th").all_inner_texts()
+        assert {"cpu (core-hours, by max)", "cpu used", "cpu requested", "cpu efficiency"} <= set(headers), headers
+        cells = dict(zip(headers, page.locator("table.statement tbody tr:has-text('over') td").all_inner_texts()))
+        assert (cells["cpu (core-hours, by max)"], cells["cpu used"], cells["cpu requested"], cells["cpu efficiency"]) == (
+            "2.00", "0.40", "2.00", "20 %")
+        assert page.locator("table.statement tbody tr:has-text('over') td.low").count() == 1
+        assert page.locator("table.statement tbody tr:has-text('burst') td.low").count() == 0
+        assert page.errors == []
+    finally:
+        served.stop()
