@@ -29,16 +29,17 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
+from .counters import increases
 from .influx import InfluxError, InfluxGateway
-from .influxql import layout_of
+from .influxql import layout_of, merged, statement, tags_of
 from .kept import Kept, kept_key
-from .metrics import Metric, MetricCatalog
+from .metrics import COUNTER_SCALE, Metric, MetricCatalog
 from .ratecard import Period, RateCard, Resource
 from .rollups import CLUSTER, KeptIndex, Rollups, collected_intervals, merge_spans
 from .rollups import USAGE as USAGE_HOURLY
 from .statement import BY, MAX_GAPS, Statement
 from .times import HOUR_NS, NS, format_ns
-from .usage import Counted, PodKey, Scope, integral, raw_hours
+from .usage import Counted, PodKey, Scope, integral, per_pod, raw_hours
 
 CENT = Decimal("0.01")
 
@@ -253,12 +254,12 @@ class Billing:
                                          f"AND {layout.f} < 0{only}", {"begin": begin_ns, "end": end_ns}, kind="statement")
         return int(next((v for s in series for _, v in s.get("values", [])), 0) or 0)
 
-    async def usage(self, metric: Metric, period: Period, by: str, index: KeptIndex | None = None) -> dict[PodKey, Counted]:
-        scope = Scope(None, self.excluded)
+    async def usage(self, metric: Metric, period: Period, by: str, index: KeptIndex | None = None,
+                    scope: Scope | None = None) -> dict[PodKey, Counted]:
+        scope = scope or Scope(None, self.excluded)
         if self.rollups is not None:
             return await self.rollups.usage(metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric),
                                             per_namespace=by != "pod", index=index)
-        from .usage import per_pod
         return per_pod(await raw_hours(self.influx, metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric)))
 
     async def compute(self, period: Period, now_ns: int, state: str, revision: int) -> dict[str, dict]:
@@ -292,7 +293,9 @@ class Billing:
             indexes = dict(zip(found, await asyncio.gather(*(
                 rollups.index(m, first_whole, period.end_ns - period.end_ns % HOUR_NS) for m in found.values()))))
         used, covered, negatives = await asyncio.gather(
-            asyncio.gather(*(self.usage(found[r.key], period, "pod", indexes.get(r.key)) for r in measured)),
+            # (a counter's usage is its increase, and a basis other than usage reads hours: below)
+            asyncio.gather(*(_none() if found[r.key].cumulative or r.requested else
+                             self.usage(found[r.key], period, "pod", indexes.get(r.key)) for r in measured)),
             asyncio.gather(*(self.coverage(found[r.key], period.start_ns, end_ns, indexes.get(r.key)) for r in measured)),
             asyncio.gather(*(self.negative_samples(found[r.key], period.start_ns, end_ns) for r in measured)))
         for resource, pods, (share, holes), negative in zip(measured, used, covered, negatives):
@@ -308,11 +311,30 @@ class Billing:
             if resource.requested and metric is not None:
                 amounts[resource.key], said = await self.held(resource, metric, period, indexes.get(resource.key))
                 notes.extend(said)
+            elif metric is not None and metric.cumulative:
+                amounts[resource.key] = {pod: Amount.of_usage(c.sum / resource.divide_by) for pod, c in
+                                         per_pod(await self.increases(metric, period)).items()}
             else:
                 interval = self.interval_ns(metric) if metric is not None else NS
                 amounts[resource.key] = {pod: Amount.of_usage(integral(c.sum, interval) / resource.divide_by)
                                          for pod, c in usages[resource.key].items()}
         views = {"group": self.rows(amounts, "group")}
+        # what the cluster offered, what the excluded namespaces took, and what nobody did
+        capacity, system = await asyncio.gather(
+            asyncio.gather(*(self.capacity(r, period.start_ns, end_ns) for r in card.resources)),
+            asyncio.gather(*(self.system(r, found.get(r.key), period, indexes.get(r.key)) for r in card.resources)))
+        billed = {r.key: sum(a.billed for a in amounts[r.key].values()) for r in card.resources}
+        idle: dict[str, float | None] = {}
+        for resource, offered, taken in zip(card.resources, capacity, system):
+            if offered is None:
+                idle[resource.key] = None
+                continue
+            idle[resource.key] = max(0.0, offered - billed[resource.key] - taken)
+            if billed[resource.key] + taken > offered * (1 + 1e-9):
+                notes.append(f"{resource.key}: billed and system ({billed[resource.key] + taken:.6g} {resource.unit}) exceed "
+                             f"the capacity ({offered:.6g}): check the sample intervals (the interval check in /readyz)")
+        if card.idle == "share" and card.priced:
+            self.share_idle(views["group"], idle)
         for level in ("namespace", "pod"):
             views[level] = self.reconciled(views["group"], self.rows(amounts, level))
         header: dict[str, Any] = {
@@ -325,6 +347,9 @@ class Billing:
                            **({"request_metric": r.request_metric} if r.requested else {})} for r in card.resources],
             "coverage": {k: round(v, 6) for k, v in coverage.items()},
             "gaps": [{"from": format_ns(a), "to": format_ns(b), "node": node} for a, b, node in _largest(gaps)],
+            "capacity": {r.key: None if c is None else round(c, 6) for r, c in zip(card.resources, capacity)},
+            "system": {r.key: round(t, 6) for r, t in zip(card.resources, system)},
+            "idle": {k: None if v is None else round(v, 6) for k, v in idle.items()},
             "totals": self.totals(views["group"]),  # every view's rows add up to these, to the cent
         }
         if notes:
@@ -334,6 +359,67 @@ class Billing:
             header["projection"] = self.projection(header["totals"], (period.end_ns - period.start_ns) / (now_ns - period.start_ns))
         # rows last: a kept statement is its header's fields, then its rows, in this order
         return {level: {**header, "rows": rows} for level, rows in views.items()}
+
+    async def capacity(self, resource: Resource, begin: int, end: int) -> float | None:
+        """What the cluster offered of `resource` in [begin, end), in billing units: its nodes'
+        allocatable x time, per node and hour (mean x the intervals with data, at most the
+        hour's: a second collector does not double it). None: not known (no such metric)."""
+        if resource.capacity_metric is None:
+            return None
+        metric = await self.catalog.resolve(resource.capacity_metric)
+        if metric is None or layout_of(metric).measurement not in await self.catalog.measurements():
+            return None
+        layout, interval = layout_of(metric), self.interval_ns(metric)
+        texts, params = merged(layout.node_level)
+        series = await self.influx.query(
+            statement('mean({v}) AS "mean", count({v}) AS "count"', layout, [*texts, "time >= $begin", "time < $end"],
+                      f"GROUP BY time(1h), {tags_of(layout, 'nodename')} fill(none)"),
+            {**params, "begin": begin, "end": end}, kind="statement")
+        total = 0.0
+        for s in series:
+            for t, mean, count in s.get("values", []):
+                if not count or mean is None:
+                    continue
+                a, b = max(begin, t), min(end, t + HOUR_NS)
+                intervals = max(1, -(-(b - a) // interval))
+                total += float(layout.value(mean)) * min(count, intervals) * interval / HOUR_NS
+        usage = await self.catalog.resolve(resource.metric)
+        scale = COUNTER_SCALE.get(resource.metric, 1.0) if usage is not None and usage.cumulative else 1.0
+        return total * scale / resource.divide_by
+
+    async def system(self, resource: Resource, metric: Metric | None, period: Period, index: KeptIndex | None) -> float:
+        """What the excluded namespaces (KUBEMONITOR_EXCLUDED_NAMESPACES) were billed of
+        `resource`, by its basis: never billed to a group, not idle either."""
+        if metric is None or not self.excluded:
+            return 0.0
+        scope = Scope(None, (), only=tuple(self.excluded))
+        if resource.requested:
+            amounts, _ = await self.held(resource, metric, period, index, scope)
+            return sum(a.billed for a in amounts.values())
+        if metric.cumulative:
+            return sum(c.sum for c in (await self.increases(metric, period, scope)).values()) / resource.divide_by
+        pods = await self.usage(metric, period, "namespace", index, scope)
+        return sum(integral(c.sum, self.interval_ns(metric)) for c in pods.values()) / resource.divide_by
+
+    def share_idle(self, group_rows: list[dict], idle: dict[str, float | None]) -> None:
+        """`idle: share`: each resource's idle cost (idle x price, to cents) divided among the
+        group lines by their billed amount (largest remainder: the parts sum to it), added to
+        their totals: the statement then recovers the whole cluster's cost."""
+        for resource in self.card.resources:
+            amount = idle.get(resource.key)
+            if resource.price is None or not amount:
+                continue
+            cost = cost_of(amount, resource.price)
+            weights = [Decimal(repr(row["usage"][resource.key])) for row in group_rows]
+            whole = sum(weights, Decimal(0))
+            if not whole:
+                continue
+            for row, cents in zip(group_rows, largest_remainder(cost, [cost * w / whole for w in weights])):
+                row.setdefault("idle_cost", {})[resource.key] = float(cents)
+        for row in group_rows:
+            if "idle_cost" in row:
+                row["total"] = float(Decimal(repr(row["total"])) + sum((Decimal(repr(v)) for v in row["idle_cost"].values()),
+                                                                        Decimal(0)))
 
     def reconciled(self, group_rows: list[dict], rows: list[dict]) -> list[dict]:
         """`rows` (by namespace or pod) with each group line's cents broken down among them
@@ -350,16 +436,26 @@ class Billing:
                 exact = [Decimal(repr(row["usage"][key])) * price for row in mine]
                 for row, cents in zip(mine, largest_remainder(Decimal(repr(group["cost"][key])), exact)):
                     row["cost"][key] = float(cents)
+            for key, cents_of_group in group.get("idle_cost", {}).items():
+                weights = [Decimal(repr(row["usage"][key])) for row in mine]
+                whole = sum(weights, Decimal(0))
+                shares = [Decimal(repr(cents_of_group)) * w / whole for w in weights] if whole else [Decimal(0)] * len(mine)
+                for row, cents in zip(mine, largest_remainder(Decimal(repr(cents_of_group)), shares)):
+                    row.setdefault("idle_cost", {})[key] = float(cents)
             for row in mine:
-                row["total"] = float(sum((Decimal(repr(v)) for v in row["cost"].values()), Decimal(0)))
+                row["total"] = float(sum((Decimal(repr(v)) for v in (*row["cost"].values(), *row.get("idle_cost", {}).values())),
+                                         Decimal(0)))
         return rows
 
     def totals(self, rows: list[dict]) -> dict:
         """Sums of the rows: usage, and the rounded costs (so a spreadsheet adds up to the total)."""
         card = self.card
+        shared = {key for row in rows for key in row.get("idle_cost", {})}
         return {"usage": {r.key: round(sum(row["usage"][r.key] for row in rows), 6) for r in card.resources},
                 "cost": ({r.key: float(sum((Decimal(repr(row["cost"][r.key])) for row in rows), Decimal(0)))
                           for r in card.resources if r.price is not None} if card.priced else None),
+                **({"idle_cost": {key: float(sum((Decimal(repr(row.get("idle_cost", {}).get(key, 0.0))) for row in rows),
+                                                 Decimal(0))) for key in sorted(shared)}} if shared else {}),
                 "total": float(sum((Decimal(repr(row["total"])) for row in rows), Decimal(0))) if card.priced else None}
 
     def projection(self, totals: dict, factor: float) -> dict:
@@ -456,17 +552,22 @@ class Billing:
             row["efficiency"] = {k: (round(row["used"][k] / row["usage"][k], 6) if row["usage"][k] else None) for k in keys}
         return row
 
-    async def hours(self, metric: Metric, period: Period, index: KeptIndex | None = None) -> dict[tuple[PodKey, int], Counted]:
+    async def hours(self, metric: Metric, period: Period, index: KeptIndex | None = None,
+                    scope: Scope | None = None) -> dict[tuple[PodKey, int], Counted]:
         """{(pod instance, hour): Counted} over the period, from rollups where kept."""
-        scope = Scope(None, self.excluded)
+        scope = scope or Scope(None, self.excluded)
         if self.rollups is not None and self.rollups.covers(metric):
             return await self.rollups.hours(metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric),
                                             index=index)
         return await raw_hours(self.influx, metric, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric),
                                hourly=True)
 
+    async def increases(self, metric: Metric, period: Period, scope: Scope | None = None) -> dict[tuple[PodKey, int], Counted]:
+        """A counter's increases per pod instance and hour over the period (kubemonitor/counters.py)."""
+        return await increases(self.influx, metric, period.start_ns, period.end_ns, scope or Scope(None, self.excluded))
+
     async def held(self, resource: Resource, metric: Metric, period: Period,
-                   index: KeptIndex | None) -> tuple[dict[PodKey, Amount], list[str]]:
+                   index: KeptIndex | None, scope: Scope | None = None) -> tuple[dict[PodKey, Amount], list[str]]:
         """Per pod instance, in billing units: what `basis: request` or `basis: max` bills,
         what was used and what was requested, hour by hour (a request counts while held:
         each source's layout says which request samples are). `max` takes the larger of the
@@ -476,13 +577,15 @@ class Billing:
         present = await self.catalog.measurements()
         have_requests = request is not None and layout_of(request).measurement in present
         used_hours, requested_hours = await asyncio.gather(
-            self.hours(metric, period, index),
-            self.hours(request, period) if have_requests and request is not None else _none())
+            self.increases(metric, period, scope) if metric.cumulative else self.hours(metric, period, index, scope),
+            self.hours(request, period, None, scope) if have_requests and request is not None else _none())
         used_ns, requested_ns = self.interval_ns(metric), self.interval_ns(request) if request is not None else NS
+        scale = COUNTER_SCALE.get(metric.name, 1.0) if metric.cumulative else 1.0  # request unit-hours -> counter units
 
         def combine() -> tuple[dict[PodKey, Amount], int]:
-            used = {k: integral(c.sum, used_ns) / resource.divide_by for k, c in used_hours.items()}
-            asked = {k: integral(c.sum, requested_ns) / resource.divide_by for k, c in requested_hours.items() if c.count}
+            used = {k: (c.sum if metric.cumulative else integral(c.sum, used_ns)) / resource.divide_by
+                    for k, c in used_hours.items()}
+            asked = {k: integral(c.sum, requested_ns) * scale / resource.divide_by for k, c in requested_hours.items() if c.count}
             out: dict[PodKey, Amount] = {}
             requesting = {pod for pod, _hour in asked}
             for key in used.keys() | asked.keys():

@@ -42,6 +42,13 @@ INTEGRAL_UNITS = {
 }
 
 
+CUMULATIVE = frozenset({"cpu/usage", "memory/page_faults", "memory/major_page_faults", "network/rx", "network/tx",
+                        "network/rx_errors", "network/tx_errors"})
+# a counter's units per unit-hour of the gauges beside it (its request, the nodes' allocatable):
+# a millicore for an hour is 3.6e9 nanoseconds of CPU time
+COUNTER_SCALE = {"cpu/usage": 3.6e9}
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -50,6 +57,12 @@ class Metric:
     main: bool = False
     in_catalog: bool = True
     layout: Any = field(default=None, compare=False, repr=False)  # where the data source keeps it (source.Layout)
+
+    @property
+    def cumulative(self) -> bool:
+        """A counter (CPU time, bytes, faults since the container started): billed by its
+        increase (kubemonitor/counters.py), not by the usage rule."""
+        return self.name in CUMULATIVE
 
     @property
     def integral_unit(self) -> str | None:

@@ -60,6 +60,7 @@ class Resource:
     price: float | None  # per billing unit; None = usage only
     basis: str = "usage"        # usage | request | max (README "Billing": what is billed)
     request_metric: str | None = None  # the request of `metric` (cpu/request for cpu/usage_rate); None: none known
+    capacity_metric: str | None = None  # the nodes' allocatable of `metric` (cpu/node_allocatable); None: not known
 
     @property
     def requested(self) -> bool:
@@ -83,6 +84,7 @@ class RateCard:
     resources: tuple[Resource, ...]
     groups: tuple[Group, ...]
     path: str | None = None
+    idle: str = "report"          # report: capacity, system and idle stated; share: idle cost divided among the rows
 
     @property
     def zone(self) -> ZoneInfo:
@@ -107,17 +109,22 @@ class RateCard:
 
 
 DEFAULT_RESOURCES = (
-    Resource("cpu", "cpu/usage_rate", "core-hours", 1000, None),
-    Resource("memory", "memory/usage", "GiB-hours", 1073741824, None),
+    Resource("cpu", "cpu/usage_rate", "core-hours", 1000, None, capacity_metric="cpu/node_allocatable"),
+    Resource("memory", "memory/usage", "GiB-hours", 1073741824, None, capacity_metric="memory/node_allocatable"),
     Resource("gpu", "gpu/usage", "GB-hours", 1000, None),
 )
 DEFAULT = RateCard(None, "UTC", 6 * 3600.0, DEFAULT_RESOURCES, ())
-TOP_KEYS = ("currency", "timezone", "close_after", "resources", "groups")
-RESOURCE_KEYS = ("metric", "unit", "divide_by", "price", "basis", "request_metric")
+TOP_KEYS = ("currency", "timezone", "close_after", "resources", "groups", "idle")
+RESOURCE_KEYS = ("metric", "unit", "divide_by", "price", "basis", "request_metric", "capacity_metric")
 BASES = ("usage", "request", "max")
 # the request of a usage metric: what `basis: request` and `basis: max` bill, and a row's `requested`
-REQUEST_OF = {"cpu/usage_rate": "cpu/request", "memory/usage": "memory/request",
+REQUEST_OF = {"cpu/usage_rate": "cpu/request", "cpu/usage": "cpu/request", "memory/usage": "memory/request",
               "memory/working_set": "memory/request", "memory/rss": "memory/request"}
+# what the cluster offers of a usage metric: its nodes' allocatable (a statement's capacity)
+CAPACITY_OF = {"cpu/usage_rate": "cpu/node_allocatable", "cpu/usage": "cpu/node_allocatable",
+               "memory/usage": "memory/node_allocatable",
+               "memory/working_set": "memory/node_allocatable", "memory/rss": "memory/node_allocatable"}
+IDLE = ("report", "share")
 GROUP_KEYS = ("name", "account", "namespaces")
 
 
@@ -187,6 +194,12 @@ def parse(text: str, path: str) -> RateCard:
     except ValueError as exc:
         fail(node, f"close_after: {exc}", "e.g. close_after: 6h")
 
+    idle_text, node = scalar("idle", "report")
+    idle = idle_text or "report"
+    if idle not in IDLE:
+        fail(node, f"idle {idle!r} is not one of {', '.join(IDLE)}",
+             "idle: report states the cluster's idle capacity; idle: share divides its cost among the rows")
+
     resources: list[Resource] = []
     entry = mapping.get("resources")
     if entry is None:
@@ -226,7 +239,12 @@ def parse(text: str, path: str) -> RateCard:
             if basis != "usage" and request_metric is None:
                 fail(fields["basis"][1], f"basis {basis} of {key} needs a request, and {metric} has none kubemonitor knows",
                      "name it (request_metric: cpu/request), or bill usage (basis: usage)")
-            resources.append(Resource(key, metric, unit, divide_by, price, basis, request_metric))
+            capacity_metric = (fields["capacity_metric"][1].value if "capacity_metric" in fields
+                               else CAPACITY_OF.get(metric))
+            if capacity_metric is not None and (not METRIC_NAME.fullmatch(capacity_metric) or len(capacity_metric) > 200):
+                fail(fields["capacity_metric"][1], f"capacity_metric {capacity_metric!r} of {key} is not a metric name",
+                     "e.g. capacity_metric: cpu/node_allocatable")
+            resources.append(Resource(key, metric, unit, divide_by, price, basis, request_metric, capacity_metric))
         if not resources:
             fail(entry[1], "resources is empty", "list at least one resource, e.g. cpu")
 
@@ -251,7 +269,7 @@ def parse(text: str, path: str) -> RateCard:
             name = _text(fields, "name", fail, value, None) if "name" in fields else key
             account = _text(fields, "account", fail, value, None) if "account" in fields else None
             groups.append(Group(key, name, account, tuple(namespaces)))
-    return RateCard(currency, timezone_name, close_after, tuple(resources), tuple(groups), path)
+    return RateCard(currency, timezone_name, close_after, tuple(resources), tuple(groups), path, idle)
 
 
 def _mapping(node: yaml.Node, fail: Fail, hint: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:

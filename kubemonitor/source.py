@@ -60,6 +60,8 @@ class Layout:
     series_type: str | None = "type"               # the tag telling series apart (Heapster's), if any
     # tags that split one container into several series to be added up (DCGM: one series per GPU)
     parts: tuple[str, ...] = ()
+    # the series that are a node's own (its allocatable): Heapster's `type = node`; None: all of them
+    node_level: Condition | None = ('"type" = $node_type', {"node_type": "node"})
     # the tag every statement must match to $kubemonitor_cluster (KUBEMONITOR_CLUSTER, bound by the gateway)
     cluster: str | None = None
 

@@ -111,8 +111,15 @@ def response_schema() -> dict:
                 "node": {"type": "string", "nullable": True,
                          "description": "the node whose collector wrote nothing then; null: every node that reported "
                                         "in the period (the whole cluster)"}}}},
+            "capacity": {"type": "object", "additionalProperties": {"type": "number", "nullable": True},
+                         "description": "the nodes' allocatable x time, in billing units (null: not known)"},
+            "system": {"type": "object", "additionalProperties": {"type": "number"},
+                       "description": "what the excluded namespaces were billed, by the same basis"},
+            "idle": {"type": "object", "additionalProperties": {"type": "number", "nullable": True},
+                     "description": "capacity - billed - system, never below 0 (null: capacity not known)"},
             "totals": {"type": "object", "properties": {"usage": {"type": "object", "additionalProperties": {"type": "number"}},
-                                                        "cost": money_map, "total": {"type": "number", "nullable": True}}},
+                                                        "cost": money_map, "idle_cost": money_map,
+                                                        "total": {"type": "number", "nullable": True}}},
             "projection": {"type": "object", "properties": {
                 "factor": {"type": "number", "description": "the period's length over the time elapsed so far"},
                 "usage": {"type": "object", "additionalProperties": {"type": "number"}},
@@ -135,7 +142,10 @@ def response_schema() -> dict:
                                                                "efficiency": {"type": "object", "additionalProperties": {
                                                                    "type": "number", "nullable": True},
                                                                    "description": "used / billed (null: nothing billed)"},
-                                                               "cost": money_map, "total": {"type": "number", "nullable": True}}}},
+                                                               "cost": money_map,
+                                                               "idle_cost": {**money_map, "description": "idle: share: the "
+                                                                             "row's part of the idle cost (in its total)"},
+                                                               "total": {"type": "number", "nullable": True}}}},
         },
     }
 
@@ -164,6 +174,8 @@ def to_csv(statement: dict, by: str) -> str:
         columns += [f"{r['key']}_{r['unit']}", f"{r['key']}_cost"]
     for r in held:
         columns += [f"{r['key']}_used", f"{r['key']}_requested"]
+    shared = [r for r in resources if any(r["key"] in row.get("idle_cost", {}) for row in statement["rows"])]
+    columns += [f"{r['key']}_idle_cost" for r in shared]
     columns += ["total", "currency", "state", "revision", "computed_at", "coverage"]
     columns += [f"{r['key']}_coverage" for r in resources]
     out = io.StringIO()
@@ -180,6 +192,7 @@ def to_csv(statement: dict, by: str) -> str:
                      else f"{row['cost'][r['key']]:.2f}"]
         for r in held:
             line += [f"{row['used'][r['key']]:.6f}", f"{row['requested'][r['key']]:.6f}"]
+        line += [f"{row.get('idle_cost', {}).get(r['key'], 0.0):.2f}" for r in shared]
         line += ["" if row["total"] is None else f"{row['total']:.2f}", safe_cell(statement["currency"]), safe_cell(p["state"]),
                  str(p["revision"]), safe_cell(p["computed_at"]), f"{min(coverage.values(), default=0.0):.6f}"]
         line += [f"{coverage.get(r['key'], 0.0):.6f}" for r in resources]

@@ -18,6 +18,8 @@ NVIDIA/dcgm-exporter's default counters):
   returns only points that have it, so inventory points never count as usage.
 * `kubernetes_pod_network`: counters `rx_bytes`, `tx_bytes` (rates are their
   non-negative derivative: a counter reset drops one interval, never goes negative).
+* `kubernetes_node` (kube_inventory): `allocatable_millicpu_cores`, `allocatable_memory_bytes`,
+  `capacity_*`, tag `node_name`: what a statement's capacity is.
 * `kubernetes_node`: the node's own totals; "the collector wrote something" for a
   statement's coverage.
 * DCGM: measurement `DCGM_FI_DEV_FB_USED` (MiB) / `DCGM_FI_DEV_GPU_UTIL` (%), field
@@ -70,6 +72,11 @@ def _inventory(field: str) -> Layout:
                   **{**_KUBELET, "container_level": HELD})
 
 
+def _node(field: str) -> Layout:
+    # kube_inventory's node points (kubernetes_node, beside inputs.kubernetes' own): allocatable, capacity
+    return Layout(NODE, field, collected=(NODE, field, None), inventory=True, node_level=None, **_KUBELET)
+
+
 def _network(field: str) -> Layout:
     return Layout("kubernetes_pod_network", field, rate=True, collected=("kubernetes_pod_network", field, None),
                   **{**_KUBELET, "container": "interface"})
@@ -85,6 +92,10 @@ LAYOUTS: dict[str, Layout] = {
     "cpu/limit": _inventory("resource_limits_millicpu_units"),
     "memory/request": _inventory("resource_requests_memory_bytes"),
     "memory/limit": _inventory("resource_limits_memory_bytes"),
+    "cpu/node_allocatable": _node("allocatable_millicpu_cores"),
+    "cpu/node_capacity": _node("capacity_millicpu_cores"),
+    "memory/node_allocatable": _node("allocatable_memory_bytes"),
+    "memory/node_capacity": _node("capacity_memory_bytes"),
     "network/rx_rate": _network("rx_bytes"),
     "network/tx_rate": _network("tx_bytes"),
     "gpu/usage": Layout(FB_USED, "gauge", mul=MIB_IN_MB[0], div=MIB_IN_MB[1], collected=(FB_USED, "gauge", None), **_DCGM),

@@ -34,6 +34,9 @@ def use(pod: str, t: int) -> int:
     return 200 if pod == "burst" and t >= T + H else USES[pod]
 REQUESTS = {"over": ("Running", "node-a", 1000), "burst": ("Running", "node-a", 500),
             "pulling": ("Pending", "node-a", 700), "done": ("Succeeded", "node-a", 2000), "waiting": ("Pending", None, 4000)}
+NAMESPACE = {"over": "lab", "burst": "lab", "bare": "lab2", "pulling": "lab2", "done": "lab2", "waiting": "lab2"}
+SYSTEM = 500      # kube-system's proxy: uses and requests 500 m (excluded: never billed, not idle either)
+ALLOCATABLE = 4000  # node-a's allocatable cpu: 8 core-hours in the two hours
 EXPECTED = {  # pod: (request basis, max basis, used, requested)
     "over": (2.0, 2.0, 0.4, 2.0), "burst": (1.0, 1.3, 1.0, 1.0), "bare": (0.0, 0.6, 0.6, 0.0), "pulling": (1.4, 1.4, 0.0, 1.4)}
 
@@ -43,15 +46,22 @@ def heapster_lines() -> list[str]:
     for t in range(T, T + 2 * H, 60):
         out.append(f"cpu/usage_rate,type=cluster value=1500.0 {t}")
         out.append(f"cpu/usage_rate,nodename=node-a,type=node value=1500.0 {t}")
+        out.append(f"cpu/node_allocatable,nodename=node-a,type=node value={ALLOCATABLE}i {t}")
+        for kind in ("pod", "pod_container"):
+            extra = ",container_name=proxy" if kind == "pod_container" else ""
+            out.append(f"cpu/usage_rate,namespace_name=kube-system,nodename=node-a,pod_name=proxy{extra},type={kind} "
+                       f"value={SYSTEM}.0 {t}")
+        out.append(f"cpu/request,namespace_name=kube-system,nodename=node-a,pod_name=proxy,type=pod value={SYSTEM}i {t}")
         for pod in USES:
             m = use(pod, t)
             for kind in ("pod", "pod_container"):
                 extra = ",container_name=main" if kind == "pod_container" else ""
-                out.append(f"cpu/usage_rate,namespace_name=lab,nodename=node-a,pod_name={pod}{extra},type={kind} value={m}.0 {t}")
+                out.append(f"cpu/usage_rate,namespace_name={NAMESPACE[pod]},nodename=node-a,pod_name={pod}{extra},type={kind} "
+                           f"value={m}.0 {t}")
         for pod, (_phase, _node, m) in REQUESTS.items():
             if pod in ("done", "waiting"):  # Heapster sees the pods on its nodes' kubelets only
                 continue
-            out.append(f"cpu/request,namespace_name=lab,nodename=node-a,pod_name={pod},type=pod value={m}i {t}")
+            out.append(f"cpu/request,namespace_name={NAMESPACE[pod]},nodename=node-a,pod_name={pod},type=pod value={m}i {t}")
     return out
 
 
@@ -59,18 +69,24 @@ def telegraf_lines() -> list[str]:
     out = []
     for t in range(T, T + 2 * H, 10):
         out.append(f"kubernetes_node,node_name=node-a cpu_usage_nanocores=1500000000i {t}")
+        out.append(f"kubernetes_pod_container,container_name=proxy,namespace=kube-system,node_name=node-a,pod_name=proxy "
+                   f"cpu_usage_nanocores={SYSTEM * 1_000_000}i {t}")
         for pod in USES:
-            out.append(f"kubernetes_pod_container,container_name=main,namespace=lab,node_name=node-a,pod_name={pod} "
+            out.append(f"kubernetes_pod_container,container_name=main,namespace={NAMESPACE[pod]},node_name=node-a,pod_name={pod} "
                        f"cpu_usage_nanocores={use(pod, t) * 1_000_000}i {t}")
     for t in range(T, T + 2 * H, 60):  # kube_inventory, every minute
+        out.append(f"kubernetes_node,node_name=node-a allocatable_millicpu_cores={ALLOCATABLE}i,capacity_millicpu_cores=4200i {t}")
+        out.append(f"kubernetes_pod_container,container_name=proxy,namespace=kube-system,node_name=node-a,phase=Running,"
+                   f"pod_name=proxy,readiness=ready,state=running resource_requests_millicpu_units={SYSTEM}i {t}")
         for pod, (phase, node, m) in REQUESTS.items():
             where = f",node_name={node}" if node else ""  # unscheduled: an empty tag is no tag
-            out.append(f"kubernetes_pod_container,container_name=main,namespace=lab{where},phase={phase},pod_name={pod},"
-                       f"readiness=ready,state=running resource_requests_millicpu_units={m}i {t}")
+            out.append(f"kubernetes_pod_container,container_name=main,namespace={NAMESPACE[pod]}{where},phase={phase},"
+                       f"pod_name={pod},readiness=ready,state=running resource_requests_millicpu_units={m}i {t}")
     return out
 
 
 CARD = "currency: CHF\ntimezone: UTC\nresources:\n  cpu: {metric: cpu/usage_rate, unit: core-hours, divide_by: 1000, price: 1, basis: %s}\n"
+SHARED = CARD + "idle: share\n"
 
 
 @pytest.fixture(params=["heapster", "telegraf"])
@@ -80,10 +96,10 @@ def schema(request, running_influxd, scratch_db):
     return request.param, extra
 
 
-async def statement(make_app, scratch_db, extra, basis: str, rollups: bool) -> dict:
+async def statement(make_app, scratch_db, extra, basis: str, rollups: bool, card_text: str = CARD, by: str = "pod") -> dict:
     app = make_app(influxdb_db=scratch_db, rollup_rp="t_" + secrets.token_hex(4),
                    rollup_metrics=("cpu/usage_rate", "cpu/request"), **extra)
-    card = parse(CARD % basis, "billing.yaml")
+    card = parse(card_text % basis, "billing.yaml")
     period = period_from({"period": "2024-01-01"}, "UTC")
     if rollups:
         await app.rollups.prepare()
@@ -91,9 +107,10 @@ async def statement(make_app, scratch_db, extra, basis: str, rollups: bool) -> d
             metric = await app.catalog.resolve(name)
             for hour in range(T * NS, (T + 2 * H) * NS, HOUR_NS):
                 await app.rollup_writer.roll_up(metric, hour)
-    billing = Billing(app.influx, app.catalog, card, app.rollups if rollups else None, (), app.services.interval_ns)
+    billing = Billing(app.influx, app.catalog, card, app.rollups if rollups else None, ("kube-system",),
+                      app.services.interval_ns)
     await app.catalog.resolve("cpu/usage_rate")  # the source's first look at the data
-    return (await billing.compute(period, (T + 30 * H) * NS, "open", 1))["pod"]
+    return (await billing.compute(period, (T + 30 * H) * NS, "open", 1))[by]
 
 
 @pytest.mark.parametrize("basis,column", [("request", 0), ("max", 1)])
@@ -138,3 +155,31 @@ async def test_the_csv_carries_used_and_requested(make_app, scratch_db, schema):
     assert {"cpu_used", "cpu_requested"} <= set(columns) and s["resources"][0]["basis"] == "max"
     over = dict(zip(columns, next(line for line in lines if ",over," in line).split(",")))
     assert (over["cpu_core-hours"], over["cpu_used"], over["cpu_requested"]) == ("2.000000", "0.400000", "2.000000")
+
+
+@pytest.mark.parametrize("rollups", [False, True], ids=["raw", "rollups"])
+@pytest.mark.gen_test(timeout=120)
+async def test_capacity_system_and_idle(make_app, scratch_db, schema, rollups):
+    """node-a offers 8 core-hours; kube-system's proxy took 1.0 (by max: max(0.5, 0.5) x 2 h);
+    the groups were billed 5.3 by max, so 1.7 were idle."""
+    _, extra = schema
+    s = await statement(make_app, scratch_db, extra, "max", rollups)
+    assert s["capacity"] == {"cpu": 8.0} and s["system"] == {"cpu": 1.0} and s["idle"] == {"cpu": 1.7}
+    assert "proxy" not in {r["pod"] for r in s["rows"]}
+    usage = await statement(make_app, scratch_db, extra, "usage", rollups)
+    assert usage["idle"] == {"cpu": round(8.0 - 2.0 - 1.0, 6)}  # by usage, 2.0 billed: 5.0 idle
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_idle_shared_pro_rata_sums_to_the_idle_cost_in_every_view(make_app, scratch_db, schema):
+    """idle: share, 1.70 CHF of idle cpu: lab was billed 3.3, lab2 2.0 -> 1.06 and 0.64 (largest
+    remainder), and lab's 1.06 by pod: over 0.64, burst 0.42; every view totals 7.00."""
+    _, extra = schema
+    views = {by: await statement(make_app, scratch_db, extra, "max", False, SHARED, by) for by in ("group", "namespace", "pod")}
+    groups = {r["group"]: r for r in views["group"]["rows"]}
+    assert (groups["lab"]["idle_cost"], groups["lab2"]["idle_cost"]) == ({"cpu": 1.06}, {"cpu": 0.64})
+    assert (groups["lab"]["total"], groups["lab2"]["total"]) == (4.36, 2.64)  # billed 3.30 and 2.00, plus the shares
+    pods = {r["pod"]: r for r in views["pod"]["rows"]}
+    assert (pods["over"]["idle_cost"], pods["burst"]["idle_cost"]) == ({"cpu": 0.64}, {"cpu": 0.42})
+    for s in views.values():
+        assert s["totals"]["idle_cost"] == {"cpu": 1.7} and s["totals"]["total"] == 7.0

@@ -521,10 +521,10 @@ def test_wide_tables_scroll_inside_their_card_with_the_first_column_in_view(runn
 def test_the_billing_page_shows_used_requested_and_efficiency(running_influxd, scratch_db, tmp_path, page):
     """A card billing cpu by max: each row's billed, used and requested core-hours and its
     efficiency, the low ones marked, so a group that reserves much and uses little shows."""
-    from test_allocation import CARD, heapster_lines
+    from test_allocation import SHARED, heapster_lines
     running_influxd.write(scratch_db, heapster_lines(), precision="s")
     card = tmp_path / "billing.yaml"
-    card.write_text(CARD % "max")
+    card.write_text(SHARED % "max")
     UserStore(str(tmp_path / "users.yaml"), rounds=4).add(WEB_USER, "alice@example.org", WEB_PASS)
     served = Served(free_port(), {**os.environ, "INFLUXDB_HOST": "127.0.0.1", "INFLUXDB_PORT": str(running_influxd.http_port),
                                   "INFLUXDB_DB": scratch_db, "KUBEMONITOR_USERS_FILE": str(tmp_path / "users.yaml"),
@@ -540,6 +540,10 @@ def test_the_billing_page_shows_used_requested_and_efficiency(running_influxd, s
             "2.00", "0.40", "2.00", "20 %")
         assert page.locator("table.statement tbody tr:has-text('over') td.low").count() == 1
         assert page.locator("table.statement tbody tr:has-text('burst') td.low").count() == 0
+        # capacity, what the excluded namespaces took, and the idle part shared among the groups
+        assert ("cpu: capacity 8.00 core-hours · system 1.00 · idle 1.70 (21 %), its cost 1.70 CHF shared among the groups"
+                in page.inner_text("#capacity"))
+        assert cells["cpu idle share"] == "0.64" and "cpu idle share" in headers
         assert page.errors == []
     finally:
         served.stop()
