@@ -35,7 +35,7 @@ from .influxql import layout_of, merged, statement, tags_of
 from .kept import Kept, kept_key
 from .metrics import COUNTER_SCALE, Metric, MetricCatalog
 from .ratecard import Period, RateCard, Resource
-from .rollups import CLUSTER, KeptIndex, Rollups, collected_intervals, merge_spans
+from .rollups import CLUSTER, KeptIndex, Rollups, collected_intervals, increase_of, merge_spans
 from .rollups import USAGE as USAGE_HOURLY
 from .statement import BY, MAX_GAPS, Statement
 from .times import HOUR_NS, NS, format_ns
@@ -563,8 +563,15 @@ class Billing:
                                hourly=True)
 
     async def increases(self, metric: Metric, period: Period, scope: Scope | None = None) -> dict[tuple[PodKey, int], Counted]:
-        """A counter's increases per pod instance and hour over the period (kubemonitor/counters.py)."""
-        return await increases(self.influx, metric, period.start_ns, period.end_ns, scope or Scope(None, self.excluded))
+        """A counter's increases per pod instance and hour over the period (kubemonitor/counters.py):
+        from its hourly rollups where kept, raw points for the rest."""
+        scope = scope or Scope(None, self.excluded)
+        kept = increase_of(metric)
+        if self.rollups is not None and self.rollups.covers(kept):
+            def raw(a: int, b: int) -> Awaitable[dict[tuple[PodKey, int], Counted]]:
+                return increases(self.influx, metric, a, b, scope)
+            return await self.rollups.hours(kept, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric), raw=raw)
+        return await increases(self.influx, metric, period.start_ns, period.end_ns, scope)
 
     async def held(self, resource: Resource, metric: Metric, period: Period,
                    index: KeptIndex | None, scope: Scope | None = None) -> tuple[dict[PodKey, Amount], list[str]]:

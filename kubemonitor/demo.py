@@ -41,9 +41,12 @@ groups:
 
 
 def rate_card() -> str:
-    # what a shared cluster bills: cpu by the larger of request and use, memory by request
-    return ("currency: CHF\ntimezone: Europe/Zurich\nclose_after: 6h\n"
-            + example_resources(basis={"cpu": "max", "memory": "request"}) + DEMO_GROUPS)
+    # What a shared cluster bills: cpu by the larger of its request and its use, the use read
+    # from the CPU-time counter (an outage loses nothing); memory by request; GPUs by use
+    # (the example card's prices for memory and GPUs).
+    cpu = "  cpu:    {metric: cpu/usage, unit: core-hours, divide_by: 3.6e12, price: 0.020, basis: max}  # CPU time, ns\n"
+    rest = example_resources("memory", "gpu", basis={"memory": "request"}).split("\n", 1)[1]
+    return "currency: CHF\ntimezone: Europe/Zurich\nclose_after: 6h\nresources:\n" + cpu + rest + DEMO_GROUPS
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def run_demo(options: DemoOptions) -> None:
             sample_interval=options.sample_interval, billing_file=os.path.join(root, "billing.yaml"),
             source=options.source,
             # the requests too: the demo's card bills cpu by max and memory by request
-            rollup_metrics=("cpu/usage_rate", "memory/usage", "gpu/usage", "cpu/request", "memory/request"),
+            rollup_metrics=("cpu/usage_rate", "cpu/usage", "memory/usage", "gpu/usage", "cpu/request", "memory/request"),
         )
         with open(config.billing_file, "w", encoding="utf-8") as fh:
             fh.write(rate_card())

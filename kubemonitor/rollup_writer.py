@@ -16,10 +16,11 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 
+from .counters import increases
 from .influx import InfluxError
 from .influxql import counted_series, layout_of, statement
 from .metrics import Metric, MetricCatalog
-from .rollups import BG, DAILY, DAILY_NS, DAY_NS, DAYS, HOURS, USAGE, Rollups, collected_intervals, merge_spans
+from .rollups import BG, DAILY, DAILY_NS, DAY_NS, DAYS, HOURS, USAGE, Rollups, collected_intervals, counter_of, increase_of, merge_spans
 from .tasks import cancel_and_wait
 from .telemetry import Telemetry
 from .times import HOUR_NS, format_ns
@@ -47,8 +48,10 @@ class RollupWriter:
         self._task: asyncio.Task | None = None
 
     async def metrics(self) -> list[Metric]:
-        """The configured metrics this data source has (KUBEMONITOR_ROLLUP_METRICS)."""
-        return [m for m in [await self.catalog.resolve(name) for name in self.rollups.metric_names] if m is not None]
+        """The configured metrics this data source has (KUBEMONITOR_ROLLUP_METRICS); a counter
+        (cpu/usage) is kept as its increases (`increase(cpu/usage)`), what billing reads of it."""
+        found = [m for m in [await self.catalog.resolve(name) for name in self.rollups.metric_names] if m is not None]
+        return [increase_of(m) if m.cumulative else m for m in found]
 
     async def roll_up_range(self, metrics: list[Metric], first: int, end: int,
                             rebuild: bool = False) -> AsyncIterator[tuple[Metric, int, bool]]:
@@ -66,7 +69,10 @@ class RollupWriter:
             # InfluxDB's retention removed the raw points: rebuilding would replace the kept
             # hour with nothing (and re-issue closed statements with less usage). Keep it.
             return None
-        hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric), lane=BG)
+        if counter_of(metric) is not None:  # a counter's increases, per pod instance and hour
+            hours = await increases(self.influx, metric, hour, hour + HOUR_NS, Scope(), lane=BG)
+        else:
+            hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric), lane=BG)
         nodes = await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric), lane=BG)
         points = [{"measurement": USAGE, "time": hour,
                    "tags": {"metric": metric.name, "namespace_name": ns, "pod_name": pod, "pod_id": pod_id,

@@ -31,7 +31,8 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 
 from .influx import InfluxError, InfluxGateway
 from .influxql import layout_of, merged, statement
@@ -48,6 +49,20 @@ DAILY = "kubemonitor_usage_daily"     # the sums of a UTC day's 24 rolled-up hou
 DAILY_NS = "kubemonitor_usage_daily_namespace"  # the same per namespace: what statements by group or namespace read
 DAYS = "kubemonitor_rollup_days"
 DAY_NS = 24 * HOUR_NS
+
+
+INCREASE = "increase"  # a counter's rollups: its increases per pod instance and hour
+
+
+def increase_of(metric: Metric) -> Metric:
+    """The rollups' name for a counter's increases (kubemonitor/counters.py), with its layout."""
+    return replace(metric, name=f"{INCREASE}({metric.name})")
+
+
+def counter_of(metric: Metric) -> str | None:
+    """The counter whose increases `metric` names, or None."""
+    prefix = INCREASE + "("
+    return metric.name[len(prefix):-1] if metric.name.startswith(prefix) and metric.name.endswith(")") else None
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,13 @@ class Rollups:
         return f'"{self.rp}"."{HOURS}"'
 
     def covers(self, metric: Metric) -> bool:
-        return self.state == "on" and metric.name in self.metric_names
+        """Whether `metric` is rolled up. A counter (cpu/usage) is kept as its increases, under
+        `increase(cpu/usage)` (see `increase_of`): the counter itself is read from raw points."""
+        if self.state != "on":
+            return False
+        if metric.name.startswith(INCREASE + "(") and metric.name.endswith(")"):
+            return metric.name[len(INCREASE) + 1:-1] in self.metric_names
+        return metric.name in self.metric_names and not metric.cumulative
 
     def status(self) -> dict:
         return {"state": self.state, "retention_policy": self.rp, "metrics": list(self.metric_names),
@@ -227,7 +248,9 @@ class Rollups:
         return await self.influx.compute(shape)
 
     async def hours(self, metric: Metric, begin: int, end: int, scope: Scope, interval_ns: int,
-                    index: KeptIndex | None = None) -> dict[tuple[PodKey, int], Counted]:
+                    index: KeptIndex | None = None,
+                    raw: Callable[[int, int], Awaitable[dict[tuple[PodKey, int], Counted]]] | None = None,
+                    ) -> dict[tuple[PodKey, int], Counted]:
         """{(pod instance, hour): Counted} for [begin, end]: the kept hours at the hourly level
         (one row per pod and hour, tags as columns: no per-series grouping), raw points for
         the rest. What `basis: max` needs: the larger of used and requested, hour by hour."""
@@ -235,13 +258,13 @@ class Rollups:
         if index is None:
             index = await self.index(metric, whole_first, whole_end)
         covered = merge_spans([(h, h + HOUR_NS) for h in sorted(index.hours) if whole_first <= h < whole_end])
-        raw, cursor = [], begin
+        spans, cursor = [], begin
         for a, b in covered:
             if a > cursor:
-                raw.append((cursor, a - 1))
+                spans.append((cursor, a - 1))
             cursor = b
         if cursor <= end:
-            raw.append((cursor, end))
+            spans.append((cursor, end))
         conditions, params = scope.conditions()
         scope_text = "".join(f" AND {c}" for c in conditions)  # fixed fragments with $parameters
         kept, raw_parts = await asyncio.gather(
@@ -249,7 +272,8 @@ class Rollups:
                 f'SELECT "count", "sum", "max", "namespace_name", "pod_name", "pod_id", "source" FROM {self._usage} '
                 f'WHERE "metric" = $metric AND time >= $first AND time < $end{scope_text}',
                 {**params, "metric": metric.name, "first": a, "end": b}, kind="usage") for a, b in covered)),
-            asyncio.gather(*(raw_hours(self.influx, metric, a, b, scope, interval_ns, hourly=True) for a, b in raw)))
+            asyncio.gather(*(raw(a, b + 1) if raw is not None else  # `raw`: [a, b) (a counter's increases)
+                             raw_hours(self.influx, metric, a, b, scope, interval_ns, hourly=True) for a, b in spans)))
 
         def shape() -> dict[tuple[PodKey, int], Counted]:
             out: dict[tuple[PodKey, int], Counted] = defaultdict(Counted)

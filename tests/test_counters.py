@@ -116,3 +116,29 @@ async def test_a_statement_bills_a_counter_and_by_max_against_its_request(make_a
     s = (await billing.compute(period, (T + 30 * H) * NS, "open", 1))["pod"]
     steady = next(r for r in s["rows"] if r["pod"] == "steady")
     assert (steady["usage"]["cpu"], steady["used"]["cpu"], steady["requested"]["cpu"]) == (2.0, 1.0, 2.0)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_counters_rollups_are_its_increases_and_bill_the_same(make_app, scratch_db, schema, running_influxd):
+    """KUBEMONITOR_ROLLUP_METRICS=cpu/usage keeps the counter's increases per pod and hour
+    (as increase(cpu/usage)); a statement from them equals one from raw points."""
+    from kubemonitor.rollups import increase_of
+    step, extra = schema
+    app = make_app(influxdb_db=scratch_db, rollup_rp="t_" + secrets.token_hex(4), rollup_metrics=("cpu/usage",), **extra)
+    await app.rollups.prepare()
+    (kept,) = await app.rollup_writer.metrics()
+    assert kept.name == "increase(cpu/usage)" and kept == increase_of(await app.catalog.resolve("cpu/usage"))
+    for hour in (T, T + H):
+        await app.rollup_writer.roll_up(kept, hour * NS)
+    assert not app.rollups.covers(await app.catalog.resolve("cpu/usage"))  # the counter itself: raw points
+    period = period_from({"period": "2024-01-01"}, "UTC")
+    card = parse(CARD % "", "b.yaml")
+    async def billed(rollups) -> dict:
+        s = await Billing(app.influx, app.catalog, card, rollups, (), app.services.interval_ns).compute(
+            period, (T + 30 * H) * NS, "open", 1)
+        return {r["pod"]: r["usage"]["cpu"] for r in s["pod"]["rows"]}
+    from_raw = await billed(None)
+    # the raw points of the two hours gone: the rollups alone bill them
+    measurement = "kubernetes_pod_container" if extra else "cpu/usage"
+    running_influxd.query(f'DELETE FROM "{measurement}" WHERE time >= {T}s AND time < {T + 2 * H}s', db=scratch_db)
+    assert await billed(app.rollups) == from_raw == {k: round(v, 6) for k, v in expected(step).items()}
