@@ -27,13 +27,19 @@ from datetime import UTC, datetime
 
 from common import API_PASS, API_USER, Server, median_ms, rss_mb
 
+from kubemonitor.billing import Billing
 from kubemonitor.config import Config
 from kubemonitor.influxd import Influxd
-from kubemonitor.ratecard import example_resources, month_period
+from kubemonitor.ratecard import example_resources, month_period, parse
 from kubemonitor.rollups import DAILY, DAILY_NS, DAYS, HOURS, USAGE
 from kubemonitor.services import Services
 
 CARD = "currency: CHF\ntimezone: UTC\nclose_after: 6h\n" + example_resources("cpu", "memory")
+# the allocation card: cpu by the larger of request and use (per pod and hour), memory by request
+ALLOCATION = ("currency: CHF\ntimezone: UTC\nclose_after: 6h\n"
+              + example_resources("cpu", "memory", basis={"cpu": "max", "memory": "request"}))
+ROLLED = ("cpu/usage_rate", "memory/usage", "cpu/request", "memory/request")
+REQUEST_M = 1000.0  # each pod requests 1000 m and uses 500 m: by max it pays its request
 GROUPS = 10
 
 
@@ -52,13 +58,17 @@ def write(influxd: Influxd, lines: list[str], rp: str | None = None) -> None:
         influxd.write("k8s", lines[start:start + 200_000], precision="s", rp=rp)
 
 
-def rollups_directly(influxd: Influxd, pods: int, first: int, hours: int) -> int:
-    """Hourly rollup points (and the hours' markers) as the task would write them."""
+def rollups_directly(influxd: Influxd, pods: int, first: int, hours: int, allocation: bool = False) -> int:
+    """Hourly rollup points (and the hours' markers) as the task would write them; with
+    `allocation`, the requests' and max(cpu/usage_rate)'s too."""
     influxd.query('CREATE RETENTION POLICY "kubemonitor" ON "k8s" DURATION INF REPLICATION 1')
     written, lines = 0, []
+    kinds = [("cpu/usage_rate", 60 * 500.0), ("memory/usage", 60 * 2.0 * 1024**3)]
+    if allocation:
+        kinds += [("cpu/request", 60 * REQUEST_M), ("memory/request", 60 * 2.0 * 1024**3), ("max(cpu/usage_rate)", 60 * REQUEST_M)]
     for h in range(hours):
         t = first + h * 3600
-        for metric, value in (("cpu/usage_rate", 60 * 500.0), ("memory/usage", 60 * 2.0 * 1024**3)):
+        for metric, value in kinds:
             for p in range(pods):
                 lines.append(f"{USAGE},metric={metric},namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},"
                              f"pod_name=pod-{p:05d},source=pod count=60i,sum={value},max={value / 60} {t}")
@@ -68,7 +78,7 @@ def rollups_directly(influxd: Influxd, pods: int, first: int, hours: int) -> int
             written += len(lines)
             lines = []
     write(influxd, lines, "kubemonitor")
-    return written + len(lines) + daily_directly(influxd, pods, first, hours, ("cpu/usage_rate", "memory/usage"))
+    return written + len(lines) + daily_directly(influxd, pods, first, hours, [m for m, _ in kinds])
 
 
 def daily_directly(influxd: Influxd, pods: int, first: int, hours: int, metrics) -> int:
@@ -77,8 +87,8 @@ def daily_directly(influxd: Influxd, pods: int, first: int, hours: int, metrics)
     for d in range(hours // 24):
         t = first + d * 86400
         for metric in metrics:
-            value = 24 * (60 * 500.0 if metric == "cpu/usage_rate" else 60 * 2.0 * 1024**3)
-            top = 500.0 if metric == "cpu/usage_rate" else 2.0 * 1024**3
+            per_sample = {"cpu/usage_rate": 500.0, "cpu/request": REQUEST_M, "max(cpu/usage_rate)": REQUEST_M}.get(metric, 2.0 * 1024**3)
+            value, top = 24 * 60 * per_sample, per_sample
             lines += [f"{DAILY},metric={metric},namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},pod_name=pod-{p:05d},"
                       f"source=pod count=1440i,sum={value},max={top} {t}" for p in range(pods)]
             per_group = [sum(1 for p in range(pods) if p % GROUPS == g) for g in range(GROUPS)]
@@ -111,6 +121,7 @@ def cluster_points(influxd: Influxd, first: int, hours: int) -> None:
 
 
 def case(pods: int, args, label: str, period, first: int, hours: int, notes: list[str]) -> None:
+    allocation = args.allocation and pods > 1000  # rollups written directly, the requests' and max's too
     influxd = Influxd().start()
     influxd.query('CREATE DATABASE "k8s"')
     cluster_points(influxd, first, hours)
@@ -128,7 +139,7 @@ def case(pods: int, args, label: str, period, first: int, hours: int, notes: lis
         # memory's rollups are written directly (no raw memory points in this case)
     else:
         notes.append(f"{pods} pods: raw points would be {pods * hours * 60:,}: rollups written directly, no raw column")
-    n = rollups_directly(influxd, pods, first, hours) if pods > 1000 else 0
+    n = rollups_directly(influxd, pods, first, hours, allocation) if pods > 1000 else 0
     if pods <= 1000:
         lines = [f"{USAGE},metric=memory/usage,namespace_name=group-{p % GROUPS:02d},pod_id=uid-{p:05d},pod_name=pod-{p:05d},"
                  f"source=pod count=60i,sum={60 * 2.0 * 1024**3},max={2.0 * 1024**3} {first + h * 3600}"
@@ -152,7 +163,7 @@ def case(pods: int, args, label: str, period, first: int, hours: int, notes: lis
     with open(card_path, "w") as fh:
         fh.write(CARD)
     config = Config(influxdb_host="127.0.0.1", influxdb_port=influxd.http_port, influxdb_db="k8s", influxdb_timeout=600,
-                    rollup_metrics=("cpu/usage_rate", "memory/usage"), billing_file=card_path)
+                    rollup_metrics=ROLLED if allocation else ("cpu/usage_rate", "memory/usage"), billing_file=card_path)
 
     async def from_rollups() -> tuple[list[float], int]:
         services = Services(config)  # what `serve` builds
@@ -164,6 +175,22 @@ def case(pods: int, args, label: str, period, first: int, hours: int, notes: lis
             statement = (await billing.compute(period, time.time_ns(), "closed", 1))["namespace"]
             times.append(time.perf_counter() - t)
             rows = len(statement["rows"])
+        if allocation:  # the allocation card on the same rollups, alternating with the usage card
+            held = Billing(services.influx, services.catalog, parse(ALLOCATION, "allocation.yaml"), services.rollups,
+                           config.excluded_namespaces, services.interval_ns)
+            pairs = []
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                s = (await held.compute(period, time.time_ns(), "closed", 1))["namespace"]
+                a = time.perf_counter() - t
+                t = time.perf_counter()
+                await billing.compute(period, time.time_ns(), "closed", 1)
+                pairs.append((a, time.perf_counter() - t))
+            expected = pods * hours * REQUEST_M / 1000  # each pod pays its 1000 m request for every hour
+            assert abs(s["totals"]["usage"]["cpu"] - expected) < 1e-6 * expected, s["totals"]
+            alloc_ms, usage_ms = median_ms([a for a, _ in pairs]), median_ms([u for _, u in pairs])
+            notes.append(f"{pods} pods, allocation card (cpu by max, memory by request): {alloc_ms:.0f} ms against "
+                         f"{usage_ms:.0f} ms for the usage card in the same rounds: {alloc_ms / usage_ms:.2f}x")
         services.close()
         return times, rows
 
@@ -195,6 +222,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--allocation", action="store_true",
+                        help="also time the allocation card (cpu by max, memory by request) on the 5,000-pod rollups")
     args = parser.parse_args()
     label = last_month()
     period = month_period(label, "UTC")

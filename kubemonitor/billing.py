@@ -35,7 +35,7 @@ from .influxql import layout_of, merged, statement, tags_of
 from .kept import Kept, kept_key
 from .metrics import COUNTER_SCALE, Metric, MetricCatalog
 from .ratecard import Period, RateCard, Resource
-from .rollups import CLUSTER, KeptIndex, Rollups, collected_intervals, increase_of, merge_spans
+from .rollups import CLUSTER, KeptIndex, Rollups, collected_intervals, held_of, increase_of, merge_spans, raw_max_hours
 from .rollups import USAGE as USAGE_HOURLY
 from .statement import BY, MAX_GAPS, Statement
 from .times import HOUR_NS, NS, format_ns
@@ -573,6 +573,41 @@ class Billing:
             return await self.rollups.hours(kept, period.start_ns, period.end_ns - 1, scope, self.interval_ns(metric), raw=raw)
         return await increases(self.influx, metric, period.start_ns, period.end_ns, scope)
 
+    async def held_from_rollups(self, resource: Resource, metric: Metric, request: Metric, period: Period,
+                                index: KeptIndex | None, scope: Scope) -> tuple[dict[PodKey, Amount], list[str]]:
+        """`held`, read per pod from the rollups (whole days at the daily level): the usage, the
+        request, and for `max` the hourly larger of the two as the task keeps it."""
+        rollups = self.rollups
+        assert rollups is not None
+        begin, end = period.start_ns, period.end_ns - 1
+        used_ns, requested_ns = self.interval_ns(metric), self.interval_ns(request)
+
+        def raw(a: int, b: int) -> Awaitable[dict[tuple[PodKey, int], Counted]]:
+            return raw_max_hours(self.influx, metric, request, a, b, scope, used_ns, requested_ns)
+        billed, used, asked = await asyncio.gather(
+            rollups.usage(held_of(metric), begin, end, scope, used_ns, raw_spans=raw) if resource.basis == "max" else _none(),
+            rollups.usage(metric, begin, end, scope, used_ns, index=index),
+            rollups.usage(request, begin, end, scope, requested_ns))
+        out: dict[PodKey, Amount] = {}
+        for pod in used.keys() | asked.keys() | billed.keys():
+            u = integral(used[pod].sum, used_ns) / resource.divide_by if pod in used else 0.0
+            r = integral(asked[pod].sum, requested_ns) / resource.divide_by if pod in asked else 0.0
+            b = (integral(billed[pod].sum, used_ns) / resource.divide_by if pod in billed else 0.0) if resource.basis == "max" else r
+            out[pod] = Amount(b, u, r)
+        return out, self.request_notes(resource, out, True)
+
+    def request_notes(self, resource: Resource, amounts: dict[PodKey, Amount], have_requests: bool) -> list[str]:
+        """The note on a resource billed by request or max: no request data at all, or how many
+        pods had none."""
+        if not have_requests:
+            return [f"{resource.request_metric or 'a request'} is not in the database: {resource.key} (basis "
+                    f"{resource.basis}) bills " + ("nothing" if resource.basis == "request" else "usage")]
+        without = sum(1 for a in amounts.values() if a.requested <= 0 and a.used > 0)
+        if without:
+            return [f"{without} pod(s) had no {resource.key} request: billed "
+                    + ("nothing for it" if resource.basis == "request" else "their usage") + f" (basis {resource.basis})"]
+        return []
+
     async def held(self, resource: Resource, metric: Metric, period: Period,
                    index: KeptIndex | None, scope: Scope | None = None) -> tuple[dict[PodKey, Amount], list[str]]:
         """Per pod instance, in billing units: what `basis: request` or `basis: max` bills,
@@ -583,35 +618,31 @@ class Billing:
         request = await self.catalog.resolve(resource.request_metric) if resource.request_metric else None
         present = await self.catalog.measurements()
         have_requests = request is not None and layout_of(request).measurement in present
+        rollups = self.rollups
+        if (rollups is not None and request is not None and have_requests and not metric.cumulative
+                and rollups.covers(metric) and rollups.covers(request)
+                and (resource.basis == "request" or rollups.covers(held_of(metric)))):
+            return await self.held_from_rollups(resource, metric, request, period, index, scope or Scope(None, self.excluded))
         used_hours, requested_hours = await asyncio.gather(
             self.increases(metric, period, scope) if metric.cumulative else self.hours(metric, period, index, scope),
             self.hours(request, period, None, scope) if have_requests and request is not None else _none())
         used_ns, requested_ns = self.interval_ns(metric), self.interval_ns(request) if request is not None else NS
         scale = COUNTER_SCALE.get(metric.name, 1.0) if metric.cumulative else 1.0  # request unit-hours -> counter units
 
-        def combine() -> tuple[dict[PodKey, Amount], int]:
+        def combine() -> dict[PodKey, Amount]:
             used = {k: (c.sum if metric.cumulative else integral(c.sum, used_ns)) / resource.divide_by
                     for k, c in used_hours.items()}
             asked = {k: integral(c.sum, requested_ns) * scale / resource.divide_by for k, c in requested_hours.items() if c.count}
             out: dict[PodKey, Amount] = {}
-            requesting = {pod for pod, _hour in asked}
             for key in used.keys() | asked.keys():
                 pod = key[0]
                 u, r = used.get(key, 0.0), asked.get(key)
                 billed = (r or 0.0) if resource.basis == "request" else (u if r is None else max(u, r))
                 amount = out.setdefault(pod, Amount(0.0, 0.0))
                 out[pod] = Amount(amount.billed + billed, amount.used + u, amount.requested + (r or 0.0))
-            without = sum(1 for pod, a in out.items() if pod not in requesting and a.used > 0)
-            return out, without
-        amounts, without = await self.influx.compute(combine)
-        notes = []
-        if not have_requests:
-            notes.append(f"{resource.request_metric or 'a request'} is not in the database: {resource.key} (basis "
-                         f"{resource.basis}) bills " + ("nothing" if resource.basis == "request" else "usage"))
-        elif without:
-            notes.append(f"{without} pod(s) had no {resource.key} request: billed "
-                         + ("nothing for it" if resource.basis == "request" else "their usage") + f" (basis {resource.basis})")
-        return amounts, notes
+            return out
+        amounts = await self.influx.compute(combine)
+        return amounts, self.request_notes(resource, amounts, have_requests)
 
     async def coverage(self, metric: Metric, begin: int, end: int,
                        index: KeptIndex | None = None) -> tuple[float, list[Gap]]:

@@ -44,6 +44,9 @@ INTEGRAL_UNITS = {
 
 CUMULATIVE = frozenset({"cpu/usage", "memory/page_faults", "memory/major_page_faults", "network/rx", "network/tx",
                         "network/rx_errors", "network/tx_errors"})
+# the request of a usage metric: what `basis: request` and `basis: max` bill, and a row's `requested`
+REQUEST_OF = {"cpu/usage_rate": "cpu/request", "cpu/usage": "cpu/request", "memory/usage": "memory/request",
+              "memory/working_set": "memory/request", "memory/rss": "memory/request"}
 # a counter's units per unit-hour of the gauges beside it (its request, the nodes' allocatable):
 # a millicore for an hour is 3.6e9 nanoseconds of CPU time
 COUNTER_SCALE = {"cpu/usage": 3.6e9}

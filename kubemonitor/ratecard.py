@@ -19,7 +19,7 @@ import yaml
 from . import yamlfile
 from .config import parse_duration
 from .errors import UserError
-from .metrics import METRIC_NAME
+from .metrics import METRIC_NAME, REQUEST_OF
 from .request import NAMESPACE
 from .resources import resource_dir
 from .times import MAX_DAYS, to_ns
@@ -117,9 +117,6 @@ DEFAULT = RateCard(None, "UTC", 6 * 3600.0, DEFAULT_RESOURCES, ())
 TOP_KEYS = ("currency", "timezone", "close_after", "resources", "groups", "idle")
 RESOURCE_KEYS = ("metric", "unit", "divide_by", "price", "basis", "request_metric", "capacity_metric")
 BASES = ("usage", "request", "max")
-# the request of a usage metric: what `basis: request` and `basis: max` bill, and a row's `requested`
-REQUEST_OF = {"cpu/usage_rate": "cpu/request", "cpu/usage": "cpu/request", "memory/usage": "memory/request",
-              "memory/working_set": "memory/request", "memory/rss": "memory/request"}
 # what the cluster offers of a usage metric: its nodes' allocatable (a statement's capacity)
 CAPACITY_OF = {"cpu/usage_rate": "cpu/node_allocatable", "cpu/usage": "cpu/node_allocatable",
                "memory/usage": "memory/node_allocatable",

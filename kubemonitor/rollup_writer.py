@@ -19,8 +19,25 @@ from collections.abc import AsyncIterator, Callable
 from .counters import increases
 from .influx import InfluxError
 from .influxql import counted_series, layout_of, statement
-from .metrics import Metric, MetricCatalog
-from .rollups import BG, DAILY, DAILY_NS, DAY_NS, DAYS, HOURS, USAGE, Rollups, collected_intervals, counter_of, increase_of, merge_spans
+from .metrics import REQUEST_OF, Metric, MetricCatalog
+from .rollups import (
+    BG,
+    DAILY,
+    DAILY_NS,
+    DAY_NS,
+    DAYS,
+    HELD,
+    HOURS,
+    USAGE,
+    Rollups,
+    collected_intervals,
+    counter_of,
+    derived_of,
+    held_of,
+    increase_of,
+    merge_spans,
+    raw_max_hours,
+)
 from .tasks import cancel_and_wait
 from .telemetry import Telemetry
 from .times import HOUR_NS, format_ns
@@ -51,7 +68,9 @@ class RollupWriter:
         """The configured metrics this data source has (KUBEMONITOR_ROLLUP_METRICS); a counter
         (cpu/usage) is kept as its increases (`increase(cpu/usage)`), what billing reads of it."""
         found = [m for m in [await self.catalog.resolve(name) for name in self.rollups.metric_names] if m is not None]
-        return [increase_of(m) if m.cumulative else m for m in found]
+        # and, where a metric's request is rolled up too, what `basis: max` bills of it
+        held = [held_of(m) for m in found if not m.cumulative and REQUEST_OF.get(m.name) in self.rollups.metric_names]
+        return [increase_of(m) if m.cumulative else m for m in found] + held
 
     async def roll_up_range(self, metrics: list[Metric], first: int, end: int,
                             rebuild: bool = False) -> AsyncIterator[tuple[Metric, int, bool]]:
@@ -69,8 +88,15 @@ class RollupWriter:
             # InfluxDB's retention removed the raw points: rebuilding would replace the kept
             # hour with nothing (and re-issue closed statements with less usage). Keep it.
             return None
+        base = derived_of(metric, HELD)
         if counter_of(metric) is not None:  # a counter's increases, per pod instance and hour
             hours = await increases(self.influx, metric, hour, hour + HOUR_NS, Scope(), lane=BG)
+        elif base is not None:  # the larger of used and requested, per pod instance and hour
+            request = await self.catalog.resolve(REQUEST_OF[base])
+            if request is None:
+                return 0
+            hours = await raw_max_hours(self.influx, metric, request, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric),
+                                        self.interval_ns(request), lane=BG)
         else:
             hours = await raw_hours(self.influx, metric, hour, hour + HOUR_NS - 1, Scope(), self.interval_ns(metric), lane=BG)
         nodes = await collected_intervals(self.influx, metric, hour, hour + HOUR_NS, self.interval_ns(metric), lane=BG)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 
 from .influx import InfluxError, InfluxGateway
 from .influxql import layout_of, merged, statement
-from .metrics import Metric, MetricCatalog
+from .metrics import REQUEST_OF, Metric, MetricCatalog
 from .source import Layout, quote
 from .times import HOUR_NS
 from .usage import Counted, PodKey, Scope, hour_of, per_pod, raw_hours
@@ -57,6 +57,40 @@ INCREASE = "increase"  # a counter's rollups: its increases per pod instance and
 def increase_of(metric: Metric) -> Metric:
     """The rollups' name for a counter's increases (kubemonitor/counters.py), with its layout."""
     return replace(metric, name=f"{INCREASE}({metric.name})")
+
+
+HELD = "max"  # basis max's rollups: per pod instance and hour, the larger of used and requested
+
+
+def held_of(metric: Metric) -> Metric:
+    """The rollups' name for what `basis: max` bills of a usage metric (`max(cpu/usage_rate)`)."""
+    return replace(metric, name=f"{HELD}({metric.name})")
+
+
+def derived_of(metric: Metric, kind: str) -> str | None:
+    """The metric a derived rollup (`kind(name)`) is made from, or None."""
+    prefix = kind + "("
+    return metric.name[len(prefix):-1] if metric.name.startswith(prefix) and metric.name.endswith(")") else None
+
+
+async def raw_max_hours(influx: InfluxGateway, used: Metric, requested: Metric, begin: int, end: int, scope: Scope,
+                        used_ns: int, requested_ns: int, lane: str = "api") -> dict[tuple[PodKey, int], Counted]:
+    """Per pod instance and hour over [begin, end]: the larger of its used and requested amounts
+    (a pod with no request pays its usage), as a Counted of the usage metric's samples (its
+    sum x the usage interval is the amount), so the rollups' daily sums and `integral` serve."""
+    u_hours, r_hours = await asyncio.gather(raw_hours(influx, used, begin, end, scope, used_ns, lane=lane, hourly=True),
+                                            raw_hours(influx, requested, begin, end, scope, requested_ns, lane=lane, hourly=True))
+
+    def combine() -> dict[tuple[PodKey, int], Counted]:
+        out: dict[tuple[PodKey, int], Counted] = {}
+        for key in u_hours.keys() | r_hours.keys():
+            u = u_hours[key].sum * used_ns if key in u_hours else 0.0
+            r = r_hours[key].sum * requested_ns if key in r_hours and r_hours[key].count else 0.0
+            amount = max(u, r)  # (unit x ns)
+            if amount:
+                out[key] = Counted(1, amount / used_ns, None, frozenset({"pod"}))
+        return out
+    return await influx.compute(combine)
 
 
 def counter_of(metric: Metric) -> str | None:
@@ -145,6 +179,9 @@ class Rollups:
             return False
         if metric.name.startswith(INCREASE + "(") and metric.name.endswith(")"):
             return metric.name[len(INCREASE) + 1:-1] in self.metric_names
+        base = derived_of(metric, HELD)
+        if base is not None:  # max(cpu/usage_rate): both the metric and its request are rolled up
+            return base in self.metric_names and REQUEST_OF.get(base) in self.metric_names
         return metric.name in self.metric_names and not metric.cumulative
 
     def status(self) -> dict:
@@ -292,11 +329,14 @@ class Rollups:
         return await self.influx.compute(shape)
 
     async def usage(self, metric: Metric, begin: int, end: int, scope: Scope, interval_ns: int,
-                    per_namespace: bool = False, index: KeptIndex | None = None) -> dict[PodKey, Counted]:
+                    per_namespace: bool = False, index: KeptIndex | None = None,
+                    raw_spans: Callable[[int, int], Awaitable[dict[tuple[PodKey, int], Counted]]] | None = None,
+                    ) -> dict[PodKey, Counted]:
         """{pod instance: Counted} for [begin, end]: rollups for the whole hours that have
         them, raw points for everything else. With `per_namespace`, {(namespace, "", ""):
         Counted}: what a statement by group or namespace needs, read from far fewer series.
-        `index`: what is kept over at least the range's whole hours, if already read."""
+        `index`: what is kept over at least the range's whole hours, if already read;
+        `raw_spans`: how the rest is read ([a, b], inclusive), for a derived rollup."""
         whole_first = -(-begin // HOUR_NS) * HOUR_NS
         whole_end = hour_of(end + 1)
         if index is None:
@@ -306,7 +346,7 @@ class Rollups:
         days = {d for d in index.days if whole_first <= d and d + DAY_NS <= whole_end} if covered else set()
         hourly: list[tuple[int, int]] = []
         daily: list[tuple[int, int]] = []
-        raw: list[tuple[int, int]] = []
+        spans: list[tuple[int, int]] = []
         cursor = begin
         for hour in covered:
             day = hour - hour % DAY_NS
@@ -316,15 +356,16 @@ class Rollups:
             else:
                 hourly.append((hour, hour + HOUR_NS))
             if hour > cursor:
-                raw.append((cursor, hour - 1))
+                spans.append((cursor, hour - 1))
             cursor = hour + HOUR_NS
         if cursor <= end:
-            raw.append((cursor, end))
+            spans.append((cursor, end))
         hourly, daily = merge_spans(hourly), merge_spans(daily)
         rolled_parts, raw_parts = await asyncio.gather(  # all at once
             asyncio.gather(*(self.rolled(metric, a, b, scope) for a, b in hourly),
                            *(self.rolled(metric, a, b, scope, daily=True, per_namespace=per_namespace) for a, b in daily)),
-            asyncio.gather(*(raw_hours(self.influx, metric, a, b, scope, interval_ns) for a, b in raw)))
+            asyncio.gather(*(raw_spans(a, b) if raw_spans is not None else raw_hours(self.influx, metric, a, b, scope, interval_ns)
+                             for a, b in spans)))
 
         def merge() -> dict[PodKey, Counted]:
             pods: dict[PodKey, Counted] = defaultdict(Counted)

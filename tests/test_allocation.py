@@ -103,8 +103,9 @@ async def statement(make_app, scratch_db, extra, basis: str, rollups: bool, card
     period = period_from({"period": "2024-01-01"}, "UTC")
     if rollups:
         await app.rollups.prepare()
-        for name in ("cpu/usage_rate", "cpu/request"):
-            metric = await app.catalog.resolve(name)
+        kept = await app.rollup_writer.metrics()  # cpu/usage_rate, cpu/request and max(cpu/usage_rate)
+        assert {m.name for m in kept} == {"cpu/usage_rate", "cpu/request", "max(cpu/usage_rate)"}
+        for metric in kept:
             for hour in range(T * NS, (T + 2 * H) * NS, HOUR_NS):
                 await app.rollup_writer.roll_up(metric, hour)
     billing = Billing(app.influx, app.catalog, card, app.rollups if rollups else None, ("kube-system",),
