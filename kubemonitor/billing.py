@@ -617,8 +617,10 @@ class Billing:
         then. Returns the amounts and a note on the pods billed without a request."""
         request = await self.catalog.resolve(resource.request_metric) if resource.request_metric else None
         present = await self.catalog.measurements()
-        have_requests = request is not None and layout_of(request).measurement in present
         rollups = self.rollups
+        # requests are there when InfluxDB has them raw, or kept (their raw points may have expired)
+        have_requests = request is not None and (layout_of(request).measurement in present
+                                                 or (rollups is not None and rollups.covers(request)))
         if (rollups is not None and request is not None and have_requests and not metric.cumulative
                 and rollups.covers(metric) and rollups.covers(request)
                 and (resource.basis == "request" or rollups.covers(held_of(metric)))):

@@ -115,7 +115,13 @@ def telegraf_entry(metric: str, tags: dict[str, str], layout_of: Callable[[str],
     kind = tags.get("type")
     if kind == "node":  # the node's own totals: the measurement a layout's coverage reads, when it is another one
         layout = layout_of(metric)
-        if layout is None or layout.collected is None or layout.collected[0] == layout.measurement:
+        if layout is None or layout.collected is None:
+            return None
+        if layout.node_level is None and layout.collected[0] == layout.measurement:
+            # a node metric of its own (kube_inventory's allocatable and capacity): as it is
+            return TelegrafEntry(series_key(layout.measurement, {layout.node: tags["nodename"]}), layout.field,
+                                 layout.div / layout.mul)
+        if layout.collected[0] == layout.measurement:
             return None
         measurement, field, _ = layout.collected
         return TelegrafEntry(series_key(measurement, {layout.node: tags["nodename"]}), field, layout.div / layout.mul)
@@ -331,6 +337,8 @@ class Cluster:
             run = pod.active_run(t)
             if run is None:
                 pod.run = None
+                if self.source == "telegraf":
+                    lines.extend(self._finished(pod, t, ts))
                 continue
             if pod.run != run:  # a new pod (a job's next run): fresh counters
                 pod.run = run
@@ -451,6 +459,22 @@ class Cluster:
             put(self._key(metric, ("cluster",), {"type": "cluster"}), metric, value)
         lines.extend(f"{series} {','.join(fields)} {ts}" for series, fields in telegraf.items())
         return lines
+
+    @staticmethod
+    def _finished(pod: Pod, t: float, ts: int) -> list[str]:
+        """kube_inventory still lists a Job's pod for a while after it succeeded, with its
+        requests (phase Succeeded): two hours here. It holds nothing, and is never billed."""
+        if pod.kind != "batch":
+            return []
+        day, second = divmod(int(t), DAY)
+        since_start = (second - pod.start_offset) % DAY
+        if not pod.duration <= since_start < pod.duration + 2 * 3600:
+            return []
+        name = pod.name(day if second >= pod.start_offset else day - 1)
+        return [f"kubernetes_pod_container,container_name={_escape(c.name)},namespace={_escape(pod.namespace)},"
+                f"node_name={_escape(pod.node)},phase=Succeeded,pod_name={_escape(name)},readiness=unready,state=terminated "
+                f"resource_requests_millicpu_units={int(c.cpu_request)}i,resource_requests_memory_bytes={int(c.mem_request)}i {ts}"
+                for c in pod.containers]
 
     def _node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

@@ -184,3 +184,19 @@ async def test_idle_shared_pro_rata_sums_to_the_idle_cost_in_every_view(make_app
     assert (pods["over"]["idle_cost"], pods["burst"]["idle_cost"]) == ({"cpu": 0.64}, {"cpu": 0.42})
     for s in views.values():
         assert s["totals"]["idle_cost"] == {"cpu": 1.7} and s["totals"]["total"] == 7.0
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_kept_requests_bill_after_their_raw_points_are_gone(make_app, scratch_db, running_influxd):
+    """Retention removed the raw requests (the measurement is gone): the rollups still bill them."""
+    running_influxd.write(scratch_db, heapster_lines(), precision="s")
+    app = make_app(influxdb_db=scratch_db, rollup_rp="t_" + secrets.token_hex(4), rollup_metrics=("cpu/usage_rate", "cpu/request"))
+    await app.rollups.prepare()
+    for metric in await app.rollup_writer.metrics():
+        for hour in range(T * NS, (T + 2 * H) * NS, HOUR_NS):
+            await app.rollup_writer.roll_up(metric, hour)
+    running_influxd.query('DROP MEASUREMENT "cpu/request"', db=scratch_db)
+    billing = Billing(app.influx, app.catalog, parse(CARD % "max", "b.yaml"), app.rollups, ("kube-system",),
+                      app.services.interval_ns)
+    s = (await billing.compute(period_from({"period": "2024-01-01"}, "UTC"), (T + 30 * H) * NS, "open", 1))["pod"]
+    assert {r["pod"]: r["usage"]["cpu"] for r in s["rows"]}["over"] == 2.0  # its request, from the rollups

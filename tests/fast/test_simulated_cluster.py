@@ -147,3 +147,19 @@ def test_same_seed_same_cluster():
     a, b = Cluster(seed=3, start=START), Cluster(seed=3, start=START)
     assert a.tick(START + 3600) == b.tick(START + 3600)
     assert [p.base_name for p in Cluster(seed=4, start=START).pods] != [p.base_name for p in a.pods]
+
+
+def test_telegraf_mode_lists_finished_jobs_and_the_nodes_allocatable():
+    """kube_inventory keeps a succeeded Job's pod (and its requests) for a while, and writes
+    each node's allocatable: what billing by request must not count, and capacity."""
+    cluster = Cluster(seed=2, namespaces=3, pods=12, nodes=2, source="telegraf", start=START)
+    ticks = [cluster.tick(START + h * 3600) for h in range(24)]
+    lines = [line for tick in ticks for line in tick]
+    done = [line for line in lines if ",phase=Succeeded," in line]
+    assert done and all("resource_requests_millicpu_units=" in line and "cpu_usage" not in line for line in done)
+
+    def pods(tick, phase):
+        return {line.split("pod_name=")[1].split(",")[0] for line in tick if f",phase={phase}," in line}
+    assert all(not pods(tick, "Succeeded") & pods(tick, "Running") for tick in ticks)  # finished, not running
+    nodes = [line for line in lines if line.startswith("kubernetes_node,") and "allocatable_millicpu_cores=" in line]
+    assert {line.split("node_name=")[1].split(" ")[0] for line in nodes} == {"node-1", "node-2"}
