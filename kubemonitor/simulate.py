@@ -271,7 +271,9 @@ class Cluster:
             kind, node = "service", rng.choice(self.nodes)
             base, image = rng.choice(SERVICE_IMAGES)
             name = f"{base}-{i}"
-            cont = [Container(base, image, rng.uniform(50, 900), 250, 2000, rng.uniform(0.2, 2) * GIB, 512 * MIB,
+            # a notebook is started without requests (it holds nothing, and `basis: max` bills its usage)
+            requests = (0, 0) if base == "notebook" else (250, 512 * MIB)
+            cont = [Container(base, image, rng.uniform(50, 900), requests[0], 2000, rng.uniform(0.2, 2) * GIB, requests[1],
                               4 * GIB, restart_period=rng.choice([0, 0, 5 * 3600, 9 * 3600]),
                               restart_phase=rng.randint(0, DAY))]
             if rng.random() < 0.5:
@@ -329,6 +331,8 @@ class Cluster:
             if self.source == "heapster":
                 emit(f"{key} value={value}i {ts}" if metric in INTEGER_METRICS else f"{key} value={value:.6g} {ts}")
             elif key is not None and (not key.gpu or gpu_due):
+                if not value and key.field.startswith(INVENTORY_PREFIX + "requests_"):
+                    return value  # kube_inventory writes no field for a request the pod does not make
                 stored = value * key.mul
                 telegraf[key.series].append(f"{key.field}={round(stored)}i" if key.integer else f"{key.field}={stored:.6g}")
             return value

@@ -163,3 +163,24 @@ def test_telegraf_mode_lists_finished_jobs_and_the_nodes_allocatable():
     assert all(not pods(tick, "Succeeded") & pods(tick, "Running") for tick in ticks)  # finished, not running
     nodes = [line for line in lines if line.startswith("kubernetes_node,") and "allocatable_millicpu_cores=" in line]
     assert {line.split("node_name=")[1].split(" ")[0] for line in nodes} == {"node-1", "node-2"}
+
+
+@pytest.mark.parametrize("source", ["heapster", "telegraf"])
+def test_notebooks_request_nothing_and_requests_over_and_undershoot(source):
+    """The simulated cluster has pods without requests (notebooks: Heapster writes 0,
+    kube_inventory no field), pods using less than they request and pods bursting above."""
+    cluster = Cluster(seed=1, namespaces=5, pods=30, source=source, start=START)
+    lines = cluster.tick(START + 15 * 3600)
+    request = "cpu/request," if source == "heapster" else "resource_requests_millicpu_units="
+    notebooks = [line for line in lines if "pod_name=notebook" in line and request in line]
+    if source == "heapster":
+        assert notebooks and all(line.rsplit(" ", 2)[1] == "value=0i" for line in notebooks)
+    else:
+        assert notebooks == [] and any("pod_name=notebook" in line and "resource_limits_millicpu_units=" in line for line in lines)
+    below = above = 0
+    for pod in cluster.pods:
+        for c in pod.containers:
+            if c.cpu_request:
+                below += c.cpu_base < c.cpu_request
+                above += c.cpu_base > c.cpu_request
+    assert below and above
