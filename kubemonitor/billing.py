@@ -298,7 +298,11 @@ class Billing:
                              self.usage(found[r.key], period, "pod", indexes.get(r.key)) for r in measured)),
             asyncio.gather(*(self.coverage(found[r.key], period.start_ns, end_ns, indexes.get(r.key)) for r in measured)),
             asyncio.gather(*(self.negative_samples(found[r.key], period.start_ns, end_ns) for r in measured)))
-        for resource, pods, (share, holes), negative in zip(measured, used, covered, negatives):
+        # a resource billed by request depends on the inventory too: its coverage is the lower one
+        requested = await asyncio.gather(*(self.request_coverage(r, period.start_ns, end_ns) for r in measured))
+        for resource, pods, (share, holes), negative, asked in zip(measured, used, covered, negatives, requested):
+            if asked is not None:
+                share, holes = min(share, asked[0]), holes + asked[1]
             usages[resource.key], coverage[resource.key] = pods, share
             gaps.extend(holes)
             if negative:
@@ -359,6 +363,16 @@ class Billing:
             header["projection"] = self.projection(header["totals"], (period.end_ns - period.start_ns) / (now_ns - period.start_ns))
         # rows last: a kept statement is its header's fields, then its rows, in this order
         return {level: {**header, "rows": rows} for level, rows in views.items()}
+
+    async def request_coverage(self, resource: Resource, begin: int, end: int) -> tuple[float, list[Gap]] | None:
+        """The coverage of a resource's request (kube_inventory's, per node) where it is billed
+        by request or max: a collector of requests that was down bills less, and must show."""
+        if not resource.requested or resource.request_metric is None:
+            return None
+        request = await self.catalog.resolve(resource.request_metric)
+        if request is None or layout_of(request).measurement not in await self.catalog.measurements():
+            return None
+        return await self.coverage(request, begin, end)
 
     async def capacity(self, resource: Resource, begin: int, end: int) -> float | None:
         """What the cluster offered of `resource` in [begin, end), in billing units: its nodes'

@@ -200,3 +200,17 @@ async def test_kept_requests_bill_after_their_raw_points_are_gone(make_app, scra
                       app.services.interval_ns)
     s = (await billing.compute(period_from({"period": "2024-01-01"}, "UTC"), (T + 30 * H) * NS, "open", 1))["pod"]
     assert {r["pod"]: r["usage"]["cpu"] for r in s["rows"]}["over"] == 2.0  # its request, from the rollups
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_request_collector_down_shows_in_the_coverage(make_app, scratch_db, running_influxd):
+    """kube_inventory down for 20 of the 120 minutes: cpu billed by max depends on it, so the
+    statement's cpu coverage is the inventory's (100 of 120 minutes), with the gap."""
+    lines = [line for line in telegraf_lines()
+             if not ("resource_requests" in line and T + 1800 <= int(line.rsplit(" ", 1)[1]) < T + 3000)]
+    running_influxd.write(scratch_db, lines, precision="s")
+    s = await statement(make_app, scratch_db, dict(source="telegraf", sample_interval=10.0, inventory_interval=60.0),
+                        "max", False)
+    # the day's coverage: node-a's 120 of 1,440 inventory minutes, less 20; the kubelet's would be 120 of 1,440
+    assert s["coverage"]["cpu"] == round(100 / 1440, 6)
+    assert {"from": "2024-01-01T00:30:00Z", "to": "2024-01-01T00:50:00Z", "node": "node-a"} in s["gaps"]
