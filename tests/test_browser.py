@@ -547,3 +547,20 @@ def test_the_billing_page_shows_used_requested_and_efficiency(running_influxd, s
         assert page.errors == []
     finally:
         served.stop()
+
+
+def test_a_usage_chart_draws_each_pods_request_dashed(server, page, running_influxd, scratch_db):
+    """cpu/usage_rate of a namespace: web-1 uses 300 m and requests 1000 m; its request is a
+    dashed line in its colour on the same chart (a pod that reserves much and uses little)."""
+    minutes_of(running_influxd, scratch_db, "team-r", "web-1", {"app": 300.0})
+    minutes_of(running_influxd, scratch_db, "team-r", "web-1", {"app": 1000.0}, metric="cpu/request")
+    log_in(page, server, "/web/stats/cpu/usage_rate/team-r")
+    page.wait_for_selector(".uplot canvas", timeout=10_000)
+    series = page.evaluate("window.kubemonitorLive.views[0].chart.series.slice(1).map(s => [s.label, s.dash || null, s.stroke()])")
+    (usage, request) = series
+    assert usage[0] == "web-1" and usage[1] is None
+    assert request[0] == "web-1 requested" and request[1] == [6, 4] and request[2] == usage[2]  # dashed, same colour
+    data = page.evaluate("window.kubemonitorLive.views[0].chart.data")
+    assert max(v for v in data[2] if v is not None) == 1000 and max(v for v in data[1] if v is not None) == 300
+    assert "dashed: its cpu/request" in page.inner_text("h2")
+    assert page.errors == []

@@ -64,7 +64,8 @@ async def test_overview_totals_equal_the_api_and_count_a_container_only_pod(scra
         assert row["namespace_name"] == "team-o" and row["sum"] == current["values"]["team-o"]
         # the namespace view draws both pods, cont-1 as the sum of its containers
         page = (await b.fetch("/web/stats/cpu/usage_rate/team-o")).body.decode()
-        (snapshot,) = [json.loads(t) for t in re.findall(r"data-snapshot>(.*?)</script>", page, re.S)]
+        snapshot, request = [json.loads(t) for t in re.findall(r"data-snapshot>(.*?)</script>", page, re.S)]
+        assert request["metric"] == "cpu/request"  # the requests' own view, drawn dashed over the usage
         assert set(snapshot["series"]) == {"both-1", "cont-1"}
         assert {v for _, v in snapshot["series"]["cont-1"]} == {150.0}
         assert {v for _, v in snapshot["series"]["both-1"]} == {500.0}

@@ -183,7 +183,8 @@ async def test_stats_page_for_a_namespace_carries_its_latest_points(browser, web
     r = await browser.fetch("/web/stats/cpu/usage_rate/team-a")
     assert r.code == 200
     page = r.body.decode()
-    (snapshot,) = embedded(page)
+    snapshot, request = embedded(page)  # the usage view, and its requests' (drawn dashed over it)
+    assert (snapshot["metric"], request["metric"], request["namespace"]) == ("cpu/usage_rate", "cpu/request", "team-a")
     # the table: web-1's two containers (it has container rows, so not its pod row)
     assert [(row["pod_name"], row["container_name"], row["value"], row["stale"]) for row in snapshot["latest"]] == [
         ("web-1", "nginx", 300.0, True), ("web-1", "sidecar", 200.0, True)]  # 6 minutes old: stopped reporting

@@ -12,7 +12,7 @@ import os
 import tornado.web
 
 from ..influx import InfluxError
-from ..metrics import MAIN_METRICS, Metric
+from ..metrics import MAIN_METRICS, REQUEST_OF, Metric
 from ..poller import ALL
 from ..request import NAMESPACE
 from ..views import DEFAULT_WINDOW, WINDOWS
@@ -111,7 +111,12 @@ class StatsHandler(PageHandler):
         metric, namespace = await self.resolve(path)
         self.visible_namespace(namespace)
         snapshot = await self.app.poller.snapshot(metric, namespace, self.window, self.access.namespaces)
-        self.render("stats.html", snapshot=snapshot, **await self.page_context(metric, namespace))
+        # usage with a request (cpu, memory): the request drawn dashed over it, a live view of its own
+        request = self.app.catalog.resolve_cached(REQUEST_OF[metric.name]) if metric.name in REQUEST_OF else None
+        request_snapshot = (await self.app.poller.snapshot(request, namespace, self.window, self.access.namespaces)
+                            if request is not None else None)
+        self.render("stats.html", snapshot=snapshot, request_metric=request, request_snapshot=request_snapshot,
+                    **await self.page_context(metric, namespace))
 
 
 class PickerHandler(PageHandler):

@@ -135,21 +135,26 @@
   }
 
   // -- charts -----------------------------------------------------------------------------
-  function chartData(series) {
+  function chartData(series, requested) {
+    // `requested`: a request view's series (cpu/request beside cpu/usage_rate), drawn dashed
     var names = Object.keys(series).sort();
+    var asked = requested ? Object.keys(requested).sort() : [];
     var xsSet = {};
     names.forEach(function (n) { series[n].forEach(function (p) { xsSet[p[0]] = true; }); });
+    asked.forEach(function (n) { requested[n].forEach(function (p) { xsSet[p[0]] = true; }); });
     var xs = Object.keys(xsSet).map(Number).sort(function (a, b) { return a - b; });
     var index = {};
     xs.forEach(function (x, i) { index[x] = i; });
     var data = [xs.map(function (x) { return x / 1000; })];
     var top = 0;
-    names.forEach(function (n) {
+    function column(points) {
       var ys = new Array(xs.length).fill(null);
-      series[n].forEach(function (p) { ys[index[p[0]]] = p[1]; top = Math.max(top, Math.abs(p[1])); });
+      points.forEach(function (p) { ys[index[p[0]]] = p[1]; top = Math.max(top, Math.abs(p[1])); });
       data.push(ys);
-    });
-    return { names: names, data: data, top: top };
+    }
+    names.forEach(function (n) { column(series[n]); });
+    asked.forEach(function (n) { column(requested[n]); });
+    return { names: names, asked: asked, data: data, top: top };
   }
 
   function chartWidth(holder) {
@@ -166,7 +171,7 @@
       holder.textContent = "Chart unavailable: the uPlot asset is missing on the server (reinstall kubemonitor).";
       return;
     }
-    var cd = chartData(snapshot.series || {});
+    var cd = chartData(snapshot.series || {}, view.requested && view.requested.series);
     if (!cd.names.length) {  // an empty chart says why
       if (view.chart) { view.chart.destroy(); view.chart = null; view.signature = null; }
       holder.classList.add("chart-missing");
@@ -176,7 +181,7 @@
     }
     holder.classList.remove("chart-missing");
     var scale = scaleFor(view.unit, cd.top);
-    var signature = cd.names.join("\u0000") + "|" + scale.label;
+    var signature = cd.names.join("\u0000") + "|" + cd.asked.join("\u0000") + "|" + scale.label;
     if (view.chart && view.signature === signature) {
       view.chart.setData(cd.data);
       return;
@@ -192,6 +197,9 @@
       scales: { x: { time: true } },
       series: [{ value: function (u, v) { return v === null ? "" : localTime(v * 1000); } }].concat(cd.names.map(function (n, i) {
         return { label: n || "(none)", stroke: colorOf(n), width: 1.5,
+                 value: function (u, v) { return formatValue(v, unit); } };
+      })).concat(cd.asked.map(function (n) {  // each line's request, dashed, in its colour
+        return { label: (n || "(none)") + " requested", stroke: colorOf(n), width: 1, dash: [6, 4],
                  value: function (u, v) { return formatValue(v, unit); } };
       })),
       axes: [{}, { label: scale.label, size: 60, incrs: incrsFor(scale),
@@ -277,6 +285,14 @@
 
   function render(view, snapshot) {
     if (!snapshot) return;
+    if (view.kind === "request") {  // not drawn itself: its lines go on the usage chart it belongs to
+      view.snapshot = snapshot;
+      if (view.target) {
+        view.target.requested = snapshot;
+        if (view.target.snapshot) { try { drawChart(view.target, view.target.snapshot); } catch (e) { console.error("chart", e); } }
+      }
+      return;
+    }
     view.snapshot = snapshot;
     var when = view.el.querySelector(".last-updated");
     if (when) { when.textContent = localTime(snapshot.polled_at); when.setAttribute("datetime", snapshot.polled_at); }
@@ -298,9 +314,12 @@
     Object.keys(seen).sort().forEach(colorOf);
   })();
 
+  var statsView = null;  // the page's usage view: a request view draws on its chart
   var views = Array.prototype.slice.call(document.querySelectorAll("[data-live-view]")).map(function (el) {
     var view = { el: el, kind: el.getAttribute("data-live-view"), metric: el.getAttribute("data-metric"),
                  namespace: el.getAttribute("data-namespace"), unit: el.getAttribute("data-unit") || "" };
+    if (view.kind === "stats") statsView = view;
+    if (view.kind === "request") view.target = statsView;
     var initial = el.querySelector("[data-snapshot]");
     if (initial) {
       try { render(view, JSON.parse(initial.textContent)); } catch (e) { console.error("initial snapshot", e); }
