@@ -21,17 +21,11 @@ from collections import defaultdict
 from .influx import InfluxGateway
 from .influxql import counted_series, layout_of, statement
 from .metrics import Metric
-from .source import Layout, quote
+from .source import quote
 from .times import NS
 from .usage import Counted, PodKey, Scope, hour_of
 
 LOOKBACK = 7 * 86400 * NS  # how far before a range its series' previous samples are looked for
-
-
-def _identity(layout: Layout, tags: dict) -> tuple[str, ...]:
-    """What makes two series one counter: the pod's or container's tags, not a collector's own."""
-    return tuple(tags.get(n, "") if n else "" for n in (layout.namespace, layout.pod, layout.pod_id, layout.container,
-                                                        layout.series_type, *layout.parts, "cluster_name"))
 
 
 async def increases(influx: InfluxGateway, metric: Metric, begin: int, end: int, scope: Scope,
@@ -54,7 +48,7 @@ async def increases(influx: InfluxGateway, metric: Metric, begin: int, end: int,
         # copy's first sample continues from the other's last, not from zero.
         last: dict[tuple, tuple[int, float]] = {}
         for s in before:
-            identity = _identity(layout, s.get("tags") or {})
+            identity = layout.identity(s.get("tags"))
             for t, v in s.get("values", []):
                 if v is not None and (identity not in last or t > last[identity][0]):
                     last[identity] = (t, float(layout.value(v)))
@@ -63,7 +57,7 @@ async def increases(influx: InfluxGateway, metric: Metric, begin: int, end: int,
         for s in during:
             tags = s.get("tags") or {}
             canonical = layout.canonical(tags)
-            identity = _identity(layout, tags)
+            identity = layout.identity(tags)
             kinds[identity] = ((canonical.get("namespace_name") or "", canonical.get("pod_name") or "",
                                 canonical.get("pod_id") or ""),
                                layout.series_type is not None and tags.get(layout.series_type) == "pod")

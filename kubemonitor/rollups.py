@@ -95,8 +95,7 @@ async def raw_max_hours(influx: InfluxGateway, used: Metric, requested: Metric, 
 
 def counter_of(metric: Metric) -> str | None:
     """The counter whose increases `metric` names, or None."""
-    prefix = INCREASE + "("
-    return metric.name[len(prefix):-1] if metric.name.startswith(prefix) and metric.name.endswith(")") else None
+    return derived_of(metric, INCREASE)
 
 
 @dataclass(frozen=True)
@@ -177,8 +176,9 @@ class Rollups:
         `increase(cpu/usage)` (see `increase_of`): the counter itself is read from raw points."""
         if self.state != "on":
             return False
-        if metric.name.startswith(INCREASE + "(") and metric.name.endswith(")"):
-            return metric.name[len(INCREASE) + 1:-1] in self.metric_names
+        counter = counter_of(metric)
+        if counter is not None:
+            return counter in self.metric_names
         base = derived_of(metric, HELD)
         if base is not None:  # max(cpu/usage_rate): both the metric and its request are rolled up
             return base in self.metric_names and REQUEST_OF.get(base) in self.metric_names

@@ -103,6 +103,14 @@ class Layout:
             out.setdefault(name, value)
         return out
 
+    def identity(self, tags: dict | None) -> tuple[str, ...]:
+        """What makes two series the same series of a pod (or one counter): tags a collector adds
+        of its own (Telegraf's `host`) or a changed `labels` do not; another cluster
+        (`cluster_name`, several in one database) does."""
+        tags = tags or {}
+        return tuple(tags.get(n, "") if n else "" for n in (self.namespace, self.pod, self.pod_id, self.container,
+                                                           self.series_type, *self.parts, "cluster_name"))
+
     def value(self, stored: Any) -> Any:
         """A stored value in the catalog's unit."""
         if stored is None or (self.mul == 1 and self.div == 1):

@@ -202,13 +202,7 @@ class RawPlan:
         return (tags or {}).get(self.layout.series_type, "pod")
 
     def _series(self, tags: dict | None) -> tuple[str, ...]:
-        """What makes two series the same series of a pod: tags a collector adds of its own
-        (Telegraf's `host`) or a changed `labels` do not; another cluster (`cluster_name`,
-        several in one database) does."""
-        tags = tags or {}
-        L = self.layout
-        return tuple(tags.get(n, "") if n else "" for n in (L.namespace, L.pod, L.pod_id, L.container, L.series_type, *L.parts,
-                                                           "cluster_name"))
+        return self.layout.identity(tags)
 
     def _buckets(self, a: int, b: int) -> int:
         """How many sample intervals (InfluxDB's time grid) [a, b] touches."""
